@@ -1,0 +1,23 @@
+"""Adapter for rule cluster_cells: neighbours, Leiden at each resolution, UMAP; writes the atlas."""
+
+import anndata as ad
+
+from cordatlas.atlas import cluster, cluster_sizes
+from cordatlas.logs import rule_logging
+from cordatlas.plots import plot_umap
+
+with rule_logging(snakemake.log[0]):
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    params = snakemake.params
+    cluster(
+        adata,
+        use_rep=adata.uns["integration"]["use_rep"],
+        n_neighbors=params.n_neighbors,
+        resolutions=params.resolutions,
+        working_resolution=params.working_resolution,
+        umap_min_dist=params.umap_min_dist,
+        seed=params.seed,
+    )
+    cluster_sizes(adata, params.resolutions).to_csv(snakemake.output.sizes, sep="\t", index=False)
+    plot_umap(adata, keys=["leiden", "condition", "donor", "sample"], path=snakemake.output.umap)
+    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -1,0 +1,417 @@
+"""Per-sample quality control: metrics, adaptive (MAD) thresholds, doublet calls, a reason per removed cell."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+from cordatlas.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+#: Order in which reasons are listed for a cell failing several rules.
+REASONS = (
+    "low_counts",
+    "high_counts",
+    "low_genes",
+    "high_genes",
+    "high_top20",
+    "high_mt",
+    "high_hb",
+    "doublet",
+)
+
+#: Fewest cells scrublet is run on; below it the sample's doublets are not called (and the log says so).
+MIN_CELLS_FOR_SCRUBLET = 100
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One applied threshold: metric, bounds in the metric's own units, and where they came from."""
+
+    metric: str
+    lower: float | None
+    upper: float | None
+    source: str  # "adaptive", "fixed (sample sheet)", "floor", "ceiling", "config" ...
+    detail: str
+
+
+def annotate_gene_sets(
+    adata: ad.AnnData,
+    *,
+    mito_prefix: str,
+    ribo_prefixes: Sequence[str],
+    hb_pattern: str,
+) -> None:
+    """Flag mitochondrial, ribosomal and haemoglobin genes in `adata.var` ("mt", "ribo", "hb")."""
+    names = adata.var_names.astype(str)
+    adata.var["mt"] = names.str.startswith(mito_prefix)
+    adata.var["ribo"] = names.str.startswith(tuple(ribo_prefixes))
+    hb = re.compile(hb_pattern)
+    adata.var["hb"] = [bool(hb.search(name)) for name in names]
+
+
+def compute_qc_metrics(
+    adata: ad.AnnData,
+    *,
+    mito_prefix: str = "MT-",
+    ribo_prefixes: Sequence[str] = ("RPS", "RPL"),
+    hb_pattern: str = r"^HB(A[12]?|B|D|G[12]|E1|M|Q1|Z)$",
+) -> None:
+    """Add scanpy's QC metrics to `adata.obs` in place (X must hold raw counts).
+
+    Adds `total_counts`, `n_genes_by_counts`, their `log1p_` versions, `pct_counts_mt`,
+    `pct_counts_ribo`, `pct_counts_hb` and `pct_counts_in_top_20_genes`.
+    """
+    annotate_gene_sets(
+        adata, mito_prefix=mito_prefix, ribo_prefixes=ribo_prefixes, hb_pattern=hb_pattern
+    )
+    n_top = min(20, adata.n_vars)
+    sc.pp.calculate_qc_metrics(
+        adata, qc_vars=["mt", "ribo", "hb"], percent_top=[n_top], log1p=True, inplace=True
+    )
+    if n_top != 20:
+        adata.obs["pct_counts_in_top_20_genes"] = adata.obs.pop(f"pct_counts_in_top_{n_top}_genes")
+
+
+def mad_bounds(
+    values: np.ndarray, *, nmads: float, lower: bool = True, upper: bool = True
+) -> tuple[float | None, float | None]:
+    """Median +/- `nmads` median absolute deviations, the MAD scaled as R's mad() and scater's isOutlier.
+
+    The MAD is scaled by 1.4826 so that it estimates the standard deviation of normal data. A
+    metric with zero MAD (every cell alike, or too few cells) gets no adaptive bound: a bound at
+    the median itself would call half the cells outliers.
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, None
+    median = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - median)))
+    if mad == 0:
+        return None, None
+    return (median - nmads * mad if lower else None, median + nmads * mad if upper else None)
+
+
+def _bound(*candidates: float | None, take: str) -> float | None:
+    present = [c for c in candidates if c is not None and np.isfinite(c)]
+    if not present:
+        return None
+    return max(present) if take == "max" else min(present)
+
+
+def qc_thresholds(
+    obs: pd.DataFrame,
+    *,
+    nmads: Mapping[str, float],
+    max_pct_counts_mt: float,
+    min_counts: float,
+    min_genes: float,
+    max_pct_counts_hb: float | None = None,
+    fixed: Mapping[str, float | None] | None = None,
+) -> list[Threshold]:
+    """Thresholds for one sample, adaptive unless the sample sheet fixes them.
+
+    Parameters
+    ----------
+    obs
+        Per-cell QC metrics of one sample (from :func:`compute_qc_metrics`).
+    nmads
+        MADs per metric: keys `log1p_total_counts`, `log1p_n_genes_by_counts`,
+        `pct_counts_in_top_20_genes`, `pct_counts_mt`.
+    max_pct_counts_mt
+        Absolute mitochondrial ceiling, applied even when the MAD bound is higher.
+    min_counts, min_genes
+        Absolute floors: the adaptive lower bound never goes below them.
+    max_pct_counts_hb
+        Haemoglobin ceiling; None reports haemoglobin without filtering on it.
+    fixed
+        Per-sample fixed thresholds from the sample sheet (`min_counts`, `max_counts`,
+        `min_genes`, `max_genes`, `max_pct_counts_mt`); a non-missing value replaces the
+        adaptive bound on that side.
+    """
+    fixed = {k: v for k, v in (fixed or {}).items() if v is not None and not pd.isna(v)}
+    thresholds = []
+    for metric, log_metric, floor, low_key, high_key in (
+        ("total_counts", "log1p_total_counts", min_counts, "min_counts", "max_counts"),
+        ("n_genes_by_counts", "log1p_n_genes_by_counts", min_genes, "min_genes", "max_genes"),
+    ):
+        k = nmads[log_metric]
+        lo_log, hi_log = mad_bounds(obs[log_metric].to_numpy(), nmads=k)
+        adaptive_lo = float(np.expm1(lo_log)) if lo_log is not None else None
+        adaptive_hi = float(np.expm1(hi_log)) if hi_log is not None else None
+        if low_key in fixed:
+            lower, lower_src = float(fixed[low_key]), f"fixed {low_key} (sample sheet)"
+        else:
+            lower = _bound(adaptive_lo, float(floor), take="max")
+            lower_src = f"max(median - {k} MAD of {log_metric}, floor {floor:g})"
+        if high_key in fixed:
+            upper, upper_src = float(fixed[high_key]), f"fixed {high_key} (sample sheet)"
+        else:
+            upper = adaptive_hi
+            upper_src = f"median + {k} MAD of {log_metric}" if upper is not None else "none (MAD 0)"
+        source = "fixed" if (low_key in fixed or high_key in fixed) else "adaptive"
+        thresholds.append(Threshold(metric, lower, upper, source, f"{lower_src}; {upper_src}"))
+
+    k = nmads["pct_counts_in_top_20_genes"]
+    _, hi = mad_bounds(obs["pct_counts_in_top_20_genes"].to_numpy(), nmads=k, lower=False)
+    thresholds.append(
+        Threshold(
+            "pct_counts_in_top_20_genes",
+            None,
+            hi,
+            "adaptive",
+            f"median + {k} MAD (one-sided)" if hi is not None else "none (MAD 0)",
+        )
+    )
+
+    if "max_pct_counts_mt" in fixed:
+        thresholds.append(
+            Threshold(
+                "pct_counts_mt",
+                None,
+                float(fixed["max_pct_counts_mt"]),
+                "fixed",
+                "fixed max_pct_counts_mt (sample sheet)",
+            )
+        )
+    else:
+        k = nmads["pct_counts_mt"]
+        _, hi = mad_bounds(obs["pct_counts_mt"].to_numpy(), nmads=k, lower=False)
+        upper = _bound(hi, float(max_pct_counts_mt), take="min")
+        thresholds.append(
+            Threshold(
+                "pct_counts_mt",
+                None,
+                upper,
+                "adaptive",
+                f"min(median + {k} MAD (one-sided), ceiling {max_pct_counts_mt:g})",
+            )
+        )
+    if max_pct_counts_hb is not None:
+        thresholds.append(
+            Threshold("pct_counts_hb", None, float(max_pct_counts_hb), "config", "qc.max_pct_counts_hb")
+        )
+    return thresholds
+
+
+_REASON_OF = {
+    ("total_counts", "lower"): "low_counts",
+    ("total_counts", "upper"): "high_counts",
+    ("n_genes_by_counts", "lower"): "low_genes",
+    ("n_genes_by_counts", "upper"): "high_genes",
+    ("pct_counts_in_top_20_genes", "upper"): "high_top20",
+    ("pct_counts_mt", "upper"): "high_mt",
+    ("pct_counts_hb", "upper"): "high_hb",
+}
+
+
+def apply_thresholds(obs: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
+    """Boolean table (cells x reasons) of which threshold each cell fails."""
+    flags = pd.DataFrame(False, index=obs.index, columns=list(REASONS))
+    for t in thresholds:
+        values = obs[t.metric].to_numpy(dtype=float)
+        if t.lower is not None:
+            flags[_REASON_OF[(t.metric, "lower")]] |= values < t.lower
+        if t.upper is not None:
+            flags[_REASON_OF[(t.metric, "upper")]] |= values > t.upper
+    return flags
+
+
+def call_doublets(
+    adata: ad.AnnData,
+    *,
+    expected_doublet_rate: float,
+    threshold: float | None,
+    seed: int,
+) -> tuple[pd.DataFrame, float | None, str]:
+    """Scrublet doublet scores and calls for the cells of one sample (X must hold raw counts).
+
+    Returns
+    -------
+    A frame with `doublet_score` and `predicted_doublet` per cell, the threshold used, and a
+    one-line note (e.g. why calling was skipped).
+    """
+    result = pd.DataFrame(
+        {"doublet_score": np.nan, "predicted_doublet": False}, index=adata.obs_names
+    )
+    if adata.n_obs < MIN_CELLS_FOR_SCRUBLET:
+        note = (
+            f"doublets not called: {adata.n_obs} cells passed the metric thresholds, "
+            f"scrublet needs at least {MIN_CELLS_FOR_SCRUBLET}"
+        )
+        log.warning(note)
+        return result, None, note
+    work = ad.AnnData(X=adata.X.copy(), obs=pd.DataFrame(index=adata.obs_names))
+    work.var_names = adata.var_names
+    sc.pp.scrublet(
+        work,
+        expected_doublet_rate=expected_doublet_rate,
+        threshold=threshold,
+        random_state=seed,
+        n_prin_comps=min(30, work.n_obs - 1, work.n_vars - 1),
+        verbose=False,
+    )
+    params = work.uns["scrublet"]
+    used = params.get("threshold")
+    result["doublet_score"] = work.obs["doublet_score"].to_numpy()
+    if used is None or not np.isfinite(used):
+        note = "scrublet found no threshold (score distribution not bimodal); no doublets called"
+        log.warning(note)
+        return result, None, note
+    result["predicted_doublet"] = work.obs["doublet_score"].to_numpy() > used
+    source = "fixed (config)" if threshold is not None else "automatic (scrublet)"
+    return result, float(used), f"scrublet threshold {used:.3f}, {source}"
+
+
+@dataclass(frozen=True)
+class SampleQC:
+    """Result of QC on one sample."""
+
+    adata: ad.AnnData  # the cells kept, all genes, metrics in obs
+    cells: pd.DataFrame  # every cell: metrics, doublet score, pass flag, reasons
+    thresholds: pd.DataFrame  # one row per applied threshold, with how many cells it removed
+    summary: dict[str, Any]  # one row of the qc_summary table
+
+
+def run_sample_qc(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    mito_prefix: str,
+    ribo_prefixes: Sequence[str],
+    hb_pattern: str,
+    nmads: Mapping[str, float],
+    max_pct_counts_mt: float,
+    min_counts: float,
+    min_genes: float,
+    max_pct_counts_hb: float | None,
+    remove_doublets: bool,
+    expected_doublet_rate: float,
+    doublet_threshold: float | None,
+    min_cells_per_sample: int,
+    on_small_sample: str,
+    fixed: Mapping[str, float | None] | None = None,
+    seed: int = 0,
+) -> SampleQC:
+    """Run QC on one sample's raw counts, in a fixed order.
+
+    1. metrics (:func:`compute_qc_metrics`);
+    2. thresholds per metric (:func:`qc_thresholds`), each cell flagged with every rule it fails;
+    3. scrublet on the cells passing step 2 (doublets scored among plausible cells only);
+    4. cells kept = no failed rule (doublet calls count only when `remove_doublets`).
+
+    Raises
+    ------
+    UserInputError
+        When fewer than `min_cells_per_sample` cells remain and `on_small_sample` is "fail".
+    """
+    adata = adata.copy()
+    compute_qc_metrics(
+        adata, mito_prefix=mito_prefix, ribo_prefixes=ribo_prefixes, hb_pattern=hb_pattern
+    )
+    thresholds = qc_thresholds(
+        adata.obs,
+        nmads=nmads,
+        max_pct_counts_mt=max_pct_counts_mt,
+        min_counts=min_counts,
+        min_genes=min_genes,
+        max_pct_counts_hb=max_pct_counts_hb,
+        fixed=fixed,
+    )
+    flags = apply_thresholds(adata.obs, thresholds)
+    metric_pass = ~flags.any(axis=1).to_numpy()
+    doublets, doublet_cut, doublet_note = call_doublets(
+        adata[metric_pass],
+        expected_doublet_rate=expected_doublet_rate,
+        threshold=doublet_threshold,
+        seed=seed,
+    )
+    adata.obs["doublet_score"] = doublets["doublet_score"].reindex(adata.obs_names)
+    adata.obs["predicted_doublet"] = (
+        doublets["predicted_doublet"].reindex(adata.obs_names).fillna(False).astype(bool)
+    )
+    if remove_doublets:
+        flags["doublet"] = adata.obs["predicted_doublet"].to_numpy()
+    keep = ~flags.any(axis=1).to_numpy()
+    reasons = flags.apply(lambda r: ";".join(c for c in REASONS if r[c]), axis=1)
+
+    metric_cols = [
+        "total_counts",
+        "n_genes_by_counts",
+        "pct_counts_mt",
+        "pct_counts_ribo",
+        "pct_counts_hb",
+        "pct_counts_in_top_20_genes",
+        "doublet_score",
+        "predicted_doublet",
+    ]
+    cells = adata.obs[["barcode"] if "barcode" in adata.obs else []].copy()
+    cells.insert(0, "sample", sample)
+    cells = cells.join(adata.obs[metric_cols])
+    cells["passed_qc"] = keep
+    cells["qc_reasons"] = reasons.where(~keep, "")
+    cells.index.name = "cell"
+
+    threshold_rows = []
+    for t in thresholds:
+        row = asdict(t)
+        row["sample"] = sample
+        threshold_rows.append(row)
+    threshold_rows.append(
+        {
+            "sample": sample,
+            "metric": "doublet_score",
+            "lower": None,
+            "upper": doublet_cut,
+            "source": "scrublet" if remove_doublets else "scrublet (reported, not removed)",
+            "detail": doublet_note,
+        }
+    )
+    threshold_table = pd.DataFrame(threshold_rows)[
+        ["sample", "metric", "lower", "upper", "source", "detail"]
+    ]
+
+    n_kept = int(keep.sum())
+    summary: dict[str, Any] = {"sample": sample, "cells_in": adata.n_obs}
+    for reason in REASONS:
+        summary[f"removed_{reason}"] = int(flags[reason].sum())
+    summary["removed_total"] = int((~keep).sum())
+    summary["cells_out"] = n_kept
+    summary["predicted_doublets"] = int(adata.obs["predicted_doublet"].sum())
+    for t in thresholds:
+        summary[f"{t.metric}_lower"] = t.lower
+        summary[f"{t.metric}_upper"] = t.upper
+    summary["doublet_threshold"] = doublet_cut
+    summary["dropped_sample"] = False
+
+    if n_kept < min_cells_per_sample:
+        message = (
+            f"sample {sample!r}: {n_kept} of {adata.n_obs} cells passed QC, fewer than "
+            f"qc.min_cells_per_sample={min_cells_per_sample} (removed: "
+            + ", ".join(f"{r} {summary[f'removed_{r}']}" for r in REASONS if summary[f"removed_{r}"])
+            + "). Check the sample's data and thresholds in results/qc, lower "
+            "qc.min_cells_per_sample, or set qc.on_small_sample: drop to exclude it."
+        )
+        if on_small_sample == "fail":
+            raise UserInputError(message)
+        log.warning("%s Dropping the sample (qc.on_small_sample: drop).", message)
+        summary["dropped_sample"] = True
+        keep = np.zeros(adata.n_obs, dtype=bool)
+
+    kept = adata[keep].copy()
+    kept.uns["qc"] = {
+        "sample": sample,
+        "dropped_sample": bool(summary["dropped_sample"]),
+        "doublet_note": doublet_note,
+    }
+    return SampleQC(adata=kept, cells=cells, thresholds=threshold_table, summary=summary)

@@ -1,0 +1,196 @@
+"""The config and sample-sheet schemas: defaults, and one precise message per user mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cordatlas.config import read_samples, read_schema, sample_metadata, validate_config
+from cordatlas.errors import UserInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_SCHEMA = read_schema(ROOT / "workflow/schemas/config.schema.yaml")
+SAMPLES_SCHEMA = read_schema(ROOT / "workflow/schemas/samples.schema.yaml")
+CONTRAST = {"condition": "cord_blood", "reference": "adult"}
+HEADER = "sample\tdonor\tcondition\ttissue\tstudy\ttechnology\tformat\tpath"
+
+
+def shipped_config() -> dict:
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def write_sheet(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
+    path = tmp_path / "samples.tsv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+GOOD_ROWS = (
+    "CB1\tCB1\tcord_blood\tcord_blood\ts1\t10x\th5ad\ta.h5ad",
+    "AD1\tAD1\tadult\tperipheral_blood\ts1\t10x\th5ad\tb.h5ad",
+)
+
+
+def test_shipped_config_and_sheet_are_valid():
+    config = validate_config(shipped_config(), CONFIG_SCHEMA)
+    samples = read_samples(ROOT / config["samples"], SAMPLES_SCHEMA, contrast=config["contrast"])
+    assert set(samples["condition"]) == {"cord_blood", "adult"}
+    assert samples.index.is_unique
+
+
+def test_every_optional_config_key_has_a_default_and_description():
+    """A config may omit any optional key: the schema must say its default and meaning."""
+
+    def walk(schema: dict, where: str) -> list[str]:
+        problems = []
+        required = set(schema.get("required", []))
+        for key, sub in schema.get("properties", {}).items():
+            if key not in required and "default" not in sub:
+                problems.append(f"{where}{key}: no default")
+            if sub.get("type") == "object":
+                problems += walk(sub, f"{where}{key}.")
+            elif "description" not in sub and not where.endswith("nmads."):
+                problems.append(f"{where}{key}: no description")
+        return problems
+
+    assert walk(CONFIG_SCHEMA, "") == []
+
+
+def test_shipped_config_sets_every_schema_key():
+    """config/config.yaml shows every key (so each is visible and commented there)."""
+    shipped = shipped_config()
+
+    def missing(schema: dict, config: dict, where: str) -> list[str]:
+        out = []
+        for key, sub in schema.get("properties", {}).items():
+            if key not in config:
+                out.append(where + key)
+            elif sub.get("type") == "object":
+                out += missing(sub, config[key], f"{where}{key}.")
+        return out
+
+    assert missing(CONFIG_SCHEMA, shipped, "") == []
+
+
+def test_defaults_are_filled():
+    config = validate_config({"samples": "x.tsv", "contrast": CONTRAST}, CONFIG_SCHEMA)
+    assert config["qc"]["nmads"]["pct_counts_mt"] == 3
+    assert config["qc"]["doublets"]["remove"] is True
+    assert config["atlas"]["leiden_resolutions"] == [0.5, 1.0, 2.0]
+
+
+def test_unknown_config_key_is_named():
+    config = shipped_config()
+    config["qc"]["max_mito"] = 10
+    with pytest.raises(UserInputError, match=r"qc: unknown key\(s\) \['max_mito'\]"):
+        validate_config(config, CONFIG_SCHEMA)
+
+
+def test_bad_enum_lists_allowed_values():
+    config = shipped_config()
+    config["atlas"]["integration"] = "scvi"
+    with pytest.raises(UserInputError, match=r"atlas.integration: 'scvi' is not allowed.*harmony"):
+        validate_config(config, CONFIG_SCHEMA)
+
+
+def test_working_resolution_must_be_computed():
+    config = shipped_config()
+    config["atlas"]["working_resolution"] = 0.8
+    with pytest.raises(UserInputError, match="working_resolution"):
+        validate_config(config, CONFIG_SCHEMA)
+
+
+def test_contrast_levels_must_differ():
+    config = shipped_config()
+    config["contrast"]["reference"] = "cord_blood"
+    with pytest.raises(UserInputError, match="two different groups"):
+        validate_config(config, CONFIG_SCHEMA)
+
+
+def test_valid_sheet_reads_with_missing_optionals_as_na(tmp_path):
+    samples = read_samples(write_sheet(tmp_path, *GOOD_ROWS), SAMPLES_SCHEMA, contrast=CONTRAST)
+    assert list(samples.index) == ["CB1", "AD1"]
+    assert samples["url"].isna().all()
+    assert sample_metadata(samples.loc["CB1"])["sex"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            "CB2\tCB2\tcord_blood\tcord_blood\ts1\t10x\th6\tc.h5",
+            r"line 4 \(sample 'CB2'\), column 'format': 'h6' is not allowed; use one of",
+        ),
+        (
+            "CB 2\tCB2\tcord_blood\tcord_blood\ts1\t10x\th5ad\tc.h5ad",
+            r"line 4 \(sample 'CB 2'\), column 'sample'",
+        ),
+        (
+            "CB2\tCB2\tneonate\tcord_blood\ts1\t10x\th5ad\tc.h5ad",
+            r"column 'condition': 'neonate' is not one of the contrast levels",
+        ),
+        (
+            "CB2\t\tcord_blood\tcord_blood\ts1\t10x\th5ad\tc.h5ad",
+            r"line 4 \(sample 'CB2'\): required column\(s\) \['donor'\]",
+        ),
+        (
+            "CB2\tCB2\tcord_blood\tcord_blood\ts1\t10x\th5ad\t",
+            r"give exactly one of `path` or `url` \(found neither\)",
+        ),
+        (
+            "CB1\tCB9\tcord_blood\tcord_blood\ts1\t10x\th5ad\tc.h5ad",
+            r"sample id\(s\) \['CB1'\] occur more than once",
+        ),
+    ],
+)
+def test_bad_rows_name_line_sample_and_field(tmp_path, row, message):
+    sheet = write_sheet(tmp_path, *GOOD_ROWS, row)
+    with pytest.raises(UserInputError, match=message):
+        read_samples(sheet, SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_unknown_column_is_named(tmp_path):
+    rows = [r + "\tx" for r in GOOD_ROWS]
+    sheet = write_sheet(tmp_path, *rows, header=HEADER + "\tage")
+    with pytest.raises(UserInputError, match=r"unknown column\(s\) \['age'\]"):
+        read_samples(sheet, SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_missing_group_is_refused(tmp_path):
+    sheet = write_sheet(tmp_path, GOOD_ROWS[0])
+    with pytest.raises(UserInputError, match="no sample has condition 'adult'"):
+        read_samples(sheet, SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_pooled_file_needs_barcode_patterns(tmp_path):
+    header = HEADER + "\tbarcode_pattern"
+    rows = [
+        "CB1\tCB1\tcord_blood\tcord_blood\ts1\t10x\t10x_h5\tpool.h5\t^CB1-",
+        "CB2\tCB2\tcord_blood\tcord_blood\ts1\t10x\t10x_h5\tpool.h5\t",
+        "AD1\tAD1\tadult\tperipheral_blood\ts1\t10x\th5ad\tb.h5ad\t",
+    ]
+    with pytest.raises(UserInputError, match=r"samples \['CB2'\] share the path 'pool.h5'"):
+        read_samples(write_sheet(tmp_path, *rows, header=header), SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_invalid_regex_and_non_numeric_threshold(tmp_path):
+    header = HEADER + "\tbarcode_pattern\tmin_counts"
+    rows = [
+        "CB1\tCB1\tcord_blood\tcord_blood\ts1\t10x\th5ad\ta.h5ad\t([\t",
+        "AD1\tAD1\tadult\tperipheral_blood\ts1\t10x\th5ad\tb.h5ad\t\t",
+    ]
+    with pytest.raises(UserInputError, match="not a valid regular expression"):
+        read_samples(write_sheet(tmp_path, *rows, header=header), SAMPLES_SCHEMA, contrast=CONTRAST)
+    rows = [
+        "CB1\tCB1\tcord_blood\tcord_blood\ts1\t10x\th5ad\ta.h5ad\t\tmany",
+        "AD1\tAD1\tadult\tperipheral_blood\ts1\t10x\th5ad\tb.h5ad\t\t500",
+    ]
+    with pytest.raises(UserInputError, match=r"column 'min_counts': 'many' is not a number"):
+        read_samples(write_sheet(tmp_path, *rows, header=header), SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_missing_sheet_file_says_which_key(tmp_path):
+    with pytest.raises(UserInputError, match="set config key `samples`"):
+        read_samples(tmp_path / "nope.tsv", SAMPLES_SCHEMA, contrast=CONTRAST)

@@ -1,0 +1,161 @@
+"""QC threshold logic on small seeded data: adaptive bounds, one-sidedness, overrides, edge cases."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from cordatlas.errors import UserInputError
+from cordatlas.qc import apply_thresholds, compute_qc_metrics, mad_bounds, qc_thresholds, run_sample_qc
+
+NMADS = {
+    "log1p_total_counts": 5,
+    "log1p_n_genes_by_counts": 5,
+    "pct_counts_in_top_20_genes": 5,
+    "pct_counts_mt": 3,
+}
+QC_ARGS = dict(
+    mito_prefix="MT-",
+    ribo_prefixes=("RPS", "RPL"),
+    hb_pattern=r"^HB(A[12]?|B|D|G[12]|E1|M|Q1|Z)$",
+    nmads=NMADS,
+    max_pct_counts_mt=20,
+    min_counts=200,
+    min_genes=100,
+    max_pct_counts_hb=None,
+    remove_doublets=True,
+    expected_doublet_rate=0.06,
+    doublet_threshold=None,
+    min_cells_per_sample=20,
+    on_small_sample="fail",
+)
+
+
+def make_sample(n_cells: int = 400, seed: int = 0, n_damaged: int = 0, n_empty: int = 0) -> ad.AnnData:
+    """Healthy cells from 3 expression programmes, plus damaged (high MT) and near-empty barcodes."""
+    rng = np.random.default_rng(seed)
+    genes = [f"MT-G{i}" for i in range(5)] + ["RPS1", "RPL1", "HBB"] + [f"G{i}" for i in range(300)]
+    n = n_cells + n_damaged + n_empty
+    base = rng.gamma(0.5, 1.0, size=(3, len(genes)))
+    base[:, :5] *= 0.3
+    programme = rng.integers(0, 3, size=n)
+    size = rng.lognormal(np.log(2500), 0.3, size=n)
+    mean = base[programme] / base[programme].sum(axis=1, keepdims=True) * size[:, None]
+    damaged = slice(n_cells, n_cells + n_damaged)
+    mean[damaged, :5] *= 60
+    mean[damaged, 5:] *= 0.3
+    mean[n_cells + n_damaged :] *= 0.03
+    counts = rng.poisson(mean).astype(np.float32)
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    adata.var_names = genes
+    adata.obs_names = [f"S:{i}" for i in range(n)]
+    adata.obs["barcode"] = [str(i) for i in range(n)]
+    return adata
+
+
+def test_mad_bounds_scaled_like_r_mad():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    lo, hi = mad_bounds(values, nmads=2)
+    assert lo == pytest.approx(3 - 2 * 1.4826)
+    assert hi == pytest.approx(3 + 2 * 1.4826)
+    assert mad_bounds(values, nmads=2, lower=False)[0] is None
+
+
+def test_zero_variance_gives_no_adaptive_bound():
+    assert mad_bounds(np.full(50, 7.0), nmads=3) == (None, None)
+    obs = pd.DataFrame(
+        {
+            "total_counts": 1000.0,
+            "log1p_total_counts": np.log1p(1000.0),
+            "n_genes_by_counts": 500.0,
+            "log1p_n_genes_by_counts": np.log1p(500.0),
+            "pct_counts_in_top_20_genes": 30.0,
+            "pct_counts_mt": 2.0,
+        },
+        index=[f"c{i}" for i in range(40)],
+    )
+    thresholds = qc_thresholds(obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100)
+    flags = apply_thresholds(obs, thresholds)
+    assert not flags.to_numpy().any(), "identical cells must all pass"
+    by_metric = {t.metric: t for t in thresholds}
+    assert by_metric["total_counts"].lower == 200  # the floor still applies
+    assert by_metric["pct_counts_mt"].upper == 20  # the ceiling still applies
+
+
+def test_mito_is_one_sided_and_capped():
+    adata = make_sample(n_damaged=20)
+    compute_qc_metrics(adata)
+    thresholds = {t.metric: t for t in qc_thresholds(
+        adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
+    )}
+    assert thresholds["pct_counts_mt"].lower is None
+    assert thresholds["pct_counts_in_top_20_genes"].lower is None
+    assert thresholds["pct_counts_mt"].upper <= 20
+    # a very low mito % is never a reason to remove a cell
+    obs = adata.obs.copy()
+    obs.iloc[0, obs.columns.get_loc("pct_counts_mt")] = 0.0
+    flags = apply_thresholds(obs, list(thresholds.values()))
+    assert not flags.iloc[0]["high_mt"]
+
+
+def test_fixed_thresholds_replace_adaptive_ones():
+    adata = make_sample()
+    compute_qc_metrics(adata)
+    fixed = {"min_counts": 2400.0, "max_pct_counts_mt": 1.0, "max_counts": None}
+    thresholds = {t.metric: t for t in qc_thresholds(
+        adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100, fixed=fixed
+    )}
+    assert thresholds["total_counts"].lower == 2400.0
+    assert thresholds["total_counts"].source == "fixed"
+    assert thresholds["total_counts"].upper is not None  # other side stays adaptive
+    assert thresholds["pct_counts_mt"].upper == 1.0
+    flags = apply_thresholds(adata.obs, list(thresholds.values()))
+    assert flags["low_counts"].sum() == (adata.obs["total_counts"] < 2400).sum() > 0
+
+
+def test_damaged_and_empty_cells_removed_with_reasons():
+    adata = make_sample(n_cells=400, n_damaged=25, n_empty=25)
+    result = run_sample_qc(adata, sample="S", **QC_ARGS)
+    cells = result.cells
+    damaged = cells.iloc[400:425]
+    empty = cells.iloc[425:]
+    assert (~damaged["passed_qc"]).mean() >= 0.9
+    assert damaged["qc_reasons"].str.contains("high_mt").mean() >= 0.9
+    assert (~empty["passed_qc"]).all()
+    assert empty["qc_reasons"].str.contains("low_counts").all()
+    assert cells.iloc[:400]["passed_qc"].mean() >= 0.9
+    assert (cells.loc[cells["passed_qc"], "qc_reasons"] == "").all()
+    summary = result.summary
+    assert summary["cells_in"] == 450
+    assert summary["cells_out"] == result.adata.n_obs == int(cells["passed_qc"].sum())
+    assert set(result.thresholds["metric"]) >= {"total_counts", "pct_counts_mt", "doublet_score"}
+
+
+def test_every_cell_failing_stops_with_the_sample_named():
+    adata = make_sample(n_cells=0, n_empty=60)
+    with pytest.raises(UserInputError, match=r"sample 'EMPTY': 0 of 60 cells passed QC.*low_counts 60"):
+        run_sample_qc(adata, sample="EMPTY", **QC_ARGS)
+
+
+def test_small_sample_dropped_when_configured():
+    adata = make_sample(n_cells=0, n_empty=60)
+    args = {**QC_ARGS, "on_small_sample": "drop"}
+    result = run_sample_qc(adata, sample="EMPTY", **args)
+    assert result.adata.n_obs == 0
+    assert result.summary["dropped_sample"] is True
+    assert result.adata.uns["qc"]["dropped_sample"] is True
+
+
+def test_haemoglobin_is_reported_not_filtered_by_default():
+    adata = make_sample()
+    X = adata.X.toarray()
+    X[:40, adata.var_names.get_loc("HBB")] = 3000  # erythroid-like cells
+    adata.X = sp.csr_matrix(X)
+    result = run_sample_qc(adata, sample="S", **{**QC_ARGS, "remove_doublets": False})
+    assert result.cells["pct_counts_hb"].iloc[:40].min() > 40
+    assert "high_hb" not in ";".join(result.cells["qc_reasons"])
+    filtered = run_sample_qc(adata, sample="S", **{**QC_ARGS, "max_pct_counts_hb": 20.0})
+    assert filtered.cells["qc_reasons"].iloc[:40].str.contains("high_hb").all()

@@ -1,0 +1,108 @@
+# All samples meet: merge, normalise and select genes, PCA and integration, clustering and UMAP.
+
+
+rule merge_samples:
+    input:
+        h5ads=expand("results/qc/{sample}.h5ad", sample=SAMPLES.index),
+    output:
+        h5ad="results/merge/merged.h5ad",
+        summary=report(
+            "results/merge/merge_summary.tsv",
+            caption="../report/merge_summary.rst",
+            category="Atlas",
+        ),
+    params:
+        gene_join=config["atlas"]["gene_join"],
+        min_cells_per_gene=config["qc"]["min_cells_per_gene"],
+    log:
+        "logs/merge_samples/merge_samples.log",
+    benchmark:
+        "benchmarks/merge_samples/merge_samples.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
+        runtime=60,
+    script:
+        "../../scripts/merge_samples.py"
+
+
+rule normalise_select_genes:
+    input:
+        h5ad="results/merge/merged.h5ad",
+    output:
+        h5ad="results/normalise/normalised.h5ad",
+    params:
+        target_sum=config["atlas"]["target_sum"],
+        n_top_genes=config["atlas"]["n_top_genes"],
+        hvg_batch_key=config["atlas"]["hvg_batch_key"],
+    log:
+        "logs/normalise_select_genes/normalise_select_genes.log",
+    benchmark:
+        "benchmarks/normalise_select_genes/normalise_select_genes.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=60,
+    script:
+        "../../scripts/normalise_select_genes.py"
+
+
+rule integrate_samples:
+    input:
+        h5ad="results/normalise/normalised.h5ad",
+    output:
+        h5ad="results/integrate/integrated.h5ad",
+    params:
+        n_pcs=config["atlas"]["n_pcs"],
+        method=config["atlas"]["integration"],
+        key=config["atlas"]["integration_key"],
+        seed=config["atlas"]["seed"],
+    threads: 2
+    log:
+        "logs/integrate_samples/integrate_samples.log",
+    benchmark:
+        "benchmarks/integrate_samples/integrate_samples.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=120,
+    script:
+        "../../scripts/integrate_samples.py"
+
+
+rule cluster_cells:
+    input:
+        h5ad="results/integrate/integrated.h5ad",
+    output:
+        h5ad="results/atlas.h5ad",
+        sizes=report(
+            "results/cluster/cluster_sizes.tsv",
+            caption="../report/cluster_sizes.rst",
+            category="Atlas",
+        ),
+        umap=report(
+            "results/cluster/umap.png",
+            caption="../report/umap.rst",
+            category="Atlas",
+        ),
+    params:
+        n_neighbors=config["atlas"]["n_neighbors"],
+        resolutions=config["atlas"]["leiden_resolutions"],
+        working_resolution=config["atlas"]["working_resolution"],
+        umap_min_dist=config["atlas"]["umap_min_dist"],
+        seed=config["atlas"]["seed"],
+    threads: 2
+    log:
+        "logs/cluster_cells/cluster_cells.log",
+    benchmark:
+        "benchmarks/cluster_cells/cluster_cells.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=120,
+    script:
+        "../../scripts/cluster_cells.py"

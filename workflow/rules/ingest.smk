@@ -1,0 +1,50 @@
+# Bring each sample's raw counts into one h5ad: download (url rows), read any public format.
+
+
+rule download_sample:
+    output:
+        f"{DOWNLOAD_DIR}/{{url_hash}}/{{filename}}",
+    params:
+        url=lambda wc: URL_OF_CACHE[f"{DOWNLOAD_DIR}/{wc.url_hash}/{wc.filename}"],
+        sha256=lambda wc: SAMPLES.loc[
+            SAMPLES["url"] == URL_OF_CACHE[f"{DOWNLOAD_DIR}/{wc.url_hash}/{wc.filename}"],
+            "sha256",
+        ]
+        .dropna()
+        .unique()
+        .tolist(),
+    wildcard_constraints:
+        url_hash="[0-9a-f]+",
+        filename="[^/]+",
+    log:
+        "logs/download_sample/{url_hash}_{filename}.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=500,
+        runtime=120,
+    retries: 2
+    script:
+        "../../scripts/download_sample.py"
+
+
+rule ingest_sample:
+    input:
+        counts=sample_source,
+    output:
+        h5ad="results/ingest/{sample}.h5ad",
+    params:
+        row=sample_row,
+        species=config["ingest"]["species"],
+        species_min_fraction=config["ingest"]["species_min_fraction"],
+    log:
+        "logs/ingest_sample/{sample}.log",
+    benchmark:
+        "benchmarks/ingest_sample/{sample}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 20) * attempt,
+        runtime=60,
+    script:
+        "../../scripts/ingest_sample.py"

@@ -1,0 +1,55 @@
+# Per-sample quality control, then one summary across samples.
+
+
+rule qc_sample:
+    input:
+        h5ad="results/ingest/{sample}.h5ad",
+    output:
+        h5ad="results/qc/{sample}.h5ad",
+        cells="results/qc/{sample}_cells.tsv",
+        thresholds="results/qc/{sample}_thresholds.tsv",
+        summary="results/qc/{sample}_summary.tsv",
+    params:
+        qc=config["qc"],
+        fixed=lambda wc: {
+            k: sample_row(wc)[k]
+            for k in ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_counts_mt")
+        },
+        seed=config["atlas"]["seed"],
+    log:
+        "logs/qc_sample/{sample}.log",
+    benchmark:
+        "benchmarks/qc_sample/{sample}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 15) * attempt,
+        runtime=60,
+    script:
+        "../../scripts/qc_sample.py"
+
+
+rule summarise_qc:
+    input:
+        summaries=expand("results/qc/{sample}_summary.tsv", sample=SAMPLES.index),
+        thresholds=expand("results/qc/{sample}_thresholds.tsv", sample=SAMPLES.index),
+    output:
+        summary=report(
+            "results/qc/qc_summary.tsv",
+            caption="../report/qc_summary.rst",
+            category="Quality control",
+        ),
+        thresholds=report(
+            "results/qc/qc_thresholds.tsv",
+            caption="../report/qc_thresholds.rst",
+            category="Quality control",
+        ),
+    log:
+        "logs/summarise_qc/summarise_qc.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/summarise_qc.py"
