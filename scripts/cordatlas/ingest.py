@@ -190,7 +190,10 @@ def harmonise_genes(
     var = pd.DataFrame({"gene_symbol": names})
     if ids is not None:
         var["gene_ids"] = [x if x else names[i] for i, x in enumerate(ids)]
-    var.index = make_index_unique(pd.Index(names, dtype=object))
+    with warnings.catch_warnings():
+        # anndata warns when a symbol already ends in -<n>; its renaming still stays unique
+        warnings.simplefilter("ignore", UserWarning)
+        var.index = make_index_unique(pd.Index(names, dtype=object))
     return var
 
 
@@ -860,7 +863,7 @@ def split_species(
     if sum(per_prefix.values()) < SPECIES_PREFIX_MIN_FRACTION * max(adata.n_vars, 1):
         return adata, report
     prefix = prefixes[species]
-    own = adata.var_names.astype(str).str.startswith(prefix).to_numpy()
+    own = names.str.startswith(prefix).to_numpy()
     if not own.any():
         found = ", ".join(f"{p} ({n} genes)" for p, n in per_prefix.items() if n)
         raise _fail(
@@ -868,8 +871,9 @@ def split_species(
             f"gene names carry species prefixes ({found}) but none is {prefix} for species "
             f"{species!r}; set `ingest.species` in the config to the species to keep",
         )
-    totals = np.asarray(adata.X.sum(axis=1)).ravel()
-    on_own = np.asarray(adata.X[:, own].sum(axis=1)).ravel()
+    # float64 so that a cell exactly at the cut (9 of 10 counts for 0.9) is kept
+    totals = np.asarray(adata.X.sum(axis=1), dtype=np.float64).ravel()
+    on_own = np.asarray(adata.X[:, own].sum(axis=1), dtype=np.float64).ravel()
     fraction = np.divide(on_own, totals, out=np.zeros_like(totals, dtype=float), where=totals > 0)
     keep_cells = fraction >= min_fraction
     out = adata[keep_cells, own].copy()
@@ -1022,6 +1026,7 @@ def ingest_sample(
     if fmt != "h5ad" and fmt != "loom":
         check_raw_counts(adata.X, sample=sample, where=f"the counts of {path}")
     adata.X.data = np.rint(adata.X.data)
+    adata.X.eliminate_zeros()  # values within the tolerance of 0 were rounded to 0
     provenance["n_cells_read"] = int(adata.n_obs)
     provenance["n_genes_read"] = int(adata.n_vars)
     if barcode_pattern:
