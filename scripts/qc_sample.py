@@ -20,6 +20,7 @@ with rule_logging(snakemake.log[0]) as log:
         min_counts=qc["min_counts"],
         min_genes=qc["min_genes"],
         max_pct_counts_hb=qc["max_pct_counts_hb"],
+        top20_exempt_min_pct_hb=qc["top20_exempt_min_pct_hb"],
         remove_doublets=qc["doublets"]["remove"],
         expected_doublet_rate=qc["doublets"]["expected_doublet_rate"],
         doublet_threshold=qc["doublets"]["threshold"],

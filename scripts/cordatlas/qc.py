@@ -215,11 +215,26 @@ _REASON_OF = {
 }
 
 
-def apply_thresholds(obs: pd.DataFrame, thresholds: Sequence[Threshold]) -> pd.DataFrame:
-    """Boolean table (cells x reasons) of which threshold each cell fails."""
+def apply_thresholds(
+    obs: pd.DataFrame,
+    thresholds: Sequence[Threshold],
+    *,
+    top20_exempt_min_pct_hb: float | None = None,
+) -> pd.DataFrame:
+    """Boolean table (cells x reasons) of which threshold each cell fails.
+
+    Cells whose haemoglobin share exceeds `top20_exempt_min_pct_hb` are not judged on the top-20
+    genes %: red cells and their nucleated precursors (abundant in cord blood) spend most of their
+    counts on a few globin genes by nature, not because they are damaged or empty.
+    """
     flags = pd.DataFrame(False, index=obs.index, columns=list(REASONS))
+    exempt = np.zeros(len(obs), dtype=bool)
+    if top20_exempt_min_pct_hb is not None and "pct_counts_hb" in obs:
+        exempt = obs["pct_counts_hb"].to_numpy(dtype=float) > top20_exempt_min_pct_hb
     for t in thresholds:
         values = obs[t.metric].to_numpy(dtype=float)
+        if t.metric == "pct_counts_in_top_20_genes":
+            values = np.where(exempt, -np.inf, values)
         if t.lower is not None:
             flags[_REASON_OF[(t.metric, "lower")]] |= values < t.lower
         if t.upper is not None:
@@ -295,6 +310,7 @@ def run_sample_qc(
     min_counts: float,
     min_genes: float,
     max_pct_counts_hb: float | None,
+    top20_exempt_min_pct_hb: float | None,
     remove_doublets: bool,
     expected_doublet_rate: float,
     doublet_threshold: float | None,
@@ -328,7 +344,9 @@ def run_sample_qc(
         max_pct_counts_hb=max_pct_counts_hb,
         fixed=fixed,
     )
-    flags = apply_thresholds(adata.obs, thresholds)
+    flags = apply_thresholds(
+        adata.obs, thresholds, top20_exempt_min_pct_hb=top20_exempt_min_pct_hb
+    )
     metric_pass = ~flags.any(axis=1).to_numpy()
     doublets, doublet_cut, doublet_note = call_doublets(
         adata[metric_pass],
@@ -366,6 +384,8 @@ def run_sample_qc(
     for t in thresholds:
         row = asdict(t)
         row["sample"] = sample
+        if t.metric == "pct_counts_in_top_20_genes" and top20_exempt_min_pct_hb is not None:
+            row["detail"] += f"; cells with pct_counts_hb > {top20_exempt_min_pct_hb:g} exempt"
         threshold_rows.append(row)
     threshold_rows.append(
         {

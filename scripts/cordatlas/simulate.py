@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -334,14 +335,16 @@ CYCLING_FOLD = 8.0
 #: memory/effector T, NK and CD16 monocytes.
 COMPOSITION: dict[str, dict[str, float]] = {
     "case": {
-        "HSC_MPP": 3.0, "myeloid_progenitor": 2.5, "erythroid_progenitor": 2.5, "erythroid": 5.0,
+        "HSC_MPP": 3.5, "myeloid_progenitor": 3.0, "erythroid_progenitor": 3.0, "erythroid": 5.0,
         "megakaryocyte": 2.0, "CD14_monocyte": 14.0, "CD16_monocyte": 2.0, "cDC": 2.0,
         "pDC": 2.0, "B_naive": 9.0, "B_memory": 2.0, "CD4_naive": 22.0, "CD4_memory": 3.0,
         "Treg": 3.0, "CD8_naive": 11.0, "CD8_effector": 2.0, "NK": 6.0,
     },
+    # adult: peripheral blood with a demo-friendly share of circulating progenitors (real
+    # adult blood has ~0.1 % CD34+ cells; a few per donor keep their comparison testable)
     "reference": {
-        "HSC_MPP": 0.6, "myeloid_progenitor": 0.6, "erythroid_progenitor": 0.5,
-        "erythroid": 0.5, "megakaryocyte": 2.0, "CD14_monocyte": 16.0, "CD16_monocyte": 5.0,
+        "HSC_MPP": 1.5, "myeloid_progenitor": 1.2, "erythroid_progenitor": 1.0,
+        "erythroid": 1.0, "megakaryocyte": 2.0, "CD14_monocyte": 16.0, "CD16_monocyte": 5.0,
         "cDC": 2.0, "pDC": 1.5, "B_naive": 6.0, "B_memory": 5.0, "CD4_naive": 12.0,
         "CD4_memory": 17.0, "Treg": 3.0, "CD8_naive": 5.0, "CD8_effector": 11.0, "NK": 11.0,
     },
@@ -377,7 +380,7 @@ DISPERSION_LOG_SD = 0.6
 
 #: Artefact shapes.
 DAMAGED_MITO_RANGE = (0.25, 0.80)
-DAMAGED_KEEP_RANGE = (0.15, 0.50)
+DAMAGED_TOTAL_RANGE = (0.2, 0.6)  # total UMIs relative to a healthy cell of the type
 LOW_COUNT_RANGE = (30.0, 300.0)
 DOUBLET_HETEROTYPIC = 0.9
 
@@ -401,8 +404,6 @@ MOUSE_GENES_NAMED: tuple[str, ...] = (
 _BLOCK_CELLS = 2048
 #: Means below this are drawn Poisson (the gamma's extra variance, mu^2 * phi, is negligible).
 _GAMMA_MIN_MEAN = 0.05
-#: Means above this are drawn with numpy's Poisson sampler instead of the inverse-CDF walk.
-_POISSON_DIRECT_MEAN = 12.0
 
 _TRUTH_DE_COLUMNS = ["cell_type", "gene", "log2FC", "programme", "reference_cp10k"]
 
@@ -556,7 +557,9 @@ def _baseline_profiles(genes: pd.DataFrame, rng: np.random.Generator) -> np.ndar
         if remainder < 0.15:
             raise AssertionError(f"profile of {cell_type} leaves {remainder:.2f} for fillers")
         type_shift = rng.normal(0.0, 0.35, filler.size)
-        row[filler] = remainder * _normalise(np.exp(filler_base + lineage_shift[lineage] + type_shift))
+        row[filler] = remainder * _normalise(
+            np.exp(filler_base + lineage_shift[lineage] + type_shift)
+        )
         profiles[t] = row
     return profiles
 
@@ -616,14 +619,11 @@ def _condition_log2fc(
 # ============================================================================================
 # Count sampling
 # ============================================================================================
-def _sample_counts(
-    mean: np.ndarray, shape: np.ndarray, rng: np.random.Generator
-) -> sp.csr_matrix:
+def _sample_counts(mean: np.ndarray, shape: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
     """Draw gamma-Poisson (negative binomial) counts for a block of cells, returned as CSR.
 
     ``mean`` (cells x genes) is overwritten. ``shape`` is the gene-wise gamma shape
-    (1 / dispersion). Only entries with a count >= 1 are ever touched after a single uniform
-    draw per entry (inverse-CDF walk), which is what makes 10^8 entries cheap.
+    (1 / dispersion); the gamma is drawn only where the mean makes it matter.
     """
     n_cells, n_genes = mean.shape
     flat = mean.reshape(-1)
@@ -631,35 +631,13 @@ def _sample_counts(
     if big.size:
         gene_shape = shape[big % n_genes]
         flat[big] *= rng.standard_gamma(gene_shape) / gene_shape
-    uniform = rng.random(flat.size)
-    p_zero = np.exp(-flat)
-    hit = np.flatnonzero(uniform > p_zero)
-    lam = flat[hit]
-    u_hit = uniform[hit]
-    counts = np.zeros(hit.size, dtype=np.int64)
-    direct = lam > _POISSON_DIRECT_MEAN
-    counts[direct] = rng.poisson(lam[direct])
-    active = np.flatnonzero(~direct)
-    pk = p_zero[hit[active]] * lam[active]
-    cdf = p_zero[hit[active]] + pk
-    k = 1
-    while active.size:
-        done = u_hit[active] <= cdf
-        counts[active[done]] = k
-        active, pk, cdf = active[~done], pk[~done], cdf[~done]
-        k += 1
-        if k > 200:  # only reachable through rounding of a cdf that is already ~1
-            counts[active] = k
-            break
-        pk = pk * lam[active] / k
-        cdf = cdf + pk
-    keep = counts > 0
-    hit, counts = hit[keep], counts[keep]
+    counts = rng.poisson(flat)
+    hit = np.flatnonzero(counts)
     rows = hit // n_genes
     indptr = np.zeros(n_cells + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_cells), out=indptr[1:])
     return sp.csr_matrix(
-        (counts.astype(np.int32), (hit % n_genes).astype(np.int32), indptr),
+        (counts[hit].astype(np.int32), (hit - rows * n_genes).astype(np.int32), indptr),
         shape=(n_cells, n_genes),
     )
 
@@ -755,6 +733,7 @@ def simulate_study(
     low_count_rate: float = 0.05,
     doublet_rate: float = 0.06,
     contrast: Sequence[str] = ("cord_blood", "adult"),
+    threads: int = 1,
 ) -> SimulatedStudy:
     """Simulate a cord blood vs adult study with planted, known differences.
 
@@ -785,6 +764,9 @@ def simulate_study(
         doublets (rounded to whole barcodes).
     contrast
         (condition, reference): planted effects are of the first versus the second.
+    threads
+        Threads drawing counts (blocks of cells have their own generators, so the result is
+        identical for any number of threads).
 
     Returns
     -------
@@ -912,22 +894,23 @@ def simulate_study(
     damaged = np.flatnonzero(kind == "damaged")
     keep = np.ones(n_comp)
     mito_fold = np.ones(n_comp)
+    # a damaged cell lost cytoplasmic RNA but kept its mitochondria: its total falls to a
+    # fraction `total` of a healthy cell's while the mitochondrial share rises to `target`
     target = rng_cells.uniform(*DAMAGED_MITO_RANGE, size=damaged.size)
-    keep[damaged] = rng_cells.uniform(*DAMAGED_KEEP_RANGE, size=damaged.size)
+    total = rng_cells.uniform(*DAMAGED_TOTAL_RANGE, size=damaged.size)
     f0 = mito_share[comp_type[damaged]]
-    # mito share m after keeping `keep` of non-mito RNA: f0*x / (f0*x + (1-f0)*keep) = m
-    mito_fold[damaged] = target * (1 - f0) * keep[damaged] / (f0 * (1 - target))
+    keep[damaged] = total * (1 - target) / (1 - f0)
+    mito_fold[damaged] = total * target / f0
 
     # ---- counts, block by block of output barcodes -----------------------------------------
     mu_flat = mu.reshape(-1, n_genes)
     comp_order = np.argsort(comp_owner, kind="stable")
     comp_start = np.searchsorted(comp_owner[comp_order], np.arange(n_cells + 1))
     n_blocks = max(1, math.ceil(n_cells / _BLOCK_CELLS))
-    block_rngs = [np.random.default_rng(s) for s in count_root.spawn(n_blocks)]
-    data_parts: list[np.ndarray] = []
-    index_parts: list[np.ndarray] = []
-    nnz_per_cell: list[np.ndarray] = []
-    for b in range(n_blocks):
+    block_seeds = count_root.spawn(n_blocks)
+
+    def draw_block(b: int) -> sp.csr_matrix:
+        # each block has its own generator: the result does not depend on `threads`
         lo_cell, hi_cell = b * _BLOCK_CELLS, min(n_cells, (b + 1) * _BLOCK_CELLS)
         comps = comp_order[comp_start[lo_cell] : comp_start[hi_cell]]
         mean = mu_flat[comp_profile[comps]] * comp_library[comps, None]
@@ -939,8 +922,10 @@ def simulate_study(
         if rows.size:
             mean[rows] *= keep[comps][rows, None]
             mean[np.ix_(rows, mito_idx)] *= (mito_fold[comps] / keep[comps])[rows, None]
-        counts = _sample_counts(mean, shape, block_rngs[b])
+        counts = _sample_counts(mean, shape, np.random.default_rng(block_seeds[b]))
         del mean
+        if comps.size == hi_cell - lo_cell:  # no doublet in this block
+            return counts
         owner = comp_owner[comps] - lo_cell
         combine = sp.csr_matrix(
             (np.ones(comps.size, dtype=np.int32), (owner, np.arange(comps.size))),
@@ -948,15 +933,18 @@ def simulate_study(
         )
         block = (combine @ counts).tocsr()
         block.sort_indices()
-        data_parts.append(block.data.astype(np.int32))
-        index_parts.append(block.indices.astype(np.int32))
-        nnz_per_cell.append(np.diff(block.indptr))
+        return block
+
+    if threads > 1 and n_blocks > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            blocks = list(pool.map(draw_block, range(n_blocks)))
+    else:
+        blocks = [draw_block(b) for b in range(n_blocks)]
     indptr = np.zeros(n_cells + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(nnz_per_cell), out=indptr[1:])
-    data = np.concatenate(data_parts)
-    del data_parts
-    indices = np.concatenate(index_parts)
-    del index_parts
+    np.cumsum(np.concatenate([np.diff(blk.indptr) for blk in blocks]), out=indptr[1:])
+    data = np.concatenate([blk.data.astype(np.int32, copy=False) for blk in blocks])
+    indices = np.concatenate([blk.indices.astype(np.int32, copy=False) for blk in blocks])
+    del blocks
     x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
 
     # ---- annotations and truth --------------------------------------------------------------
@@ -1061,3 +1049,485 @@ def _composition_table(
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ============================================================================================
+# Writing the demo: every sample in its own format, pooled files, a mixed-species file
+# ============================================================================================
+def _infer_format(path: str) -> str:
+    name = path.lower().rstrip("/")
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith(".h5"):
+        return "10x_h5"
+    if name.endswith(".loom"):
+        return "loom"
+    if re.search(r"\.(csv|tsv|txt)(\.gz)?$", name):
+        return "delimited"
+    if "." not in Path(name).name:
+        return "10x_mtx"
+    raise UserInputError(
+        f"cannot infer the format of {path!r}; set the sample sheet's `format` to one of "
+        f"{', '.join(COUNT_FORMATS)}."
+    )
+
+
+def _optional(row: pd.Series, column: str) -> str | None:
+    if column not in row.index or _absent(row[column]):
+        return None
+    return str(row[column])
+
+
+def _is_mixed_species(fmt: str, path: str) -> bool:
+    return fmt == "delimited" and path.lower().endswith(".csv.gz")
+
+
+def _mouse_genes() -> list[str]:
+    named = [f"MOUSE_{g}" for g in MOUSE_GENES_NAMED]
+    n_fill = max(0, N_MOUSE_GENES - len(named))
+    return named + [f"MOUSE_Gm{10001 + i}" for i in range(n_fill)]
+
+
+def _mouse_profile(n_mouse: int, rng: np.random.Generator) -> np.ndarray:
+    weights = np.exp(rng.normal(0.0, 1.2, n_mouse))
+    weights[: len(MOUSE_GENES_NAMED)] *= 8.0  # real symbols are the abundant transcripts
+    return _normalise(weights)
+
+
+def write_demo(
+    samples: pd.DataFrame,
+    outdir: str | os.PathLike[str] | None = None,
+    *,
+    truth_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    n_cells_per_sample: int = 750,
+    n_genes: int = 2000,
+    condition_effect: bool = True,
+    damaged_rate: float = 0.05,
+    low_count_rate: float = 0.05,
+    doublet_rate: float = 0.06,
+    contrast: Sequence[str] = ("cord_blood", "adult"),
+    threads: int = 1,
+) -> SimulatedStudy:
+    """Simulate a study (:func:`simulate_study`) and write every sample as the sheet says.
+
+    Conventions (they exercise every reader the workflow has):
+
+    - Samples of the first ``contrast`` condition (cord blood) are written in Cell Ranger v3
+      layouts, the others (adult) in v2 layouts (``10x_h5`` and ``10x_mtx``).
+    - ``delimited`` paths ending ``.csv.gz`` are written genes x cells (GEO style) as a
+      mixed-species (barnyard) file, as GEO GSE100866: every simulated gene is prefixed
+      ``HUMAN_``, 200 ``MOUSE_`` genes are added (``MOUSE_Actb``, ``MOUSE_mt-Co1``, ...), human
+      cells carry 0.5 % mouse ambient counts, and 5 % extra mouse cells (97 % of counts on
+      ``MOUSE_`` genes) are recorded in truth_cells with cell_type ``mouse`` and artefact
+      ``other_species``. Other delimited paths (``.tsv``, ``.tsv.gz``, ``.csv``) are written
+      cells x genes without prefixes. A non-empty ``orientation`` column overrides this.
+    - Rows sharing one ``path`` are pooled into ONE file (as the Census of Immune Cells pools
+      donors); their barcodes are prefixed ``{sample}-`` and each row's ``barcode_pattern``
+      (a regex applied with ``re.search``) must match all its own barcodes and none of the
+      other rows'. A pooled file's layout version follows its first row's condition.
+    - truth_cells' ``barcode`` (and ``study.adata.obs['barcode']``) is the barcode exactly
+      as written in the file. ``study.adata`` holds human genes only; mouse cells appear in it
+      with their (ambient) human counts.
+
+    Parameters
+    ----------
+    samples
+        The workflow's sample sheet: ``sample`` (column or index), ``donor``, ``condition``,
+        ``format`` (``10x_h5``, ``10x_mtx``, ``h5ad``, ``loom``, ``delimited`` or ``auto``),
+        ``path``, optional ``barcode_pattern``, ``orientation``, ``genome``. Empty cells and
+        NA count as absent.
+    outdir
+        Directory that relative paths are resolved against; None resolves them against the
+        working directory.
+    truth_dir
+        Directory for ``truth_cells.tsv``, ``truth_de.tsv``, ``truth_composition.tsv``,
+        ``truth_condition_composition.tsv`` and ``truth_genes.tsv``; None writes none.
+    seed, n_cells_per_sample, n_genes, condition_effect, damaged_rate, low_count_rate, doublet_rate, contrast, threads
+        As in :func:`simulate_study`.
+
+    Returns
+    -------
+    SimulatedStudy
+        The study, with barcodes as written and mouse cells appended.
+
+    Raises
+    ------
+    UserInputError
+        A row without path, an unknown format, rows pooled in one path with different
+        formats, a pooled row without ``barcode_pattern``, an invalid pattern, or a pattern
+        that misses its own barcodes or matches another row's.
+    """
+    table = _sample_table(samples, contrast)
+    for column in ("format", "path"):
+        if column not in table.columns:
+            raise UserInputError(f"sample sheet lacks column {column!r}; write_demo needs it.")
+    files: dict[str, list[int]] = {}
+    formats: dict[str, str] = {}
+    for r, row in table.iterrows():
+        path = _optional(row, "path")
+        if path is None:
+            raise UserInputError(
+                f"sample {row['sample']!r}: column 'path' is empty; the simulator writes each "
+                "sample at its path."
+            )
+        fmt = _optional(row, "format") or "auto"
+        if fmt == "auto":
+            fmt = _infer_format(path)
+        if fmt not in COUNT_FORMATS:
+            raise UserInputError(
+                f"sample {row['sample']!r}: format {fmt!r} is not one of "
+                f"{', '.join(COUNT_FORMATS)}, auto."
+            )
+        if path in formats and formats[path] != fmt:
+            raise UserInputError(
+                f"sample {row['sample']!r}: path {path!r} is shared with another row in format "
+                f"{formats[path]!r} but this row says {fmt!r}; pooled rows need one format."
+            )
+        formats[path] = fmt
+        files.setdefault(path, []).append(int(r))
+    patterns: dict[int, re.Pattern[str] | None] = {}
+    for path, rows in files.items():
+        for r in rows:
+            text = _optional(table.loc[r], "barcode_pattern")
+            sample = table.at[r, "sample"]
+            if text is None and len(rows) > 1:
+                raise UserInputError(
+                    f"sample {sample!r}: path {path!r} pools {len(rows)} samples, so column "
+                    f"'barcode_pattern' must select this sample's barcodes (e.g. '^{sample}-')."
+                )
+            try:
+                patterns[r] = re.compile(text) if text is not None else None
+            except re.error as err:
+                raise UserInputError(
+                    f"sample {sample!r}: barcode_pattern {text!r} is not a valid regular "
+                    f"expression ({err}); fix it in the sample sheet."
+                ) from None
+
+    study = simulate_study(
+        table,
+        n_cells_per_sample=n_cells_per_sample,
+        n_genes=n_genes,
+        seed=seed,
+        condition_effect=condition_effect,
+        damaged_rate=damaged_rate,
+        low_count_rate=low_count_rate,
+        doublet_rate=doublet_rate,
+        contrast=contrast,
+        threads=threads,
+    )
+    adata = study.adata
+    truth = study.truth_cells
+    human_genes = adata.var_names.tolist()
+    gene_ids = adata.var["gene_ids"].astype(str).tolist()
+    mouse_genes = _mouse_genes()
+    mouse_profile = _mouse_profile(
+        len(mouse_genes), np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    )
+    poisson_like = np.full(len(human_genes) + len(mouse_genes), 1e6)
+    cell_rows = {s: np.flatnonzero(truth["sample"].to_numpy() == s) for s in table["sample"]}
+    written = truth["barcode"].to_numpy(dtype=object).copy()
+    mouse_blocks: list[tuple[int, np.ndarray, sp.csr_matrix]] = []
+    base = Path(outdir) if outdir is not None else None
+    any_mixed = False
+
+    for path, rows in files.items():
+        fmt = formats[path]
+        pooled = len(rows) > 1
+        mixed = _is_mixed_species(fmt, path)
+        any_mixed |= mixed
+        blocks: list[sp.csr_matrix] = []
+        block_barcodes: list[np.ndarray] = []
+        for r in rows:
+            sample = table.at[r, "sample"]
+            sel = cell_rows[sample]
+            barcodes = truth["barcode"].to_numpy(dtype=object)[sel]
+            if pooled:
+                barcodes = np.array([f"{sample}-{b}" for b in barcodes], dtype=object)
+            written[sel] = barcodes
+            human = adata.X[sel]
+            if not mixed:
+                blocks.append(human)
+                block_barcodes.append(barcodes)
+                continue
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, r)))
+            totals = np.asarray(human.sum(axis=1)).ravel()
+            cross = _sample_counts(
+                (totals * HUMAN_MOUSE_AMBIENT)[:, None] * mouse_profile[None, :],
+                poisson_like[: len(mouse_genes)],
+                rng,
+            )
+            blocks.append(sp.hstack([human, cross], format="csr"))
+            block_barcodes.append(barcodes)
+            n_mouse = int(round(MOUSE_CELL_RATE * sel.size))
+            if n_mouse:
+                healthy = sel[truth["artefact"].to_numpy()[sel] == "none"]
+                ambient = _normalise(np.asarray(adata.X[healthy].sum(axis=0)).ravel() + 1e-3)
+                library = MOUSE_LIBRARY_MEDIAN * np.exp(rng.normal(0.0, 0.4, n_mouse))
+                profile = np.concatenate(
+                    [MOUSE_HUMAN_AMBIENT * ambient, (1 - MOUSE_HUMAN_AMBIENT) * mouse_profile]
+                )
+                mouse = _sample_counts(library[:, None] * profile[None, :], poisson_like, rng)
+                mouse_bc = _random_barcodes(
+                    n_mouse, rng, exclude=frozenset(truth["barcode"].to_numpy()[sel])
+                )
+                if pooled:
+                    mouse_bc = np.array([f"{sample}-{b}" for b in mouse_bc], dtype=object)
+                blocks.append(mouse)
+                block_barcodes.append(mouse_bc)
+                mouse_blocks.append((r, mouse_bc, mouse[:, : len(human_genes)].tocsr()))
+
+        _check_patterns(table, rows, block_barcodes, patterns, path, mixed=mixed)
+        first = table.loc[rows[0]]
+        version = 3 if first["condition"] == contrast[0] else 2
+        orientation = _optional(first, "orientation")
+        if orientation not in ("genes_x_cells", "cells_x_genes"):
+            orientation = "genes_x_cells" if mixed else "cells_x_genes"
+        genome = _optional(first, "genome") or "GRCh38"
+        var_names = [f"HUMAN_{g}" for g in human_genes] if mixed else list(human_genes)
+        ids = list(gene_ids)
+        if mixed:
+            var_names += mouse_genes
+            ids += [f"ENSMUSG9{i:09d}" for i in range(1, len(mouse_genes) + 1)]
+        out = ad.AnnData(
+            X=sp.vstack(blocks, format="csr"),
+            obs=pd.DataFrame(index=pd.Index(np.concatenate(block_barcodes).astype(str))),
+            var=pd.DataFrame({"gene_ids": ids}, index=pd.Index(var_names)),
+        )
+        target = Path(path)
+        if base is not None and not target.is_absolute():
+            target = base / target
+        write_counts(
+            out, target, format=fmt, version=version, orientation=orientation, genome=genome
+        )
+        log.info("wrote %s (%s, %d barcodes)", target, fmt, out.n_obs)
+
+    study = _with_written_barcodes(study, written, table, mouse_blocks)
+    if any_mixed:
+        mouse_table = pd.DataFrame(
+            {
+                "gene": mouse_genes,
+                "gene_ids": [f"ENSMUSG9{i:09d}" for i in range(1, len(mouse_genes) + 1)],
+                "category": "mouse_spike_in",
+                "categories": "mouse_spike_in",
+            }
+        )
+        study.truth_genes = pd.concat([study.truth_genes, mouse_table], ignore_index=True)
+    if truth_dir is not None:
+        write_truth(study, truth_dir)
+    return study
+
+
+def _check_patterns(
+    table: pd.DataFrame,
+    rows: list[int],
+    block_barcodes: list[np.ndarray],
+    patterns: Mapping[int, re.Pattern[str] | None],
+    path: str,
+    *,
+    mixed: bool,
+) -> None:
+    """Each row's pattern must select exactly its own barcodes within the file."""
+    # with a mixed-species file, a row has two blocks (human cells, then mouse cells)
+    per_row: dict[int, list[str]] = {r: [] for r in rows}
+    step = 2 if mixed else 1
+    i = 0
+    for r in rows:
+        for _ in range(step):
+            if i < len(block_barcodes):
+                per_row[r].extend(str(b) for b in block_barcodes[i])
+            i += 1
+    for r in rows:
+        pattern = patterns[r]
+        if pattern is None:
+            continue
+        sample = table.at[r, "sample"]
+        own = per_row[r]
+        missed = [b for b in own if not pattern.search(b)]
+        if missed:
+            raise UserInputError(
+                f"sample {sample!r}: barcode_pattern {pattern.pattern!r} does not match its own "
+                f"barcode {missed[0]!r} in {path!r} ({len(missed)} missed); pooled barcodes "
+                f"are written as '{sample}-<barcode>'."
+            )
+        for other in rows:
+            if other == r:
+                continue
+            stolen = [b for b in per_row[other] if pattern.search(b)]
+            if stolen:
+                raise UserInputError(
+                    f"sample {sample!r}: barcode_pattern {pattern.pattern!r} also matches "
+                    f"barcode {stolen[0]!r} of sample {table.at[other, 'sample']!r} in "
+                    f"{path!r}; make the pattern specific (e.g. '^{sample}-')."
+                )
+
+
+def _with_written_barcodes(
+    study: SimulatedStudy,
+    written: np.ndarray,
+    table: pd.DataFrame,
+    mouse_blocks: list[tuple[int, np.ndarray, sp.csr_matrix]],
+) -> SimulatedStudy:
+    """Study with barcodes as written and the mouse cells of mixed-species files appended."""
+    truth = study.truth_cells.copy()
+    truth["barcode"] = written
+    obs = study.adata.obs.copy()
+    obs["barcode"] = written
+    x_parts = [study.adata.X]
+    truth_parts = [truth]
+    obs_parts = [obs]
+    for r, barcodes, counts in mouse_blocks:
+        row = table.loc[r]
+        extra = pd.DataFrame(
+            {
+                "sample": row["sample"],
+                "donor": row["donor"],
+                "condition": row["condition"],
+                "barcode": barcodes,
+                "cell_type": "mouse",
+                "artefact": "other_species",
+                "doublet_types": "",
+                "phase": "none",
+            }
+        )
+        truth_parts.append(extra)
+        extra_obs = extra.copy()
+        for column in obs.columns:
+            if column not in extra_obs.columns:
+                value = row[column] if column in row.index else ""
+                extra_obs[column] = "" if _absent(value) else str(value)
+        extra_obs.index = pd.Index([f"{row['sample']}_mouse_{b}" for b in barcodes])
+        obs_parts.append(extra_obs[obs.columns])
+        x_parts.append(counts)
+    truth_all = pd.concat(truth_parts, ignore_index=True)
+    obs_all = pd.concat([o.astype({c: object for c in o.columns}) for o in obs_parts])
+    for column in obs_all.columns:
+        if column != "barcode":
+            obs_all[column] = pd.Categorical(obs_all[column].astype(str))
+    adata = ad.AnnData(
+        X=sp.vstack(x_parts, format="csr").astype(np.int32),
+        obs=obs_all,
+        var=study.adata.var.copy(),
+        uns=dict(study.adata.uns),
+    )
+    return SimulatedStudy(
+        adata=adata,
+        truth_cells=truth_all,
+        truth_de=study.truth_de,
+        truth_composition=study.truth_composition,
+        truth_condition_composition=study.truth_condition_composition,
+        truth_genes=study.truth_genes,
+    )
+
+
+def write_truth(study: SimulatedStudy, truth_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the study's truth tables as TSV files whose names contain ``truth``.
+
+    Parameters
+    ----------
+    study
+        A simulated study.
+    truth_dir
+        Output directory (created if needed); each file is replaced atomically.
+
+    Returns
+    -------
+    dict
+        Table name -> path written (``truth_cells``, ``truth_de``, ``truth_composition``,
+        ``truth_condition_composition``, ``truth_genes``).
+    """
+    directory = Path(truth_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "truth_cells": study.truth_cells,
+        "truth_de": study.truth_de,
+        "truth_composition": study.truth_composition,
+        "truth_condition_composition": study.truth_condition_composition,
+        "truth_genes": study.truth_genes,
+    }
+    paths = {}
+    for name, frame in tables.items():
+        path = directory / f"{name}.tsv"
+        tmp = directory / f".{name}.tsv.{os.getpid()}.tmp"
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``cordatlas-simulate --samples SHEET.tsv --truth-dir DIR [...]``.
+
+    Parameters
+    ----------
+    argv
+        Arguments (default: ``sys.argv[1:]``). Paths in the sheet are relative to the
+        working directory.
+
+    Returns
+    -------
+    int
+        Exit status (0 on success; user errors exit with status 2 and one message).
+    """
+    parser = argparse.ArgumentParser(
+        prog="cordatlas-simulate",
+        description="Simulate a cord blood vs adult scRNA-seq study with known truth and write "
+        "each sample of SHEET in its format and path, plus truth tables.",
+    )
+    parser.add_argument("--samples", required=True, help="sample sheet (TSV)")
+    parser.add_argument("--truth-dir", required=True, help="directory for the truth tables")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--cells-per-sample", type=int, default=750, help="barcodes per sample, artefacts included"
+    )
+    parser.add_argument("--genes", type=int, default=2000, help="genes simulated (default 2000)")
+    parser.add_argument(
+        "--no-condition-effect",
+        action="store_true",
+        help="plant no cord-vs-adult difference (a null study)",
+    )
+    parser.add_argument("--damaged-rate", type=float, default=0.05)
+    parser.add_argument("--low-count-rate", type=float, default=0.05)
+    parser.add_argument("--doublet-rate", type=float, default=0.06)
+    parser.add_argument("--threads", type=int, default=1, help="threads drawing counts")
+    parser.add_argument(
+        "--contrast",
+        nargs=2,
+        default=("cord_blood", "adult"),
+        metavar=("CONDITION", "REFERENCE"),
+        help="condition and reference (default: cord_blood adult)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sheet = Path(args.samples)
+        if not sheet.is_file():
+            raise UserInputError(f"sample sheet {sheet} not found; pass an existing TSV.")
+        samples = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+        study = write_demo(
+            samples,
+            None,
+            truth_dir=args.truth_dir,
+            seed=args.seed,
+            n_cells_per_sample=args.cells_per_sample,
+            n_genes=args.genes,
+            condition_effect=not args.no_condition_effect,
+            damaged_rate=args.damaged_rate,
+            low_count_rate=args.low_count_rate,
+            doublet_rate=args.doublet_rate,
+            contrast=tuple(args.contrast),
+            threads=args.threads,
+        )
+    except UserInputError as err:
+        parser.exit(2, f"cordatlas-simulate: error: {err}\n")
+    log.info(
+        "simulated %d barcodes x %d genes; truth tables in %s",
+        study.adata.n_obs,
+        study.adata.n_vars,
+        args.truth_dir,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

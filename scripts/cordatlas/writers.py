@@ -37,6 +37,8 @@ COUNT_FORMATS: tuple[str, ...] = ("10x_h5", "10x_mtx", "h5ad", "loom", "delimite
 Orientation = Literal["genes_x_cells", "cells_x_genes"]
 
 _FEATURE_TYPE = "Gene Expression"
+#: gzip level of text outputs: 9 (gzip's default) is several times slower for ~5 % smaller files.
+_GZIP_LEVEL = 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +113,9 @@ def _open_text_out(path: Path) -> Iterator[IO[str]]:
     if path.name.endswith(".gz"):
         with (
             open(path, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL
+            ) as gz,
             io.TextIOWrapper(gz, encoding="utf-8", newline="") as handle,
         ):
             yield handle
@@ -243,7 +247,9 @@ def write_10x_mtx(
         if version == 3:
             with (
                 open(tmp, "wb") as raw,
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+                gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL
+                ) as gz,
             ):
                 scipy.io.mmwrite(gz, genes_by_cells, field="integer")
         else:

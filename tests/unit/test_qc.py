@@ -26,6 +26,7 @@ QC_ARGS = dict(
     min_counts=200,
     min_genes=100,
     max_pct_counts_hb=None,
+    top20_exempt_min_pct_hb=20,
     remove_doublets=True,
     expected_doublet_rate=0.06,
     doublet_threshold=None,
@@ -159,3 +160,15 @@ def test_haemoglobin_is_reported_not_filtered_by_default():
     assert "high_hb" not in ";".join(result.cells["qc_reasons"])
     filtered = run_sample_qc(adata, sample="S", **{**QC_ARGS, "max_pct_counts_hb": 20.0})
     assert filtered.cells["qc_reasons"].iloc[:40].str.contains("high_hb").all()
+
+
+def test_haemoglobin_rich_cells_are_not_judged_on_top20():
+    adata = make_sample()
+    X = adata.X.toarray()
+    X[:30, adata.var_names.get_loc("HBB")] = 6000  # globin-dominated, low-complexity red cells
+    adata.X = sp.csr_matrix(X)
+    args = {**QC_ARGS, "remove_doublets": False}
+    kept = run_sample_qc(adata, sample="S", **args)
+    assert kept.cells["passed_qc"].iloc[:30].all()
+    judged = run_sample_qc(adata, sample="S", **{**args, "top20_exempt_min_pct_hb": None})
+    assert judged.cells["qc_reasons"].iloc[:30].str.contains("high_top20").all()

@@ -11,9 +11,6 @@ rule merge_samples:
             caption="../report/merge_summary.rst",
             category="Atlas",
         ),
-    params:
-        gene_join=config["atlas"]["gene_join"],
-        min_cells_per_gene=config["qc"]["min_cells_per_gene"],
     log:
         "logs/merge_samples/merge_samples.log",
     benchmark:
@@ -23,6 +20,9 @@ rule merge_samples:
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
         runtime=60,
+    params:
+        gene_join=config["atlas"]["gene_join"],
+        min_cells_per_gene=config["qc"]["min_cells_per_gene"],
     script:
         "../../scripts/merge_samples.py"
 
@@ -32,10 +32,6 @@ rule normalise_select_genes:
         h5ad="results/merge/merged.h5ad",
     output:
         h5ad="results/normalise/normalised.h5ad",
-    params:
-        target_sum=config["atlas"]["target_sum"],
-        n_top_genes=config["atlas"]["n_top_genes"],
-        hvg_batch_key=config["atlas"]["hvg_batch_key"],
     log:
         "logs/normalise_select_genes/normalise_select_genes.log",
     benchmark:
@@ -45,6 +41,10 @@ rule normalise_select_genes:
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=60,
+    params:
+        target_sum=config["atlas"]["target_sum"],
+        n_top_genes=config["atlas"]["n_top_genes"],
+        hvg_batch_key=config["atlas"]["hvg_batch_key"],
     script:
         "../../scripts/normalise_select_genes.py"
 
@@ -54,21 +54,21 @@ rule integrate_samples:
         h5ad="results/normalise/normalised.h5ad",
     output:
         h5ad="results/integrate/integrated.h5ad",
-    params:
-        n_pcs=config["atlas"]["n_pcs"],
-        method=config["atlas"]["integration"],
-        key=config["atlas"]["integration_key"],
-        seed=config["atlas"]["seed"],
-    threads: 2
     log:
         "logs/integrate_samples/integrate_samples.log",
     benchmark:
         "benchmarks/integrate_samples/integrate_samples.tsv"
     conda:
         "../../envs/scanpy.yaml"
+    threads: 2
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=120,
+    params:
+        n_pcs=config["atlas"]["n_pcs"],
+        method=config["atlas"]["integration"],
+        key=config["atlas"]["integration_key"],
+        seed=config["atlas"]["seed"],
     script:
         "../../scripts/integrate_samples.py"
 
@@ -88,21 +88,21 @@ rule cluster_cells:
             caption="../report/umap.rst",
             category="Atlas",
         ),
-    params:
-        n_neighbors=config["atlas"]["n_neighbors"],
-        resolutions=config["atlas"]["leiden_resolutions"],
-        working_resolution=config["atlas"]["working_resolution"],
-        umap_min_dist=config["atlas"]["umap_min_dist"],
-        seed=config["atlas"]["seed"],
-    threads: 2
     log:
         "logs/cluster_cells/cluster_cells.log",
     benchmark:
         "benchmarks/cluster_cells/cluster_cells.tsv"
     conda:
         "../../envs/scanpy.yaml"
+    threads: 2
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=120,
+    params:
+        n_neighbors=config["atlas"]["n_neighbors"],
+        resolutions=config["atlas"]["leiden_resolutions"],
+        working_resolution=config["atlas"]["working_resolution"],
+        umap_min_dist=config["atlas"]["umap_min_dist"],
+        seed=config["atlas"]["seed"],
     script:
         "../../scripts/cluster_cells.py"

@@ -71,7 +71,11 @@ def sample_row(wildcards):
 def input_mb(input, factor, floor=1000):
     """Memory for a job: `factor` times its inputs' size, at least `floor` MB."""
     size = sum(
-        sum(f.stat().st_size for f in Path(p).rglob("*")) if Path(p).is_dir() else Path(p).stat().st_size
+        (
+            sum(f.stat().st_size for f in Path(p).rglob("*"))
+            if Path(p).is_dir()
+            else Path(p).stat().st_size
+        )
         for p in input
     )
     return max(floor, int(factor * size / 1e6))

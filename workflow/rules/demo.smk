@@ -10,14 +10,6 @@ rule simulate_demo:
             .itertuples(index=False)
         ],
         truth=DEMO_TRUTH,
-    params:
-        samples=DEMO_SAMPLES,
-        truth_dir=str(DEMO_DIR / "truth"),
-        seed=config["demo"]["seed"],
-        n_cells_per_sample=config["demo"]["n_cells_per_sample"],
-        n_genes=config["demo"]["n_genes"],
-        condition_effect=config["demo"]["condition_effect"],
-        contrast=(config["contrast"]["condition"], config["contrast"]["reference"]),
     log:
         "logs/simulate_demo/simulate_demo.log",
     benchmark:
@@ -27,5 +19,13 @@ rule simulate_demo:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
+    params:
+        samples=DEMO_SAMPLES,
+        truth_dir=lambda wc, output: str(Path(output.truth[0]).parent),
+        seed=config["demo"]["seed"],
+        n_cells_per_sample=config["demo"]["n_cells_per_sample"],
+        n_genes=config["demo"]["n_genes"],
+        condition_effect=config["demo"]["condition_effect"],
+        contrast=(config["contrast"]["condition"], config["contrast"]["reference"]),
     script:
         "../../scripts/simulate_demo.py"

@@ -4,26 +4,27 @@
 rule download_sample:
     output:
         f"{DOWNLOAD_DIR}/{{url_hash}}/{{filename}}",
-    params:
-        url=lambda wc: URL_OF_CACHE[f"{DOWNLOAD_DIR}/{wc.url_hash}/{wc.filename}"],
-        sha256=lambda wc: SAMPLES.loc[
-            SAMPLES["url"] == URL_OF_CACHE[f"{DOWNLOAD_DIR}/{wc.url_hash}/{wc.filename}"],
-            "sha256",
-        ]
-        .dropna()
-        .unique()
-        .tolist(),
+    log:
+        "logs/download_sample/{url_hash}_{filename}.log",
     wildcard_constraints:
         url_hash="[0-9a-f]+",
         filename="[^/]+",
-    log:
-        "logs/download_sample/{url_hash}_{filename}.log",
+    retries: 2
     conda:
         "../../envs/scanpy.yaml"
     resources:
         mem_mb=500,
         runtime=120,
-    retries: 2
+    params:
+        url=lambda wc: URL_OF_CACHE[f"{DOWNLOAD_DIR}/{wc.url_hash}/{wc.filename}"],
+        sha256=lambda wc: SAMPLES.loc[
+            SAMPLES["url"]
+            == URL_OF_CACHE[f"{DOWNLOAD_DIR}/{wc.url_hash}/{wc.filename}"],
+            "sha256",
+        ]
+        .dropna()
+        .unique()
+        .tolist(),
     script:
         "../../scripts/download_sample.py"
 
@@ -33,10 +34,6 @@ rule ingest_sample:
         counts=sample_source,
     output:
         h5ad="results/ingest/{sample}.h5ad",
-    params:
-        row=sample_row,
-        species=config["ingest"]["species"],
-        species_min_fraction=config["ingest"]["species_min_fraction"],
     log:
         "logs/ingest_sample/{sample}.log",
     benchmark:
@@ -46,5 +43,9 @@ rule ingest_sample:
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 20) * attempt,
         runtime=60,
+    params:
+        row=sample_row,
+        species=config["ingest"]["species"],
+        species_min_fraction=config["ingest"]["species_min_fraction"],
     script:
         "../../scripts/ingest_sample.py"

@@ -9,13 +9,6 @@ rule qc_sample:
         cells="results/qc/{sample}_cells.tsv",
         thresholds="results/qc/{sample}_thresholds.tsv",
         summary="results/qc/{sample}_summary.tsv",
-    params:
-        qc=config["qc"],
-        fixed=lambda wc: {
-            k: sample_row(wc)[k]
-            for k in ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_counts_mt")
-        },
-        seed=config["atlas"]["seed"],
     log:
         "logs/qc_sample/{sample}.log",
     benchmark:
@@ -25,6 +18,19 @@ rule qc_sample:
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 15) * attempt,
         runtime=60,
+    params:
+        qc=config["qc"],
+        fixed=lambda wc: {
+            k: sample_row(wc)[k]
+            for k in (
+                "min_counts",
+                "max_counts",
+                "min_genes",
+                "max_genes",
+                "max_pct_counts_mt",
+            )
+        },
+        seed=config["atlas"]["seed"],
     script:
         "../../scripts/qc_sample.py"
 

@@ -1,0 +1,587 @@
+"""The simulator: determinism, planted truth visible in the counts, artefacts, demo files."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+
+from cordatlas.errors import UserInputError
+from cordatlas.simulate import (
+    CELL_TYPES,
+    SimulatedStudy,
+    build_gene_table,
+    main,
+    simulate_study,
+    write_demo,
+)
+
+CORD, ADULT = "cord_blood", "adult"
+BARCODE_RE = re.compile(r"^[ACGT]{16}-1$")
+
+
+def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
+    samples = [f"CB{i}" for i in range(1, n_cord + 1)] + [f"AD{i}" for i in range(1, n_adult + 1)]
+    return pd.DataFrame(
+        {
+            "sample": samples,
+            "donor": samples,
+            "condition": [CORD] * n_cord + [ADULT] * n_adult,
+            "tissue": ["cord_blood"] * n_cord + ["peripheral_blood"] * n_adult,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def study() -> SimulatedStudy:
+    return simulate_study(_sheet(), n_cells_per_sample=750, n_genes=2000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def null_study() -> SimulatedStudy:
+    return simulate_study(
+        _sheet(), n_cells_per_sample=750, n_genes=2000, seed=11, condition_effect=False
+    )
+
+
+def _totals(adata: ad.AnnData) -> np.ndarray:
+    return np.asarray(adata.X.sum(axis=1)).ravel()
+
+
+def _pct_mt(adata: ad.AnnData) -> np.ndarray:
+    mito = adata.var_names.str.startswith("MT-")
+    return np.asarray(adata.X[:, mito].sum(axis=1)).ravel() / np.maximum(_totals(adata), 1)
+
+
+def _crude_log2fc(adata: ad.AnnData, cell_type: str, genes: list[str]) -> pd.Series:
+    """log2 ratio of mean CP10k, cord vs adult, among healthy singlets of one type."""
+    healthy = adata[(adata.obs["artefact"] == "none") & (adata.obs["cell_type"] == cell_type)]
+    x = healthy.X.toarray().astype(float)
+    cp10k = x / x.sum(axis=1, keepdims=True) * 1e4
+    cols = [healthy.var_names.get_loc(g) for g in genes]
+    is_cord = (healthy.obs["condition"] == CORD).to_numpy()
+    assert is_cord.sum() >= 5 and (~is_cord).sum() >= 5, f"too few {cell_type} cells to compare"
+    cord = cp10k[is_cord][:, cols].mean(axis=0) + 0.05
+    adult = cp10k[~is_cord][:, cols].mean(axis=0) + 0.05
+    return pd.Series(np.log2(cord / adult), index=genes)
+
+
+# ---------------------------------------------------------------------------------------------
+# structure and determinism
+# ---------------------------------------------------------------------------------------------
+def test_same_seed_gives_identical_counts_and_truth():
+    first = simulate_study(_sheet(2, 2), n_cells_per_sample=200, n_genes=600, seed=5)
+    second = simulate_study(_sheet(2, 2), n_cells_per_sample=200, n_genes=600, seed=5)
+    assert (first.adata.X != second.adata.X).nnz == 0
+    pd.testing.assert_frame_equal(first.truth_cells, second.truth_cells)
+    pd.testing.assert_frame_equal(first.truth_de, second.truth_de)
+    pd.testing.assert_frame_equal(first.truth_composition, second.truth_composition)
+    assert list(first.adata.obs_names) == list(second.adata.obs_names)
+
+
+def test_threads_do_not_change_the_result():
+    # > 2 blocks of cells, so the threaded path really runs in parallel
+    one = simulate_study(_sheet(2, 2), n_cells_per_sample=1500, n_genes=600, seed=2, threads=1)
+    two = simulate_study(_sheet(2, 2), n_cells_per_sample=1500, n_genes=600, seed=2, threads=2)
+    assert (one.adata.X != two.adata.X).nnz == 0
+
+
+def test_seed_changes_the_data():
+    first = simulate_study(_sheet(2, 2), n_cells_per_sample=200, n_genes=600, seed=5)
+    other = simulate_study(_sheet(2, 2), n_cells_per_sample=200, n_genes=600, seed=6)
+    assert (first.adata.X != other.adata.X).nnz > 0.5 * first.adata.X.nnz
+    assert not first.truth_cells["barcode"].equals(other.truth_cells["barcode"])
+    assert not first.truth_de["gene"].equals(other.truth_de["gene"])
+
+
+def test_counts_are_nonnegative_integers_in_csr(study):
+    x = study.adata.X
+    assert sp.issparse(x) and x.format == "csr"
+    assert np.issubdtype(x.dtype, np.integer)
+    assert x.data.min() >= 1  # no stored zeros
+    assert study.adata.shape == (8 * 750, 2000)
+    assert x.has_sorted_indices
+
+
+def test_gene_universe(study):
+    genes = build_gene_table(n_genes=2000)
+    assert len(genes) == 2000 and genes["gene"].is_unique and genes["gene_ids"].is_unique
+    assert genes["gene_ids"].str.fullmatch(r"ENSG9\d{10}").all()
+    assert list(study.adata.var_names) == genes["gene"].tolist()
+    assert list(study.adata.var["gene_ids"]) == genes["gene_ids"].tolist()
+    names = set(genes["gene"])
+    assert sum(n.startswith("MT-") for n in names) == 13
+    assert sum(re.match(r"^RP[SL]\d", n) is not None for n in names) >= 60
+    required = {
+        "ACTB", "B2M", "MALAT1", "TMSB4X", "HBA1", "HBA2", "HBB", "HBD", "HBG1", "HBG2", "HBM",
+        "HBZ", "LIN28B", "HMGA2", "IGF2BP3", "IGF2BP1", "HLF", "AVP", "CRHBP", "CD34", "PROM1",
+        "MECOM", "NRIP1", "MLLT3", "SPINK2", "BCL11A", "FOXP3", "IL2RA", "CTLA4", "IKZF2",
+        "TNFRSF18", "CCR4", "IL10", "TGFB1", "IDO1", "CD274", "LGALS1", "LGALS9", "HLA-G",
+        "ENTPD1", "NT5E", "GZMA", "GZMB", "GZMH", "PRF1", "GNLY", "NKG7", "IFNG", "KIR2DL1",
+        "KIR3DL1", "KLRC1", "S100A8", "S100A9", "CXCL8", "AREG", "VEGFA", "HGF", "IGF1",
+        "FGF2", "ISG15", "IFI6", "IFIT1", "IFIT3", "MX1", "OAS1", "IFI44L", "JUN", "JUNB",
+        "FOS", "FOSB", "NFKBIA", "TNFAIP3", "HSPA1A", "HSPA1B", "DUSP1", "IER2", "EGR1",
+        "ZFP36", "MCM5", "PCNA", "MKI67", "TOP2A", "CD14", "LYZ", "FCGR3A", "MS4A1", "CD3E",
+        "CD8A", "CD4", "KLRD1", "PF4", "PPBP", "LILRA4", "FCER1A", "MPO", "GATA1",
+    }  # fmt: skip
+    assert required <= names
+    assert genes.loc[genes["category"] == "filler", "gene"].str.fullmatch(r"SIMG\d{5}").all()
+    with pytest.raises(UserInputError, match="n_genes"):
+        build_gene_table(n_genes=100)
+
+
+def test_obs_and_truth_cells_agree(study):
+    obs = study.adata.obs
+    truth = study.truth_cells
+    for column in ("sample", "donor", "condition", "barcode", "cell_type", "artefact"):
+        assert list(obs[column].astype(str)) == list(truth[column].astype(str))
+    assert list(obs["tissue"].astype(str)[:1]) == ["cord_blood"]  # sheet columns carried
+    assert set(truth["artefact"]) == {"none", "damaged", "low_count", "doublet"}
+    assert set(truth.loc[truth["artefact"] == "none", "cell_type"]) == set(CELL_TYPES)
+    assert study.adata.obs_names.is_unique
+
+
+def test_barcodes_are_realistic_and_unique_per_sample(study):
+    truth = study.truth_cells
+    assert truth["barcode"].str.fullmatch(BARCODE_RE).all()
+    assert not truth.duplicated(["sample", "barcode"]).any()
+
+
+# ---------------------------------------------------------------------------------------------
+# composition
+# ---------------------------------------------------------------------------------------------
+def _observed_proportions(study: SimulatedStudy) -> pd.DataFrame:
+    healthy = study.adata.obs[study.adata.obs["artefact"] == "none"]
+    table = pd.crosstab(healthy["donor"].astype(str), healthy["cell_type"].astype(str))
+    return table.reindex(columns=list(CELL_TYPES), fill_value=0).div(table.sum(axis=1), axis=0)
+
+
+def test_expected_cell_types_present_in_every_donor(study):
+    proportions = _observed_proportions(study)
+    expected = study.truth_condition_composition
+    donor_condition = study.truth_cells.drop_duplicates("donor").set_index("donor")["condition"]
+    for donor, condition in donor_condition.items():
+        common = expected[
+            (expected["condition"] == condition) & (expected["expected_proportion"] >= 0.02)
+        ]["cell_type"]
+        assert len(common) >= 10
+        missing = [t for t in common if proportions.loc[donor, t] == 0]
+        assert missing == [], f"{donor} lacks {missing}"
+
+
+def test_composition_table_matches_the_cells(study):
+    proportions = _observed_proportions(study)
+    table = study.truth_composition
+    for row in table.itertuples():
+        assert row.proportion == pytest.approx(proportions.loc[row.donor, row.cell_type])
+    sums = table.groupby("donor")["proportion"].sum()
+    np.testing.assert_allclose(sums, 1.0)
+
+
+def test_planted_composition_shift(study):
+    proportions = _observed_proportions(study)
+    is_cord = proportions.index.str.startswith("CB")
+    observed = np.log2(proportions[is_cord].mean() / proportions[~is_cord].mean())
+    expected = study.truth_condition_composition.pivot(
+        index="cell_type", columns="condition", values="expected_proportion"
+    )
+    planted = np.log2(expected[CORD] / expected[ADULT])
+    higher_in_cord = [
+        "HSC_MPP",
+        "myeloid_progenitor",
+        "erythroid_progenitor",
+        "erythroid",
+        "CD4_naive",
+        "CD8_naive",
+    ]
+    higher_in_adult = ["CD4_memory", "CD8_effector", "NK", "CD16_monocyte"]
+    assert (planted[higher_in_cord] > 0.5).all() and (planted[higher_in_adult] < -0.5).all()
+    shifted = higher_in_cord + higher_in_adult
+    # every shift in its planted direction; with 4 donors per group and Dirichlet noise a rare
+    # type's shift can be half its planted size, but on average the planted size comes back
+    assert (np.sign(observed[shifted]) == np.sign(planted[shifted])).all()
+    recovered = observed[shifted] / planted[shifted]
+    assert 0.6 < recovered.mean() < 1.6, recovered
+
+
+def test_donor_proportions_vary_around_the_condition_mean(study):
+    proportions = _observed_proportions(study)
+    cord = proportions[proportions.index.str.startswith("CB")]
+    # donors differ (Dirichlet), but not wildly: CD4_naive sd across donors in a sane range
+    sd = cord["CD4_naive"].std()
+    assert 0.005 < sd < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# artefacts
+# ---------------------------------------------------------------------------------------------
+def test_artefact_rates_as_requested():
+    rates = {"damaged": 0.10, "low_count": 0.03, "doublet": 0.08}
+    sim = simulate_study(
+        _sheet(2, 2),
+        n_cells_per_sample=400,
+        n_genes=600,
+        seed=1,
+        damaged_rate=rates["damaged"],
+        low_count_rate=rates["low_count"],
+        doublet_rate=rates["doublet"],
+    )
+    observed = pd.crosstab(sim.truth_cells["sample"], sim.truth_cells["artefact"], normalize="index")
+    for artefact, rate in rates.items():
+        np.testing.assert_allclose(observed[artefact], rate, atol=1 / 400)
+
+
+def test_healthy_cells_have_low_mito_and_damaged_cells_high(study):
+    pct = _pct_mt(study.adata)
+    artefact = study.truth_cells["artefact"].to_numpy()
+    healthy, damaged = pct[artefact == "none"], pct[artefact == "damaged"]
+    assert 0.02 <= np.median(healthy) <= 0.08
+    assert np.quantile(healthy, 0.99) < 0.12
+    assert damaged.min() > 0.15
+    assert 0.3 < np.median(damaged) < 0.7
+    totals = _totals(study.adata)
+    # damaged cells lost RNA: fewer counts than healthy cells, typically
+    assert np.median(totals[artefact == "damaged"]) < np.median(totals[artefact == "none"])
+
+
+def test_low_count_barcodes_are_low(study):
+    totals = _totals(study.adata)
+    artefact = study.truth_cells["artefact"].to_numpy()
+    low = totals[artefact == "low_count"]
+    assert low.max() <= 400 and 30 <= np.median(low) <= 300
+    assert np.quantile(totals[artefact == "none"], 0.01) > 500
+    assert set(study.truth_cells.loc[artefact == "low_count", "cell_type"]) == {"ambient"}
+
+
+def test_doublets_sum_two_mostly_different_cells(study):
+    truth = study.truth_cells
+    doublet = truth["artefact"] == "doublet"
+    assert (truth.loc[doublet, "cell_type"] == "doublet").all()
+    assert (truth.loc[~doublet, "doublet_types"] == "").all()
+    pairs = truth.loc[doublet, "doublet_types"].str.split("+")
+    assert pairs.map(len).eq(2).all()
+    assert pairs.map(lambda p: set(p) <= set(CELL_TYPES)).all()
+    heterotypic = pairs.map(lambda p: p[0] != p[1]).mean()
+    assert heterotypic > 0.75
+    totals = _totals(study.adata)
+    assert np.median(totals[doublet.to_numpy()]) > 1.5 * np.median(totals[~doublet.to_numpy()])
+
+
+# ---------------------------------------------------------------------------------------------
+# planted expression differences
+# ---------------------------------------------------------------------------------------------
+def test_planted_programmes_visible_in_crude_means(study):
+    ery = _crude_log2fc(study.adata, "erythroid", ["HBG1", "HBG2", "BCL11A"])
+    assert ery["HBG1"] > 1.5 and ery["HBG2"] > 1.5
+    assert ery["BCL11A"] < -0.5
+    nk = _crude_log2fc(study.adata, "NK", ["GZMB", "PRF1", "GNLY", "NKG7"])
+    assert (nk < -0.8).all(), nk
+    cd8 = _crude_log2fc(study.adata, "CD8_effector", ["GZMB", "PRF1", "GNLY", "NKG7"])
+    assert (cd8 < -0.8).all(), cd8
+    hsc = _crude_log2fc(study.adata, "HSC_MPP", ["LIN28B", "HMGA2", "IGF2BP3"])
+    assert (hsc > 1.0).all(), hsc
+
+
+def test_random_de_genes_recovered_and_null_genes_flat(study):
+    truth = study.truth_de
+    for cell_type in ("CD14_monocyte", "CD4_naive", "B_naive"):
+        planted = truth[(truth["cell_type"] == cell_type) & (truth["programme"] == "random")]
+        assert len(planted) == 15
+        assert (planted["log2FC"].abs() >= 1).all() and (planted["log2FC"] > 0).any()
+        assert (planted["log2FC"] < 0).any()
+        observed = _crude_log2fc(study.adata, cell_type, planted["gene"].tolist())
+        assert np.corrcoef(observed, planted["log2FC"])[0, 1] > 0.8
+        assert (np.sign(observed) == np.sign(planted["log2FC"].to_numpy())).mean() >= 0.9
+        # null genes: expressed fillers not planted in this type
+        genes = study.adata.var
+        fillers = genes.index[genes["category"] == "filler"]
+        null = [g for g in fillers if g not in set(truth.loc[truth["cell_type"] == cell_type, "gene"])]
+        null_fc = _crude_log2fc(study.adata, cell_type, null[:300])
+        assert np.median(np.abs(null_fc)) < 0.35
+
+
+def test_truth_de_table(study):
+    truth = study.truth_de
+    assert not truth.duplicated(["cell_type", "gene"]).any()
+    assert set(truth["cell_type"]) == set(CELL_TYPES)
+    assert truth["gene"].isin(study.adata.var_names).all()
+    assert {"fetal_programme", "fetal_haemoglobin", "cytotoxicity", "random"} == set(
+        truth["programme"]
+    )
+    random_genes = truth.loc[truth["programme"] == "random", "gene"]
+    assert random_genes.str.startswith("SIMG").all()
+    assert (truth["reference_cp10k"] > 0).all()
+
+
+def test_null_simulation_plants_nothing(null_study):
+    assert null_study.truth_de.empty
+    expected = null_study.truth_condition_composition.pivot(
+        index="cell_type", columns="condition", values="expected_proportion"
+    )
+    np.testing.assert_allclose(expected[CORD], expected[ADULT])
+    ery = _crude_log2fc(null_study.adata, "erythroid", ["HBG1", "HBG2"])
+    assert (ery.abs() < 0.6).all(), ery
+    nk = _crude_log2fc(null_study.adata, "NK", ["GZMB", "PRF1", "GNLY", "NKG7"])
+    assert (nk.abs() < 0.5).all(), nk
+
+
+# ---------------------------------------------------------------------------------------------
+# input validation
+# ---------------------------------------------------------------------------------------------
+def test_sample_sheet_errors_are_user_errors():
+    sheet = _sheet(1, 1)
+    with pytest.raises(UserInputError, match="donor"):
+        simulate_study(sheet.drop(columns="donor"), n_genes=600, n_cells_per_sample=100)
+    bad = sheet.copy()
+    bad.loc[0, "condition"] = "fetal_liver"
+    with pytest.raises(UserInputError, match="fetal_liver"):
+        simulate_study(bad, n_genes=600, n_cells_per_sample=100)
+    twice = sheet.copy()
+    twice.loc[1, "donor"] = twice.loc[0, "donor"]
+    with pytest.raises(UserInputError, match="more than one condition"):
+        simulate_study(twice, n_genes=600, n_cells_per_sample=100)
+    with pytest.raises(UserInputError, match="healthy"):
+        simulate_study(
+            sheet, n_genes=600, n_cells_per_sample=100, damaged_rate=0.5, doublet_rate=0.5
+        )
+
+
+def test_sample_as_index_and_shared_donor_accepted():
+    sheet = _sheet(2, 1)
+    sheet.loc[1, "donor"] = "CB1"  # two samples of one donor (technical replicate)
+    sim = simulate_study(sheet.set_index("sample"), n_genes=600, n_cells_per_sample=100)
+    assert set(sim.truth_composition["donor"]) == {"CB1", "AD1"}
+    assert sim.truth_cells["sample"].nunique() == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# write_demo: every format, a pooled file, the mixed-species file
+# ---------------------------------------------------------------------------------------------
+def _demo_sheet() -> pd.DataFrame:
+    sheet = _sheet()
+    sheet["format"] = [
+        "h5ad",
+        "10x_h5",
+        "10x_mtx",
+        "delimited",
+        "loom",
+        "10x_mtx",
+        "10x_h5",
+        "10x_h5",
+    ]
+    sheet["path"] = [
+        "demo/CB1.h5ad",
+        "demo/CB2.h5",
+        "demo/CB3_mtx",
+        "demo/CB4_RNA_umi.csv.gz",
+        "demo/AD1.loom",
+        "demo/AD2_mtx",
+        "demo/adult_pooled.h5",
+        "demo/adult_pooled.h5",
+    ]
+    sheet["barcode_pattern"] = [""] * 6 + ["^AD3-", "^AD4-"]
+    return sheet
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, SimulatedStudy]:
+    root = tmp_path_factory.mktemp("demo")
+    sim = write_demo(
+        _demo_sheet(), root, truth_dir=root / "truth", seed=3, n_cells_per_sample=200
+    )
+    return root, sim
+
+
+def _read(root: Path, sheet_row: pd.Series) -> ad.AnnData:
+    path = root / sheet_row["path"]
+    fmt = sheet_row["format"]
+    if fmt == "10x_h5":
+        with h5py.File(path) as f:
+            genome = None if "matrix" in f else next(iter(f))
+        return sc.read_10x_h5(path, genome=genome)
+    if fmt == "10x_mtx":
+        return sc.read_10x_mtx(path)
+    if fmt == "h5ad":
+        return ad.read_h5ad(path)
+    if fmt == "loom":
+        return ad.io.read_loom(path, sparse=True, obs_names="obs_names", var_names="var_names")
+    if str(path).endswith(".csv.gz"):
+        return sc.read_csv(path).T
+    return ad.io.read_text(path, delimiter="\t", first_column_names=True)
+
+
+def test_write_demo_writes_every_format(demo):
+    root, sim = demo
+    sheet = _demo_sheet()
+    truth = sim.truth_cells
+    # layouts: cord in Cell Ranger v3, adult in v2
+    with h5py.File(root / "demo/CB2.h5") as f:
+        assert "matrix" in f
+    with h5py.File(root / "demo/adult_pooled.h5") as f:
+        assert list(f) == ["GRCh38"]
+    assert (root / "demo/CB3_mtx/features.tsv.gz").is_file()
+    assert (root / "demo/AD2_mtx/genes.tsv").is_file()
+    for _, row in sheet.iterrows():
+        if row["sample"] == "CB4":
+            continue  # mixed species, checked below
+        read = _read(root, row)
+        in_file = truth[truth["sample"].isin(sheet.loc[sheet["path"] == row["path"], "sample"])]
+        assert list(read.obs_names) == in_file["barcode"].tolist(), row["sample"]
+        assert list(read.var_names) == list(sim.adata.var_names)
+        expected = sim.adata[in_file.index.to_numpy()].X.toarray()
+        np.testing.assert_array_equal(
+            read.X.toarray() if sp.issparse(read.X) else read.X, expected
+        )
+        if row["format"] != "delimited":
+            assert list(read.var["gene_ids"]) == list(sim.adata.var["gene_ids"])
+
+
+def test_pooled_file_patterns_select_each_sample(demo):
+    root, sim = demo
+    read = sc.read_10x_h5(root / "demo/adult_pooled.h5", genome="GRCh38")
+    assert read.n_obs == 400
+    for sample in ("AD3", "AD4"):
+        selected = [b for b in read.obs_names if re.search(f"^{sample}-", b)]
+        expected = sim.truth_cells.loc[sim.truth_cells["sample"] == sample, "barcode"]
+        assert selected == expected.tolist()
+        assert all(BARCODE_RE.match(b.removeprefix(f"{sample}-")) for b in selected)
+    unpooled = sim.truth_cells.loc[sim.truth_cells["sample"] == "CB1", "barcode"]
+    assert unpooled.str.fullmatch(BARCODE_RE).all()
+
+
+def test_mixed_species_file(demo):
+    root, sim = demo
+    read = sc.read_csv(root / "demo/CB4_RNA_umi.csv.gz").T  # GEO style: genes x cells
+    human = read.var_names.str.startswith("HUMAN_")
+    mouse = read.var_names.str.startswith("MOUSE_")
+    assert (human | mouse).all()
+    assert human.sum() == sim.adata.n_vars and mouse.sum() == 200
+    assert "MOUSE_Actb" in read.var_names and "HUMAN_MT-CO1" in read.var_names
+    truth = sim.truth_cells[sim.truth_cells["sample"] == "CB4"]
+    assert list(read.obs_names) == truth["barcode"].tolist()
+    is_mouse = (truth["artefact"] == "other_species").to_numpy()
+    assert (truth.loc[is_mouse, "cell_type"] == "mouse").all()
+    assert 0.03 <= is_mouse.sum() / (~is_mouse).sum() <= 0.07
+    x = read.X.astype(float)
+    mouse_share = x[:, mouse].sum(axis=1) / x.sum(axis=1)
+    assert mouse_share[is_mouse].min() > 0.9
+    assert mouse_share[~is_mouse].max() < 0.05
+    # the human part of human cells equals the simulated counts
+    expected = sim.adata[truth.index[~is_mouse].to_numpy()].X.toarray()
+    np.testing.assert_array_equal(x[~is_mouse][:, human], expected)
+    # mouse cells are in the returned study too (with their human ambient counts)
+    assert (sim.adata.obs["artefact"] == "other_species").sum() == is_mouse.sum()
+
+
+def test_truth_tables_written(demo):
+    root, sim = demo
+    names = sorted(p.name for p in (root / "truth").iterdir())
+    assert names == [
+        "truth_cells.tsv",
+        "truth_composition.tsv",
+        "truth_condition_composition.tsv",
+        "truth_de.tsv",
+        "truth_genes.tsv",
+    ]
+    cells = pd.read_csv(root / "truth/truth_cells.tsv", sep="\t", keep_default_na=False)
+    assert cells["barcode"].tolist() == sim.truth_cells["barcode"].tolist()
+    assert set(cells["artefact"]) == {"none", "damaged", "low_count", "doublet", "other_species"}
+    genes = pd.read_csv(root / "truth/truth_genes.tsv", sep="\t")
+    assert {"gene", "gene_ids", "category"} <= set(genes.columns)
+    assert genes["gene"].is_unique
+    de = pd.read_csv(root / "truth/truth_de.tsv", sep="\t")
+    assert len(de) == len(sim.truth_de) and de["log2FC"].abs().min() >= 1
+
+
+def test_cells_x_genes_tsv_without_prefixes(tmp_path):
+    sheet = _sheet(1, 1)
+    sheet["format"] = ["delimited", "auto"]
+    sheet["path"] = ["cb.tsv.gz", "ad.tsv"]
+    sim = write_demo(sheet, tmp_path, seed=1, n_cells_per_sample=120, n_genes=600)
+    for sample, name in (("CB1", "cb.tsv.gz"), ("AD1", "ad.tsv")):
+        read = ad.io.read_text(tmp_path / name, delimiter="\t", first_column_names=True)
+        assert list(read.var_names) == list(sim.adata.var_names)  # no HUMAN_ prefix
+        expected = sim.truth_cells.loc[sim.truth_cells["sample"] == sample, "barcode"]
+        assert list(read.obs_names) == expected.tolist()
+    assert not (tmp_path / "truth").exists()  # no truth_dir, no truth tables
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        (["^AD3-", "^AD3-"], "does not match its own"),
+        (["AD", "^AD4-"], "also matches"),
+        (["^AD3-", ""], "barcode_pattern"),
+        (["^AD3-", "(unclosed"], "not a valid regular expression"),
+    ],
+)
+def test_barcode_pattern_mismatch_raises(tmp_path, patterns, message):
+    sheet = _sheet(0, 2)
+    sheet["donor"] = ["AD3", "AD4"]
+    sheet["sample"] = ["AD3", "AD4"]
+    sheet["format"] = "10x_h5"
+    sheet["path"] = "pooled.h5"
+    sheet["barcode_pattern"] = patterns
+    with pytest.raises(UserInputError, match=message):
+        write_demo(sheet, tmp_path, seed=0, n_cells_per_sample=60, n_genes=600)
+
+
+def test_write_demo_rejects_mixed_formats_in_one_path(tmp_path):
+    sheet = _sheet(1, 1)
+    sheet["format"] = ["h5ad", "loom"]
+    sheet["path"] = ["same.h5ad", "same.h5ad"]
+    sheet["barcode_pattern"] = ["^CB1-", "^AD1-"]
+    with pytest.raises(UserInputError, match="one format"):
+        write_demo(sheet, tmp_path, seed=0, n_cells_per_sample=60, n_genes=600)
+
+
+def test_cli_writes_sheet_paths_relative_to_cwd(tmp_path, monkeypatch):
+    sheet = _sheet(1, 1)
+    sheet["format"] = ["10x_h5", "10x_mtx"]
+    sheet["path"] = ["out/cb.h5", "out/ad_mtx"]
+    sheet["barcode_pattern"] = ""
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    monkeypatch.chdir(tmp_path)
+    status = main(
+        [
+            "--samples",
+            "samples.tsv",
+            "--truth-dir",
+            "truth",
+            "--seed",
+            "4",
+            "--cells-per-sample",
+            "80",
+            "--genes",
+            "600",
+            "--no-condition-effect",
+        ]
+    )
+    assert status == 0
+    read = sc.read_10x_h5(tmp_path / "out/cb.h5")
+    assert read.n_obs == 80 and read.n_vars == 600
+    assert sc.read_10x_mtx(tmp_path / "out/ad_mtx").n_obs == 80
+    de = pd.read_csv(tmp_path / "truth/truth_de.tsv", sep="\t")
+    assert de.empty  # --no-condition-effect
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--samples", "missing.tsv", "--truth-dir", "truth"])
+    assert exit_info.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# speed
+# ---------------------------------------------------------------------------------------------
+def test_100k_cells_simulate_in_under_a_minute():
+    start = time.perf_counter()
+    sim = simulate_study(_sheet(), n_cells_per_sample=12_500, n_genes=2000, seed=0)
+    elapsed = time.perf_counter() - start
+    assert sim.adata.shape == (100_000, 2000)
+    assert elapsed < 60, f"simulating 100,000 cells took {elapsed:.1f} s"
