@@ -13,6 +13,7 @@ with rule_logging(snakemake.log[0]) as log:
         n_genes=params.n_genes,
         condition_effect=params.condition_effect,
         contrast=params.contrast,
+        threads=snakemake.threads,
     )
     log.info(
         "SYNTHETIC demo written: %d cells x %d genes in %d samples",

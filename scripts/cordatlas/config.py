@@ -54,10 +54,14 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> s
     sub = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
         return f"{where}: unknown key(s) {extra}; allowed keys are {allowed}"
     if error.validator == "enum":
-        return f"{where}: {error.instance!r} is not allowed; use one of {list(error.validator_value)}"
+        return (
+            f"{where}: {error.instance!r} is not allowed; use one of {list(error.validator_value)}"
+        )
     message = f"{where}: {error.message}"
     if sub.get("description"):
         message += f" ({sub['description']})"
@@ -109,7 +113,9 @@ def _check_regex(pattern: str, *, where: str) -> None:
     try:
         re.compile(pattern)
     except re.error as err:
-        raise UserInputError(f"{where}: {pattern!r} is not a valid regular expression ({err})") from None
+        raise UserInputError(
+            f"{where}: {pattern!r} is not a valid regular expression ({err})"
+        ) from None
 
 
 def read_samples(
@@ -196,7 +202,9 @@ def read_samples(
                 f"{'both' if 'path' in record else 'neither'})"
             )
         if "sha256" in record and "url" not in record:
-            raise UserInputError(f"{label}: `sha256` is set but `url` is not; sha256 checks downloads")
+            raise UserInputError(
+                f"{label}: `sha256` is set but `url` is not; sha256 checks downloads"
+            )
         if "barcode_pattern" in record:
             _check_regex(record["barcode_pattern"], where=f"{label}, column 'barcode_pattern'")
         levels = (contrast["condition"], contrast["reference"])

@@ -199,7 +199,9 @@ def qc_thresholds(
         )
     if max_pct_counts_hb is not None:
         thresholds.append(
-            Threshold("pct_counts_hb", None, float(max_pct_counts_hb), "config", "qc.max_pct_counts_hb")
+            Threshold(
+                "pct_counts_hb", None, float(max_pct_counts_hb), "config", "qc.max_pct_counts_hb"
+            )
         )
     return thresholds
 
@@ -344,9 +346,7 @@ def run_sample_qc(
         max_pct_counts_hb=max_pct_counts_hb,
         fixed=fixed,
     )
-    flags = apply_thresholds(
-        adata.obs, thresholds, top20_exempt_min_pct_hb=top20_exempt_min_pct_hb
-    )
+    flags = apply_thresholds(adata.obs, thresholds, top20_exempt_min_pct_hb=top20_exempt_min_pct_hb)
     metric_pass = ~flags.any(axis=1).to_numpy()
     doublets, doublet_cut, doublet_note = call_doublets(
         adata[metric_pass],
@@ -418,7 +418,9 @@ def run_sample_qc(
         message = (
             f"sample {sample!r}: {n_kept} of {adata.n_obs} cells passed QC, fewer than "
             f"qc.min_cells_per_sample={min_cells_per_sample} (removed: "
-            + ", ".join(f"{r} {summary[f'removed_{r}']}" for r in REASONS if summary[f"removed_{r}"])
+            + ", ".join(
+                f"{r} {summary[f'removed_{r}']}" for r in REASONS if summary[f"removed_{r}"]
+            )
             + "). Check the sample's data and thresholds in results/qc, lower "
             "qc.min_cells_per_sample, or set qc.on_small_sample: drop to exclude it."
         )

@@ -259,7 +259,7 @@ MARKERS: dict[str, dict[str, float]] = {
         "SOX4": 8, "ALAS2": 10, "BCL11A": 2, "GYPA": 2,
     },
     "erythroid": {
-        "ALAS2": 40, "GYPA": 12, "SLC4A1": 15, "CA1": 20, "AHSP": 25, "BCL11A": 3, "GATA1": 2,
+        "ALAS2": 40, "GYPA": 12, "SLC4A1": 15, "CA1": 20, "AHSP": 25, "BCL11A": 8, "GATA1": 2,
         "KLF1": 2, "TFRC": 6,
     },
     "megakaryocyte": {
@@ -405,6 +405,14 @@ _BLOCK_CELLS = 2048
 #: Means below this are drawn Poisson (the gamma's extra variance, mu^2 * phi, is negligible).
 _GAMMA_MIN_MEAN = 0.05
 
+#: Sample-sheet columns about files and QC overrides, not sample metadata: not put in obs.
+_NOT_CARRIED = frozenset(
+    {
+        "format", "path", "url", "sha256", "barcode_pattern", "orientation", "genome",
+        "min_counts", "max_counts", "min_genes", "max_genes", "max_pct_counts_mt",
+    }
+)  # fmt: skip
+
 _TRUTH_DE_COLUMNS = ["cell_type", "gene", "log2FC", "programme", "reference_cp10k"]
 
 
@@ -420,10 +428,12 @@ class SimulatedStudy:
     adata
         All barcodes (artefacts included), cells x genes, CSR int32 counts. obs: ``sample``,
         ``donor``, ``condition``, ``barcode``, ``cell_type``, ``artefact``, ``doublet_types``,
-        ``phase`` and the sample sheet's other columns; var: ``gene_ids``, ``category``.
+        ``phase`` and the sample sheet's other metadata columns (tissue, study, ...; not file
+        locations or QC overrides); var: ``gene_ids``, ``category``.
     truth_cells
-        One row per barcode: sample, donor, condition, barcode, cell_type, artefact,
-        doublet_types ("A+B" for doublets, "" otherwise), phase.
+        One row per barcode, in the order of ``adata`` (grouped by sample, in sheet order):
+        sample, donor, condition, barcode, cell_type, artefact, doublet_types ("A+B" for
+        doublets, "" otherwise), phase.
     truth_de
         Planted differences: cell_type, gene, log2FC (condition vs reference, positive = higher
         in the condition, on the scale of expected expression at equal library size),
@@ -665,7 +675,10 @@ def _random_barcodes(
 # Study simulation
 # ============================================================================================
 def _absent(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+    """Whether a sample-sheet cell is empty (None, NaN, pd.NA or blank text)."""
+    if isinstance(value, str):
+        return value.strip() == ""
+    return value is None or bool(np.ndim(value) == 0 and pd.isna(value))
 
 
 def _sample_table(samples: pd.DataFrame, contrast: Sequence[str]) -> pd.DataFrame:
@@ -749,7 +762,8 @@ def simulate_study(
     ----------
     samples
         At least ``sample``, ``donor``, ``condition`` (values from ``contrast``; ``sample`` may
-        be the index). Other columns are carried into ``adata.obs``.
+        be the index). Other metadata columns (tissue, study, sex, ...) are carried into
+        ``adata.obs``; file-location and QC-override columns are not.
     n_cells_per_sample
         Barcodes per sample, artefacts included.
     n_genes
@@ -978,7 +992,7 @@ def simulate_study(
     )
     obs = truth_cells.copy()
     for column in table.columns:
-        if column in obs.columns:
+        if column in obs.columns or column in _NOT_CARRIED:
             continue
         values = table[column]
         if values.map(_absent).all():
@@ -1238,6 +1252,7 @@ def write_demo(
         any_mixed |= mixed
         blocks: list[sp.csr_matrix] = []
         block_barcodes: list[np.ndarray] = []
+        barcodes_by_row: dict[int, list[str]] = {}
         for r in rows:
             sample = table.at[r, "sample"]
             sel = cell_rows[sample]
@@ -1245,6 +1260,7 @@ def write_demo(
             if pooled:
                 barcodes = np.array([f"{sample}-{b}" for b in barcodes], dtype=object)
             written[sel] = barcodes
+            barcodes_by_row[r] = [str(b) for b in barcodes]
             human = adata.X[sel]
             if not mixed:
                 blocks.append(human)
@@ -1275,9 +1291,10 @@ def write_demo(
                     mouse_bc = np.array([f"{sample}-{b}" for b in mouse_bc], dtype=object)
                 blocks.append(mouse)
                 block_barcodes.append(mouse_bc)
+                barcodes_by_row[r] += [str(b) for b in mouse_bc]
                 mouse_blocks.append((r, mouse_bc, mouse[:, : len(human_genes)].tocsr()))
 
-        _check_patterns(table, rows, block_barcodes, patterns, path, mixed=mixed)
+        _check_patterns(table, barcodes_by_row, patterns, path)
         first = table.loc[rows[0]]
         version = 3 if first["condition"] == contrast[0] else 2
         orientation = _optional(first, "orientation")
@@ -1320,29 +1337,16 @@ def write_demo(
 
 def _check_patterns(
     table: pd.DataFrame,
-    rows: list[int],
-    block_barcodes: list[np.ndarray],
+    barcodes_by_row: Mapping[int, list[str]],
     patterns: Mapping[int, re.Pattern[str] | None],
     path: str,
-    *,
-    mixed: bool,
 ) -> None:
     """Each row's pattern must select exactly its own barcodes within the file."""
-    # with a mixed-species file, a row has two blocks (human cells, then mouse cells)
-    per_row: dict[int, list[str]] = {r: [] for r in rows}
-    step = 2 if mixed else 1
-    i = 0
-    for r in rows:
-        for _ in range(step):
-            if i < len(block_barcodes):
-                per_row[r].extend(str(b) for b in block_barcodes[i])
-            i += 1
-    for r in rows:
+    for r, own in barcodes_by_row.items():
         pattern = patterns[r]
         if pattern is None:
             continue
         sample = table.at[r, "sample"]
-        own = per_row[r]
         missed = [b for b in own if not pattern.search(b)]
         if missed:
             raise UserInputError(
@@ -1350,10 +1354,10 @@ def _check_patterns(
                 f"barcode {missed[0]!r} in {path!r} ({len(missed)} missed); pooled barcodes "
                 f"are written as '{sample}-<barcode>'."
             )
-        for other in rows:
+        for other, theirs in barcodes_by_row.items():
             if other == r:
                 continue
-            stolen = [b for b in per_row[other] if pattern.search(b)]
+            stolen = [b for b in theirs if pattern.search(b)]
             if stolen:
                 raise UserInputError(
                     f"sample {sample!r}: barcode_pattern {pattern.pattern!r} also matches "
@@ -1401,11 +1405,17 @@ def _with_written_barcodes(
         x_parts.append(counts)
     truth_all = pd.concat(truth_parts, ignore_index=True)
     obs_all = pd.concat([o.astype({c: object for c in o.columns}) for o in obs_parts])
+    # file order: each sample's cells, then its mouse cells, samples in sheet order
+    position = {sample: i for i, sample in enumerate(table["sample"])}
+    is_extra = np.repeat(np.arange(len(truth_parts)) > 0, [len(t) for t in truth_parts])
+    order = np.lexsort((is_extra, truth_all["sample"].map(position).to_numpy()))
+    truth_all = truth_all.iloc[order].reset_index(drop=True)
+    obs_all = obs_all.iloc[order]
     for column in obs_all.columns:
         if column != "barcode":
             obs_all[column] = pd.Categorical(obs_all[column].astype(str))
     adata = ad.AnnData(
-        X=sp.vstack(x_parts, format="csr").astype(np.int32),
+        X=sp.vstack(x_parts, format="csr")[order].astype(np.int32),
         obs=obs_all,
         var=study.adata.var.copy(),
         uns=dict(study.adata.uns),

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from cordatlas import download
 from cordatlas.download import DownloadError, cache_path, fetch_url
 from cordatlas.errors import UserInputError

@@ -16,6 +16,7 @@ import pytest
 import scanpy as sc
 import scipy.io
 import scipy.sparse as sp
+
 from cordatlas.errors import UserInputError
 from cordatlas.ingest import (
     describe_non_counts,

@@ -9,7 +9,13 @@ import pytest
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.qc import apply_thresholds, compute_qc_metrics, mad_bounds, qc_thresholds, run_sample_qc
+from cordatlas.qc import (
+    apply_thresholds,
+    compute_qc_metrics,
+    mad_bounds,
+    qc_thresholds,
+    run_sample_qc,
+)
 
 NMADS = {
     "log1p_total_counts": 5,
@@ -35,7 +41,9 @@ QC_ARGS = dict(
 )
 
 
-def make_sample(n_cells: int = 400, seed: int = 0, n_damaged: int = 0, n_empty: int = 0) -> ad.AnnData:
+def make_sample(
+    n_cells: int = 400, seed: int = 0, n_damaged: int = 0, n_empty: int = 0
+) -> ad.AnnData:
     """Healthy cells from 3 expression programmes, plus damaged (high MT) and near-empty barcodes."""
     rng = np.random.default_rng(seed)
     genes = [f"MT-G{i}" for i in range(5)] + ["RPS1", "RPL1", "HBB"] + [f"G{i}" for i in range(300)]
@@ -78,7 +86,9 @@ def test_zero_variance_gives_no_adaptive_bound():
         },
         index=[f"c{i}" for i in range(40)],
     )
-    thresholds = qc_thresholds(obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100)
+    thresholds = qc_thresholds(
+        obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
+    )
     flags = apply_thresholds(obs, thresholds)
     assert not flags.to_numpy().any(), "identical cells must all pass"
     by_metric = {t.metric: t for t in thresholds}
@@ -89,9 +99,12 @@ def test_zero_variance_gives_no_adaptive_bound():
 def test_mito_is_one_sided_and_capped():
     adata = make_sample(n_damaged=20)
     compute_qc_metrics(adata)
-    thresholds = {t.metric: t for t in qc_thresholds(
-        adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
-    )}
+    thresholds = {
+        t.metric: t
+        for t in qc_thresholds(
+            adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
+        )
+    }
     assert thresholds["pct_counts_mt"].lower is None
     assert thresholds["pct_counts_in_top_20_genes"].lower is None
     assert thresholds["pct_counts_mt"].upper <= 20
@@ -106,9 +119,12 @@ def test_fixed_thresholds_replace_adaptive_ones():
     adata = make_sample()
     compute_qc_metrics(adata)
     fixed = {"min_counts": 2400.0, "max_pct_counts_mt": 1.0, "max_counts": None}
-    thresholds = {t.metric: t for t in qc_thresholds(
-        adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100, fixed=fixed
-    )}
+    thresholds = {
+        t.metric: t
+        for t in qc_thresholds(
+            adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100, fixed=fixed
+        )
+    }
     assert thresholds["total_counts"].lower == 2400.0
     assert thresholds["total_counts"].source == "fixed"
     assert thresholds["total_counts"].upper is not None  # other side stays adaptive
@@ -137,7 +153,9 @@ def test_damaged_and_empty_cells_removed_with_reasons():
 
 def test_every_cell_failing_stops_with_the_sample_named():
     adata = make_sample(n_cells=0, n_empty=60)
-    with pytest.raises(UserInputError, match=r"sample 'EMPTY': 0 of 60 cells passed QC.*low_counts 60"):
+    with pytest.raises(
+        UserInputError, match=r"sample 'EMPTY': 0 of 60 cells passed QC.*low_counts 60"
+    ):
         run_sample_qc(adata, sample="EMPTY", **QC_ARGS)
 
 

@@ -120,9 +120,9 @@ def test_10x_h5_has_the_datasets_of_real_cell_ranger_files(counts, tmp_path, sha
         out: dict[str, str] = {}
         with h5py.File(path) as f:
             f.visititems(
-                lambda name, obj: out.__setitem__(name, obj.dtype.kind)
-                if isinstance(obj, h5py.Dataset)
-                else None
+                lambda name, obj: (
+                    out.__setitem__(name, obj.dtype.kind) if isinstance(obj, h5py.Dataset) else None
+                )
             )
         return out
 

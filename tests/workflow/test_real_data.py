@@ -85,8 +85,8 @@ def test_thresholds_differ_per_sample_and_are_reported(real_run):
     assert (summary["cells_out"] > 0).all()
     assert (summary["cells_out"] + summary["removed_total"] == summary["cells_in"]).all()
     # low-depth Drop-seq and 10x get their own adaptive bounds
-    assert summary.loc["CBMC_CD8", "total_counts_upper"] != summary.loc["PBMC_A", "total_counts_upper"]
-    assert summary.loc["CBMC_CD8", "total_counts_upper"] < summary.loc["PBMC_A", "total_counts_upper"]
+    for bound in ("total_counts_lower", "total_counts_upper", "pct_counts_mt_upper"):
+        assert summary[bound].nunique() == 3, bound
     thresholds = pd.read_csv(real_run / "results/qc/qc_thresholds.tsv", sep="\t")
     bm_doublets = thresholds.query("sample == 'BM1' and metric == 'doublet_score'")
     assert "not called" in bm_doublets["detail"].iloc[0]  # 50 cells: too few for scrublet, said so
@@ -94,7 +94,9 @@ def test_thresholds_differ_per_sample_and_are_reported(real_run):
 
 def test_atlas_joins_the_real_gene_universes(real_run):
     atlas = ad.read_h5ad(real_run / "results/atlas.h5ad")
-    merge = pd.read_csv(real_run / "results/merge/merge_summary.tsv", sep="\t").set_index("quantity")
+    merge = pd.read_csv(real_run / "results/merge/merge_summary.tsv", sep="\t").set_index(
+        "quantity"
+    )
     assert int(merge.loc["genes_dropped_by_join", "value"]) > 0  # Drop-seq and 10x differ
     assert atlas.n_vars == int(merge.loc["genes_kept", "value"])
     assert set(atlas.obs["condition"]) == {"cord_blood", "adult"}

@@ -22,7 +22,15 @@ def test_snakefmt_and_ruff_are_clean():
     for command in (
         [sys.executable, "-m", "snakefmt", "--check", str(ROOT / "workflow")],
         [sys.executable, "-m", "ruff", "check", str(ROOT / "scripts"), str(ROOT / "tests")],
-        [sys.executable, "-m", "ruff", "format", "--check", str(ROOT / "scripts"), str(ROOT / "tests")],
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--check",
+            str(ROOT / "scripts"),
+            str(ROOT / "tests"),
+        ],
     ):
         result = subprocess.run(command, capture_output=True, text=True)
         assert result.returncode == 0, " ".join(command[2:4]) + "\n" + result.stdout + result.stderr

@@ -16,6 +16,7 @@ rule simulate_demo:
         "benchmarks/simulate_demo/simulate_demo.tsv"
     conda:
         "../../envs/scanpy.yaml"
+    threads: 2
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,

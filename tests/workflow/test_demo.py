@@ -1,0 +1,98 @@
+"""The real Snakefile on the simulated demo: content checked against the simulator's truth."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def truth(demo_run) -> pd.DataFrame:
+    return pd.read_csv(demo_run / "resources/demo/truth/truth_cells.tsv", sep="\t")
+
+
+@pytest.fixture(scope="module")
+def qc_cells(demo_run) -> pd.DataFrame:
+    samples = pd.read_csv(demo_run / "config/samples.tsv", sep="\t")["sample"]
+    tables = [
+        pd.read_csv(demo_run / f"results/qc/{s}_cells.tsv", sep="\t", keep_default_na=False)
+        for s in samples
+    ]
+    return pd.concat(tables, ignore_index=True)
+
+
+def test_truth_tables_are_written_beside_the_data(demo_run):
+    names = sorted(p.name for p in (demo_run / "resources/demo/truth").iterdir())
+    assert all("truth" in n for n in names)
+    de = pd.read_csv(demo_run / "resources/demo/truth/truth_de.tsv", sep="\t")
+    assert {"cell_type", "gene", "log2FC"} <= set(de.columns)
+    assert len(de) > 0
+
+
+def test_every_format_ingested_with_every_cell(demo_run, truth):
+    expected = truth[truth["artefact"] != "other_species"].groupby("sample").size()
+    for sample, n_cells in expected.items():
+        adata = ad.read_h5ad(demo_run / f"results/ingest/{sample}.h5ad")
+        assert adata.n_obs == n_cells, sample
+        assert set(adata.obs["barcode"]) == set(
+            truth.query("sample == @sample and artefact != 'other_species'")["barcode"]
+        )
+    formats = {
+        ad.read_h5ad(demo_run / f"results/ingest/{s}.h5ad").uns["ingest"]["format"]
+        for s in expected.index
+    }
+    assert formats == {"h5ad", "10x_h5", "10x_mtx", "delimited", "loom"}
+    mixed = ad.read_h5ad(demo_run / "results/ingest/CB4.h5ad")
+    assert not mixed.var_names.str.startswith(("MOUSE_", "HUMAN_")).any()
+    assert (truth.query("sample == 'CB4'")["artefact"] == "other_species").sum() > 0
+
+
+def test_qc_removes_planted_artefacts_and_keeps_healthy_cells(qc_cells, truth):
+    merged = truth.merge(qc_cells, on=["sample", "barcode"], how="inner")
+    removed = ~merged["passed_qc"].astype(bool)
+    by_artefact = removed.groupby(merged["artefact"]).mean()
+    assert by_artefact["damaged"] >= 0.9
+    assert by_artefact["low_count"] >= 0.9
+    assert by_artefact["none"] < 0.05
+    # erythroid cells (many in cord blood) are kept as a population, not filtered as contamination
+    erythroid = merged.query("artefact == 'none' and cell_type == 'erythroid'")
+    assert erythroid["passed_qc"].astype(bool).mean() > 0.9
+
+
+def test_qc_summary_accounts_for_every_cell(demo_run, truth):
+    summary = pd.read_csv(demo_run / "results/qc/qc_summary.tsv", sep="\t").set_index("sample")
+    assert (summary["cells_in"] - summary["removed_total"] == summary["cells_out"]).all()
+    ingested = truth[truth["artefact"] != "other_species"].groupby("sample").size()
+    assert summary["cells_in"].sort_index().equals(ingested.sort_index())
+
+
+def test_atlas_meets_the_contract(demo_run, qc_cells):
+    atlas = ad.read_h5ad(demo_run / "results/atlas.h5ad")
+    assert atlas.n_obs == int(qc_cells["passed_qc"].astype(bool).sum())
+    counts = atlas.layers["counts"]
+    assert np.allclose(counts.data, np.round(counts.data))
+    assert not np.allclose(atlas.X.data, np.round(atlas.X.data))  # X is log-normalised
+    for column in ("sample", "donor", "condition", "tissue", "study", "technology"):
+        assert isinstance(atlas.obs[column].dtype, pd.CategoricalDtype), column
+    for column in ("total_counts", "n_genes_by_counts", "pct_counts_mt", "pct_counts_hb"):
+        assert column in atlas.obs
+    for resolution in (0.5, 1.0, 2.0):
+        assert f"leiden_res{resolution}" in atlas.obs
+    assert atlas.obs["leiden"].equals(atlas.obs["leiden_res1.0"])
+    assert atlas.obsm["X_umap"].shape == (atlas.n_obs, 2)
+
+
+def test_clusters_do_not_mix_cell_types(demo_run, truth):
+    atlas = ad.read_h5ad(demo_run / "results/atlas.h5ad")
+    labels = truth.set_index(["sample", "barcode"])["cell_type"]
+    true_type = labels.loc[
+        list(zip(atlas.obs["sample"], atlas.obs["barcode"], strict=True))
+    ].to_numpy()
+    healthy = true_type != "doublet"
+    table = pd.crosstab(atlas.obs["leiden_res0.5"].to_numpy()[healthy], true_type[healthy])
+    purity = table.max(axis=1).sum() / table.to_numpy().sum()
+    assert purity >= 0.9
