@@ -27,6 +27,7 @@ REASONS = (
     "high_mt",
     "high_hb",
     "doublet",
+    "sample_too_small",
 )
 
 #: Fewest cells scrublet is run on; below it the sample's doublets are not called (and the log says so).
@@ -361,6 +362,22 @@ def run_sample_qc(
     if remove_doublets:
         flags["doublet"] = adata.obs["predicted_doublet"].to_numpy()
     keep = ~flags.any(axis=1).to_numpy()
+    n_passed = int(keep.sum())
+    dropped = False
+    if n_passed < min_cells_per_sample:
+        removed = ", ".join(f"{r} {int(flags[r].sum())}" for r in REASONS if flags[r].any())
+        message = (
+            f"sample {sample!r}: {n_passed} of {adata.n_obs} cells passed QC, fewer than "
+            f"qc.min_cells_per_sample={min_cells_per_sample} (removed: {removed or 'none'}). "
+            "Check the sample's data and thresholds in results/qc, lower "
+            "qc.min_cells_per_sample, or set qc.on_small_sample: drop to exclude it."
+        )
+        if on_small_sample == "fail":
+            raise UserInputError(message)
+        log.warning("%s Dropping the sample (qc.on_small_sample: drop).", message)
+        dropped = True
+        flags["sample_too_small"] = keep
+        keep = np.zeros(adata.n_obs, dtype=bool)
     reasons = flags.apply(lambda r: ";".join(c for c in REASONS if r[c]), axis=1)
 
     metric_cols = [
@@ -412,28 +429,12 @@ def run_sample_qc(
         summary[f"{t.metric}_lower"] = t.lower
         summary[f"{t.metric}_upper"] = t.upper
     summary["doublet_threshold"] = doublet_cut
-    summary["dropped_sample"] = False
-
-    if n_kept < min_cells_per_sample:
-        message = (
-            f"sample {sample!r}: {n_kept} of {adata.n_obs} cells passed QC, fewer than "
-            f"qc.min_cells_per_sample={min_cells_per_sample} (removed: "
-            + ", ".join(
-                f"{r} {summary[f'removed_{r}']}" for r in REASONS if summary[f"removed_{r}"]
-            )
-            + "). Check the sample's data and thresholds in results/qc, lower "
-            "qc.min_cells_per_sample, or set qc.on_small_sample: drop to exclude it."
-        )
-        if on_small_sample == "fail":
-            raise UserInputError(message)
-        log.warning("%s Dropping the sample (qc.on_small_sample: drop).", message)
-        summary["dropped_sample"] = True
-        keep = np.zeros(adata.n_obs, dtype=bool)
+    summary["dropped_sample"] = dropped
 
     kept = adata[keep].copy()
     kept.uns["qc"] = {
         "sample": sample,
-        "dropped_sample": bool(summary["dropped_sample"]),
+        "dropped_sample": dropped,
         "doublet_note": doublet_note,
     }
     return SampleQC(adata=kept, cells=cells, thresholds=threshold_table, summary=summary)

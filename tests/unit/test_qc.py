@@ -165,6 +165,8 @@ def test_small_sample_dropped_when_configured():
     result = run_sample_qc(adata, sample="EMPTY", **args)
     assert result.adata.n_obs == 0
     assert result.summary["dropped_sample"] is True
+    assert not result.cells["passed_qc"].any()
+    assert (result.cells["qc_reasons"] != "").all()
     assert result.adata.uns["qc"]["dropped_sample"] is True
 
 
@@ -190,3 +192,15 @@ def test_haemoglobin_rich_cells_are_not_judged_on_top20():
     assert kept.cells["passed_qc"].iloc[:30].all()
     judged = run_sample_qc(adata, sample="S", **{**args, "top20_exempt_min_pct_hb": None})
     assert judged.cells["qc_reasons"].iloc[:30].str.contains("high_top20").all()
+
+
+def test_dropped_sample_marks_its_passing_cells():
+    adata = make_sample(n_cells=30, n_empty=10)
+    args = {**QC_ARGS, "on_small_sample": "drop", "min_cells_per_sample": 50}
+    result = run_sample_qc(adata, sample="SMALL", **args)
+    assert result.adata.n_obs == 0
+    assert not result.cells["passed_qc"].any()
+    healthy = result.cells["qc_reasons"].iloc[:30]
+    assert (healthy == "sample_too_small").mean() > 0.8
+    assert result.summary["removed_sample_too_small"] == (healthy == "sample_too_small").sum()
+    assert result.summary["cells_out"] == 0

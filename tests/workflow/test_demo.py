@@ -96,3 +96,21 @@ def test_clusters_do_not_mix_cell_types(demo_run, truth):
     table = pd.crosstab(atlas.obs["leiden_res0.5"].to_numpy()[healthy], true_type[healthy])
     purity = table.max(axis=1).sum() / table.to_numpy().sum()
     assert purity >= 0.9
+
+
+def test_qc_figures_are_drawn_for_every_sample(demo_run):
+    samples = pd.read_csv(demo_run / "config/samples.tsv", sep="\t")["sample"]
+    figures = [demo_run / f"results/qc/figures/{s}_qc.png" for s in samples]
+    figures.append(demo_run / "results/qc/figures/qc_overview.png")
+    for figure in figures:
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+        assert figure.stat().st_size > 20_000, figure  # a real plot, not an empty canvas
+
+
+def test_report_bundles_the_registered_outputs(demo_run):
+    from .conftest import run_snakemake
+
+    run_snakemake(demo_run, "--report", "results/report.html")
+    html = (demo_run / "results/report.html").read_text(errors="ignore")
+    assert "qc_summary.tsv" in html
+    assert "SYNTHETIC" in html

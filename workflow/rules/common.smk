@@ -86,6 +86,8 @@ def all_outputs():
     outputs = [
         "results/qc/qc_summary.tsv",
         "results/qc/qc_thresholds.tsv",
+        "results/qc/figures/qc_overview.png",
+        *expand("results/qc/figures/{sample}_qc.png", sample=SAMPLES.index),
         "results/merge/merge_summary.tsv",
         "results/atlas.h5ad",
         "results/cluster/cluster_sizes.tsv",

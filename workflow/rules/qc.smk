@@ -59,3 +59,47 @@ rule summarise_qc:
         runtime=10,
     script:
         "../../scripts/summarise_qc.py"
+
+
+rule plot_qc_sample:
+    input:
+        cells="results/qc/{sample}_cells.tsv",
+        thresholds="results/qc/{sample}_thresholds.tsv",
+    output:
+        report(
+            "results/qc/figures/{sample}_qc.png",
+            caption="../report/qc_sample.rst",
+            category="Quality control",
+            subcategory="Per sample",
+            labels={"sample": "{sample}"},
+        ),
+    log:
+        "logs/plot_qc_sample/{sample}.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/plot_qc_sample.py"
+
+
+rule plot_qc_overview:
+    input:
+        cells=expand("results/qc/{sample}_cells.tsv", sample=SAMPLES.index),
+    output:
+        report(
+            "results/qc/figures/qc_overview.png",
+            caption="../report/qc_overview.rst",
+            category="Quality control",
+            labels={"figure": "cells kept and removed"},
+        ),
+    log:
+        "logs/plot_qc_overview/plot_qc_overview.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/plot_qc_overview.py"
