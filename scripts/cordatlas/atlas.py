@@ -12,21 +12,13 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from cordatlas.config import METADATA_COLUMNS
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
 #: obs columns that are categorical in the atlas (cellxgene shows categorical obs as colours).
-CATEGORICAL_OBS = (
-    "sample",
-    "donor",
-    "condition",
-    "tissue",
-    "study",
-    "technology",
-    "sex",
-    "sorted_fraction",
-)
+CATEGORICAL_OBS = ("sample", *METADATA_COLUMNS)
 
 
 def leiden_key(resolution: float) -> str:

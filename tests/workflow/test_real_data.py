@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from cordatlas.download import cache_path, file_sha256
+
 from .conftest import make_workdir, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.workflow
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory, shared_data: Path) -> Path:
     workdir = make_workdir(tmp_path_factory.mktemp("real"))
+    pbmc = shared_data / "adult_pbmc_10x_donorA_mudan/pbmcA_adult.h5ad"
     rows = [
         {
             "sample": "CBMC_CD8",
@@ -41,7 +44,9 @@ def real_run(tmp_path_factory, shared_data: Path) -> Path:
             "technology": "10x_3prime_v1",
             "sorted_fraction": "none",
             "format": "h5ad",
-            "path": shared_data / "adult_pbmc_10x_donorA_mudan/pbmcA_adult.h5ad",
+            # given by url so the run exercises download_sample (cache, sha256, atomic write)
+            "url": pbmc.as_uri(),
+            "sha256": file_sha256(pbmc),
             "barcode_pattern": "",
         },
         {
@@ -77,6 +82,9 @@ def test_every_sample_ingested_with_its_real_size(real_run):
     assert sizes["PBMC_A"][0] == 2896
     assert sizes["BM1"][0] == 50
     assert not (real_run / "resources/demo").exists()  # a user's sheet never runs the simulator
+    sheet = pd.read_csv(real_run / "config/real_samples.tsv", sep="\t").set_index("sample")
+    cached = real_run / cache_path(sheet.loc["PBMC_A", "url"], Path("resources/downloads"))
+    assert file_sha256(cached) == sheet.loc["PBMC_A", "sha256"]
 
 
 def test_thresholds_differ_per_sample_and_are_reported(real_run):
