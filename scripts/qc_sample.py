@@ -24,6 +24,7 @@ with rule_logging(snakemake.log[0]) as log:
         remove_doublets=qc["doublets"]["remove"],
         expected_doublet_rate=qc["doublets"]["expected_doublet_rate"],
         doublet_threshold=qc["doublets"]["threshold"],
+        doublet_threshold_method=qc["doublets"]["threshold_method"],
         min_cells_per_sample=qc["min_cells_per_sample"],
         on_small_sample=qc["on_small_sample"],
         fixed=snakemake.params.fixed,

@@ -250,9 +250,17 @@ def call_doublets(
     *,
     expected_doublet_rate: float,
     threshold: float | None,
+    threshold_method: str = "expected_rate",
     seed: int,
 ) -> tuple[pd.DataFrame, float | None, str]:
     """Scrublet doublet scores and calls for the cells of one sample (X must hold raw counts).
+
+    Scores come from scanpy's scrublet (Wolock et al. 2019). The cut on the score is, in order
+    of precedence: `threshold` when given; else with `threshold_method="expected_rate"` the score
+    above which the expected number of doublets lies (`expected_doublet_rate` x cells, the
+    convention of DoubletFinder, McGinnis et al. 2019); else scrublet's automatic threshold (the
+    minimum between the modes of simulated doublet scores), which needs a clearly bimodal
+    distribution and is conservative on samples of a few thousand cells.
 
     Returns
     -------
@@ -279,16 +287,30 @@ def call_doublets(
         n_prin_comps=min(30, work.n_obs - 1, work.n_vars - 1),
         verbose=False,
     )
-    params = work.uns["scrublet"]
-    used = params.get("threshold")
-    result["doublet_score"] = work.obs["doublet_score"].to_numpy()
-    if used is None or not np.isfinite(used):
-        note = "scrublet found no threshold (score distribution not bimodal); no doublets called"
-        log.warning(note)
-        return result, None, note
-    result["predicted_doublet"] = work.obs["doublet_score"].to_numpy() > used
-    source = "fixed (config)" if threshold is not None else "automatic (scrublet)"
-    return result, float(used), f"scrublet threshold {used:.3f}, {source}"
+    scores = work.obs["doublet_score"].to_numpy(dtype=float)
+    result["doublet_score"] = scores
+    if threshold is not None:
+        used, source = float(threshold), "fixed (config qc.doublets.threshold)"
+    elif threshold_method == "expected_rate":
+        n_expected = int(round(expected_doublet_rate * scores.size))
+        if n_expected == 0:
+            return result, None, "expected doublets round to 0 cells; no doublets called"
+        used = float(np.sort(scores)[::-1][n_expected])
+        source = (
+            f"expected rate: the {n_expected} highest scores "
+            f"({expected_doublet_rate:g} x {scores.size} cells)"
+        )
+    else:
+        used = work.uns["scrublet"].get("threshold")
+        source = "automatic (scrublet)"
+        if used is None or not np.isfinite(used):
+            note = (
+                "scrublet found no threshold (score distribution not bimodal); no doublets called"
+            )
+            log.warning(note)
+            return result, None, note
+    result["predicted_doublet"] = scores > used
+    return result, float(used), f"scrublet score threshold {used:.3f}, {source}"
 
 
 @dataclass(frozen=True)
@@ -318,6 +340,7 @@ def run_sample_qc(
     expected_doublet_rate: float,
     doublet_threshold: float | None,
     min_cells_per_sample: int,
+    doublet_threshold_method: str = "expected_rate",
     on_small_sample: str,
     fixed: Mapping[str, float | None] | None = None,
     seed: int = 0,
@@ -353,6 +376,7 @@ def run_sample_qc(
         adata[metric_pass],
         expected_doublet_rate=expected_doublet_rate,
         threshold=doublet_threshold,
+        threshold_method=doublet_threshold_method,
         seed=seed,
     )
     adata.obs["doublet_score"] = doublets["doublet_score"].reindex(adata.obs_names)

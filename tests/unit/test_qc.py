@@ -204,3 +204,42 @@ def test_dropped_sample_marks_its_passing_cells():
     assert (healthy == "sample_too_small").mean() > 0.8
     assert result.summary["removed_sample_too_small"] == (healthy == "sample_too_small").sum()
     assert result.summary["cells_out"] == 0
+
+
+def with_doublets(adata: ad.AnnData, n_doublets: int, seed: int = 1) -> ad.AnnData:
+    """Append heterotypic doublets: sums of two cells drawn from different halves of the sample."""
+    rng = np.random.default_rng(seed)
+    X = adata.X.toarray()
+    first = rng.integers(0, X.shape[0], size=n_doublets)
+    second = rng.integers(0, X.shape[0], size=n_doublets)
+    doublets = ad.AnnData(sp.csr_matrix(X[first] + X[second]))
+    doublets.var_names = adata.var_names
+    doublets.obs_names = [f"S:d{i}" for i in range(n_doublets)]
+    doublets.obs["barcode"] = [f"d{i}" for i in range(n_doublets)]
+    return ad.concat([adata, doublets], merge="same")
+
+
+def test_doublet_cut_methods():
+    from cordatlas.qc import call_doublets
+
+    adata = with_doublets(make_sample(n_cells=600, seed=3), 36)
+    is_doublet = adata.obs_names.str.startswith("S:d")
+    calls, cut, note = call_doublets(
+        adata, expected_doublet_rate=0.06, threshold=None, threshold_method="expected_rate", seed=0
+    )
+    n_expected = round(0.06 * adata.n_obs)
+    assert calls["predicted_doublet"].sum() <= n_expected
+    # scrublet scores are k-NN fractions with ties: strictly above the cut, never more than expected
+    assert calls["predicted_doublet"].sum() >= 0.8 * n_expected
+    assert (calls["doublet_score"] > cut).sum() == calls["predicted_doublet"].sum()
+    assert "expected rate" in note
+    # summed cells score higher than singlets
+    scores = calls["doublet_score"].to_numpy()
+    assert np.median(scores[is_doublet]) > np.quantile(scores[~is_doublet], 0.9)
+    fixed, cut, note = call_doublets(
+        adata, expected_doublet_rate=0.06, threshold=0.5, threshold_method="expected_rate", seed=0
+    )
+    assert cut == 0.5 and "fixed" in note
+    assert fixed["predicted_doublet"].sum() == (fixed["doublet_score"] > 0.5).sum()
+    small, cut, note = call_doublets(adata[:50], expected_doublet_rate=0.06, threshold=None, seed=0)
+    assert cut is None and "not called" in note and not small["predicted_doublet"].any()
