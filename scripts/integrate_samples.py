@@ -9,7 +9,11 @@ with rule_logging(snakemake.log[0]) as log:
     adata = ad.read_h5ad(snakemake.input.h5ad)
     run_pca(adata, n_pcs=snakemake.params.n_pcs, seed=snakemake.params.seed)
     use_rep = integrate(
-        adata, method=snakemake.params.method, key=snakemake.params.key, seed=snakemake.params.seed
+        adata,
+        method=snakemake.params.method,
+        key=snakemake.params.key,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
     )
     log.info("neighbours will use %s", use_rep)
     adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -66,6 +66,11 @@ def merge_samples(
     merged = ad.concat(
         kept, join=gene_join, merge="first", fill_value=0, index_unique=None, uns_merge=None
     )
+    if any("gene_ids" in a.var for a in kept):
+        # merge="first" takes the whole column from one sample; collect every sample's ids instead
+        ids = pd.concat([a.var["gene_ids"] for a in kept if "gene_ids" in a.var])
+        ids = ids[ids.notna()]
+        merged.var["gene_ids"] = ids.groupby(level=0).first().reindex(merged.var_names).to_numpy()
     if merged.obs_names.has_duplicates:
         raise UserInputError(
             "cell names collide across samples; each sample id must be unique in the sample sheet"
@@ -155,7 +160,7 @@ def run_pca(adata: ad.AnnData, *, n_pcs: int, seed: int) -> None:
     adata.varm["PCs"] = loadings
 
 
-def integrate(adata: ad.AnnData, *, method: str, key: str, seed: int) -> str:
+def integrate(adata: ad.AnnData, *, method: str, key: str, seed: int, threads: int = 1) -> str:
     """Batch-correct the PCA embedding; returns the obsm key to build neighbours on.
 
     "none" keeps `X_pca`; "harmony" writes `X_pca_harmony` (harmonypy, Korsunsky et al. 2019).
@@ -173,7 +178,7 @@ def integrate(adata: ad.AnnData, *, method: str, key: str, seed: int) -> str:
     import harmonypy
 
     result = harmonypy.run_harmony(
-        adata.obsm["X_pca"], adata.obs, [key], random_state=seed, verbose=False
+        adata.obsm["X_pca"], adata.obs, [key], random_state=seed, verbose=False, ncores=threads
     )
     corrected = np.asarray(result.Z_corr)
     if corrected.shape[0] != adata.n_obs:

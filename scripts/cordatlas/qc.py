@@ -132,7 +132,9 @@ def qc_thresholds(
     max_pct_counts_mt
         Absolute mitochondrial ceiling, applied even when the MAD bound is higher.
     min_counts, min_genes
-        Absolute floors: the adaptive lower bound never goes below them.
+        Absolute floors: the adaptive lower bound never goes below them, and medians and MADs
+        are computed on the barcodes above both floors (when at least 10 are), so that empty
+        barcodes do not drag the bounds down.
     max_pct_counts_hb
         Haemoglobin ceiling; None reports haemoglobin without filtering on it.
     fixed
@@ -141,6 +143,11 @@ def qc_thresholds(
         adaptive bound on that side.
     """
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None and not pd.isna(v)}
+    # Medians and MADs describe the sample's cells, not its empty barcodes: an unfiltered matrix
+    # (Cell Ranger raw_feature_bc_matrix) would otherwise put every real cell above the upper bound.
+    plausible = (obs["total_counts"] >= min_counts) & (obs["n_genes_by_counts"] >= min_genes)
+    if plausible.sum() >= 10:
+        obs = obs[plausible]
     thresholds = []
     for metric, log_metric, floor, low_key, high_key in (
         ("total_counts", "log1p_total_counts", min_counts, "min_counts", "max_counts"),
@@ -292,14 +299,18 @@ def call_doublets(
     if threshold is not None:
         used, source = float(threshold), "fixed (config qc.doublets.threshold)"
     elif threshold_method == "expected_rate":
-        n_expected = int(round(expected_doublet_rate * scores.size))
+        n_expected = min(int(round(expected_doublet_rate * scores.size)), scores.size)
         if n_expected == 0:
             return result, None, "expected doublets round to 0 cells; no doublets called"
-        used = float(np.sort(scores)[::-1][n_expected])
-        source = (
-            f"expected rate: the {n_expected} highest scores "
-            f"({expected_doublet_rate:g} x {scores.size} cells)"
+        # by rank, ties broken by cell order (scrublet scores are k-NN fractions and tie often)
+        called = np.argsort(-scores, kind="stable")[:n_expected]
+        result.iloc[called, result.columns.get_loc("predicted_doublet")] = True
+        used = float(scores[called].min())
+        note = (
+            f"scrublet score threshold {used:.3f}, expected rate: the {n_expected} highest-scoring "
+            f"cells ({expected_doublet_rate:g} x {scores.size}) called"
         )
+        return result, used, note
     else:
         used = work.uns["scrublet"].get("threshold")
         source = "automatic (scrublet)"
@@ -398,7 +409,14 @@ def run_sample_qc(
         )
         if on_small_sample == "fail":
             raise UserInputError(message)
-        log.warning("%s Dropping the sample (qc.on_small_sample: drop).", message)
+        log.warning(
+            "sample %r: %d of %d cells passed QC, fewer than qc.min_cells_per_sample=%d; "
+            "dropping the sample (qc.on_small_sample: drop)",
+            sample,
+            n_passed,
+            adata.n_obs,
+            min_cells_per_sample,
+        )
         dropped = True
         flags["sample_too_small"] = keep
         keep = np.zeros(adata.n_obs, dtype=bool)

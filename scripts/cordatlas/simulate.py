@@ -1068,7 +1068,8 @@ def _composition_table(
 # ============================================================================================
 # Writing the demo: every sample in its own format, pooled files, a mixed-species file
 # ============================================================================================
-def _infer_format(path: str) -> str:
+def infer_format(path: str) -> str:
+    """The format a demo path is written in when the sample sheet says `auto` (from its name)."""
     name = path.lower().rstrip("/")
     if name.endswith(".h5ad"):
         return "h5ad"
@@ -1187,7 +1188,7 @@ def write_demo(
             )
         fmt = _optional(row, "format") or "auto"
         if fmt == "auto":
-            fmt = _infer_format(path)
+            fmt = infer_format(path)
         if fmt not in COUNT_FORMATS:
             raise UserInputError(
                 f"sample {row['sample']!r}: format {fmt!r} is not one of "

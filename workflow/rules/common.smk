@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from cordatlas.config import read_samples, read_schema, sample_metadata, validate_config
 from cordatlas.download import cache_path
 from cordatlas.errors import UserInputError
+from cordatlas.simulate import infer_format
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
 
@@ -52,6 +53,11 @@ DEMO_TRUTH = [
         "truth_genes",
     )
 ]
+
+
+def demo_format(path, fmt):
+    """The format the simulator writes a demo path in (`auto` resolved from the name)."""
+    return infer_format(path) if fmt == "auto" else fmt
 
 
 def sample_source(wildcards):

@@ -4,7 +4,7 @@
 rule simulate_demo:
     output:
         samples=[
-            directory(path) if fmt == "10x_mtx" else path
+            directory(path) if demo_format(path, fmt) == "10x_mtx" else path
             for path, fmt in DEMO_SAMPLES[["path", "format"]]
             .drop_duplicates("path")
             .itertuples(index=False)

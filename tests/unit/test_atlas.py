@@ -1,0 +1,121 @@
+"""Merging samples and building the atlas on small seeded data."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from cordatlas.atlas import (
+    cluster,
+    integrate,
+    leiden_key,
+    merge_samples,
+    normalise,
+    run_pca,
+    select_highly_variable_genes,
+)
+from cordatlas.errors import UserInputError
+
+
+def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.AnnData:
+    rng = np.random.default_rng(seed)
+    adata = ad.AnnData(
+        sp.csr_matrix(rng.poisson(2.0, size=(n_cells, len(genes))).astype(np.float32))
+    )
+    adata.var_names = genes
+    adata.var["gene_ids"] = [f"ENSG_{g}" for g in genes]
+    adata.obs_names = [f"{name}:{i}" for i in range(n_cells)]
+    adata.obs["sample"] = name
+    adata.obs["condition"] = "cord_blood" if name.startswith("CB") else "adult"
+    adata.uns["qc"] = {"sample": name, "dropped_sample": False}
+    return adata
+
+
+def test_inner_join_keeps_shared_genes_and_counts():
+    a = sample("CB1", ["g1", "g2", "g3"])
+    b = sample("AD1", ["g2", "g3", "g4"], seed=1)
+    merged, record = merge_samples([a, b], gene_join="inner", min_cells_per_gene=0)
+    assert list(merged.var_names) == ["g2", "g3"]
+    assert record["genes_dropped_by_join"] == 2
+    assert np.array_equal(merged.layers["counts"].toarray(), merged.X.toarray())
+    assert merged.X[:60].toarray().sum() == a[:, ["g2", "g3"]].X.sum()
+    assert isinstance(merged.obs["sample"].dtype, pd.CategoricalDtype)
+
+
+def test_outer_join_fills_zeros_and_keeps_every_gene_id():
+    a = sample("CB1", ["g1", "g2", "g3"])
+    b = sample("AD1", ["g2", "g3", "g4"], seed=1)
+    merged, _ = merge_samples([a, b], gene_join="outer", min_cells_per_gene=0)
+    assert set(merged.var_names) == {"g1", "g2", "g3", "g4"}
+    assert merged.var.loc["g4", "gene_ids"] == "ENSG_g4"
+    assert merged[merged.obs["sample"] == "CB1", "g4"].X.sum() == 0
+
+
+def test_dropped_samples_are_left_out_and_listed():
+    a = sample("CB1", ["g1", "g2"])
+    b = sample("AD1", ["g1", "g2"], n_cells=0)
+    b.uns["qc"] = {"sample": "AD1", "dropped_sample": True}
+    merged, record = merge_samples([a, b], gene_join="inner", min_cells_per_gene=0)
+    assert record["samples_dropped_by_qc"] == ["AD1"]
+    assert set(merged.obs["sample"]) == {"CB1"}
+    b2 = sample("CB1", ["g1", "g2"], n_cells=0)
+    b2.uns["qc"] = {"sample": "CB1", "dropped_sample": True}
+    with pytest.raises(UserInputError, match="no sample is left after QC"):
+        merge_samples([b2], gene_join="inner", min_cells_per_gene=0)
+
+
+def test_pipeline_recovers_planted_groups_deterministically():
+    rng = np.random.default_rng(0)
+    genes = [f"g{i}" for i in range(200)]
+    parts = []
+    for name in ("CB1", "AD1"):
+        base = rng.gamma(0.6, 1.0, size=(3, 200))
+        group = rng.integers(0, 3, size=300)
+        counts = rng.poisson(base[group] * 3).astype(np.float32)
+        adata = ad.AnnData(sp.csr_matrix(counts))
+        adata.var_names = genes
+        adata.obs_names = [f"{name}:{i}" for i in range(300)]
+        adata.obs["sample"] = name
+        adata.obs["group"] = group
+        adata.uns["qc"] = {"sample": name, "dropped_sample": False}
+        parts.append(adata)
+    # the same three programmes in both samples
+    parts[1].X = sp.csr_matrix(
+        rng.poisson(
+            np.vstack(
+                [parts[0].X[parts[0].obs["group"].to_numpy() == g].mean(axis=0) for g in range(3)]
+            )[parts[1].obs["group"].to_numpy()]
+        ).astype(np.float32)
+    )
+    merged, _ = merge_samples(parts, gene_join="inner", min_cells_per_gene=3)
+
+    def run(adata):
+        adata = adata.copy()
+        normalise(adata)
+        select_highly_variable_genes(adata, n_top_genes=100, batch_key="sample")
+        run_pca(adata, n_pcs=10, seed=0)
+        rep = integrate(adata, method="harmony", key="sample", seed=0)
+        cluster(
+            adata,
+            use_rep=rep,
+            n_neighbors=15,
+            resolutions=[0.1, 0.5],
+            working_resolution=0.1,
+            umap_min_dist=0.5,
+            seed=0,
+        )
+        return adata
+
+    first, second = run(merged), run(merged)
+    assert first.obs["leiden"].equals(second.obs["leiden"])
+    assert rep_in(first)
+    table = pd.crosstab(first.obs["leiden"], first.obs["group"])
+    assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95
+    assert leiden_key(0.5) in first.obs and "X_umap" in first.obsm
+
+
+def rep_in(adata: ad.AnnData) -> bool:
+    return adata.uns["integration"]["use_rep"] == "X_pca_harmony" and "X_pca_harmony" in adata.obsm
