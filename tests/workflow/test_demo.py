@@ -117,3 +117,11 @@ def test_report_bundles_the_registered_outputs(demo_run):
     html = (demo_run / "results/report.html").read_text(errors="ignore")
     assert "qc_summary.tsv" in html
     assert "SYNTHETIC" in html
+
+
+def test_balanced_demo_design_has_no_warning(demo_run):
+    findings = pd.read_csv(demo_run / "results/design/design_findings.tsv", sep="\t")
+    assert findings.query("severity == 'warning'").empty
+    table = pd.read_csv(demo_run / "results/design/design.tsv", sep="\t")
+    donors = table.query("factor == 'donor_count'").set_index("condition")["n_donors"]
+    assert donors.to_dict() == {"adult": 4, "cord_blood": 4}

@@ -111,3 +111,11 @@ def test_atlas_joins_the_real_gene_universes(real_run):
     assert set(atlas.obs["sample"]) == {"CBMC_CD8", "PBMC_A", "BM1"}
     assert "X_umap" in atlas.obsm
     assert atlas.obs["leiden"].nunique() >= 3
+
+
+def test_design_check_flags_aliasing_and_missing_replication(real_run):
+    findings = pd.read_csv(real_run / "results/design/design_findings.tsv", sep="\t")
+    warnings = set(findings.query("severity == 'warning'")["topic"])
+    # one technology and one study per condition: Drop-seq cord vs 10x adult
+    assert {"aliasing:technology", "aliasing:study", "replication:cord_blood"} <= warnings
+    assert "replication:adult" not in warnings  # two adult donors

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
 from cordatlas.config import read_samples, read_schema, sample_metadata, validate_config
 from cordatlas.download import cache_path
+from cordatlas.design import DESIGN_FACTORS
 from cordatlas.errors import UserInputError
 from cordatlas.simulate import infer_format
 
@@ -95,6 +96,8 @@ def all_outputs():
         "results/qc/figures/qc_overview.png",
         *expand("results/qc/figures/{sample}_qc.png", sample=SAMPLES.index),
         "results/merge/merge_summary.tsv",
+        "results/design/design.tsv",
+        "results/design/design_findings.tsv",
         "results/atlas.h5ad",
         "results/cluster/cluster_sizes.tsv",
         "results/cluster/umap.png",

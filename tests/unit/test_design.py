@@ -1,0 +1,70 @@
+"""Design checks: aliasing of condition with technical factors, replication, integration key."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cordatlas.design import check_design
+
+CONTRAST = ("cord_blood", "adult")
+
+
+def sheet(**columns) -> pd.DataFrame:
+    base = {
+        "sample": ["CB1", "CB2", "AD1", "AD2"],
+        "donor": ["CB1", "CB2", "AD1", "AD2"],
+        "condition": ["cord_blood", "cord_blood", "adult", "adult"],
+        "study": ["s1", "s1", "s1", "s1"],
+        "technology": ["10x", "10x", "10x", "10x"],
+        "tissue": ["cord_blood", "cord_blood", "peripheral_blood", "peripheral_blood"],
+    }
+    base.update(columns)
+    return pd.DataFrame(base)
+
+
+def warnings_of(check) -> list[str]:
+    return check.findings.query("severity == 'warning'")["topic"].tolist()
+
+
+def test_balanced_design_raises_no_warning():
+    check = check_design(
+        sheet(study=["s1", "s2", "s1", "s2"]), contrast=CONTRAST, batch_key="study"
+    )
+    assert warnings_of(check) == []
+    counts = check.table.query("factor == 'donor_count'").set_index("condition")["n_donors"]
+    assert counts.to_dict() == {"adult": 2, "cord_blood": 2}
+
+
+def test_condition_aliased_with_study_and_technology_is_warned():
+    check = check_design(
+        sheet(study=["GSE1", "GSE1", "ZHENG", "ZHENG"], technology=["dropseq"] * 2 + ["10x"] * 2),
+        contrast=CONTRAST,
+        batch_key="study",
+    )
+    topics = warnings_of(check)
+    assert "aliasing:study" in topics and "aliasing:technology" in topics
+    assert "integration" in topics  # integrating on study removes the difference
+    message = check.findings.set_index("topic").loc["aliasing:technology", "message"]
+    assert "every cord_blood sample has technology ['dropseq']" in message
+    assert "Still valid" in message
+
+
+def test_one_donor_per_group_is_flagged_as_unreplicated():
+    check = check_design(
+        sheet(donor=["CBx", "CBx", "AD1", "AD2"]), contrast=CONTRAST, batch_key="sample"
+    )
+    assert warnings_of(check) == ["replication:cord_blood"]
+
+
+def test_sample_key_nested_in_condition_is_an_info_not_a_warning():
+    check = check_design(sheet(), contrast=CONTRAST, batch_key="sample")
+    info = check.findings.query("severity == 'info'")["topic"].tolist()
+    assert "integration" in info
+    assert "integration" not in warnings_of(check)
+
+
+def test_tissue_differing_by_construction_is_an_info():
+    # cord blood vs adult peripheral blood: tissue differs with condition by construction
+    check = check_design(sheet(), contrast=CONTRAST, batch_key=None)
+    assert warnings_of(check) == []
+    assert "tissue" in check.findings["topic"].tolist()

@@ -1,0 +1,34 @@
+# Design checks before integration: is condition confounded with study, technology, tissue ...?
+
+
+rule check_design:
+    input:
+        qc_summary="results/qc/qc_summary.tsv",
+    output:
+        table=report(
+            "results/design/design.tsv",
+            caption="../report/design.rst",
+            category="Study design",
+        ),
+        findings=report(
+            "results/design/design_findings.tsv",
+            caption="../report/design_findings.rst",
+            category="Study design",
+        ),
+    log:
+        "logs/check_design/check_design.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        samples=SAMPLES[["sample", "donor", "condition", *DESIGN_FACTORS]],
+        contrast=(config["contrast"]["condition"], config["contrast"]["reference"]),
+        batch_key=lambda wc: (
+            config["atlas"]["integration_key"]
+            if config["atlas"]["integration"] != "none"
+            else None
+        ),
+    script:
+        "../../scripts/check_design.py"
