@@ -148,3 +148,16 @@ def plot_qc_overview(cells: pd.DataFrame, *, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_marker_dotplot(
+    adata: ad.AnnData, markers: pd.DataFrame, *, groupby: str, n_per_cluster: int, path: str | Path
+) -> None:
+    """Dot plot of each cluster's top markers (colour: mean log expression; size: % cells expressing)."""
+    top = markers[markers["rank"] <= n_per_cluster]
+    genes = {str(c): list(g["gene"]) for c, g in top.groupby("cluster", sort=False)}
+    dotplot = sc.pl.dotplot(
+        adata, var_names=genes, groupby=groupby, show=False, return_fig=True, standard_scale="var"
+    )
+    dotplot.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close("all")

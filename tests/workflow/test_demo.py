@@ -125,3 +125,25 @@ def test_balanced_demo_design_has_no_warning(demo_run):
     table = pd.read_csv(demo_run / "results/design/design.tsv", sep="\t")
     donors = table.query("factor == 'donor_count'").set_index("condition")["n_donors"]
     assert donors.to_dict() == {"adult": 4, "cord_blood": 4}
+
+
+def test_cluster_markers_name_the_planted_cell_types(demo_run, truth):
+    markers = pd.read_csv(
+        demo_run / "results/cluster/markers.tsv", sep="\t", dtype={"cluster": str}
+    )
+    atlas = ad.read_h5ad(demo_run / "results/atlas.h5ad")
+    labels = truth.set_index(["sample", "barcode"])["cell_type"]
+    true_type = labels.loc[list(zip(atlas.obs["sample"], atlas.obs["barcode"], strict=True))]
+    majority = pd.crosstab(atlas.obs["leiden"].to_numpy(), true_type.to_numpy()).idxmax(axis=1)
+    expected = {
+        "NK": {"GNLY", "NKG7", "KLRD1", "KLRF1", "PRF1", "GZMB", "NCAM1", "KLRC1", "KIR2DL1"},
+        "megakaryocyte": {"PF4", "PPBP", "ITGA2B", "GP9", "TUBB1"},
+        "B_naive": {"MS4A1", "CD79A", "CD79B", "CD19", "IGHD", "TCL1A"},
+        "pDC": {"LILRA4", "IL3RA", "CLEC4C", "TCF4"},
+    }
+    for cell_type, genes in expected.items():
+        clusters = majority[majority == cell_type].index
+        assert len(clusters) > 0, cell_type
+        for cluster in clusters:
+            top = set(markers.query("cluster == @cluster and rank <= 10")["gene"])
+            assert top & genes, (cell_type, cluster, sorted(top))

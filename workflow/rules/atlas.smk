@@ -106,3 +106,33 @@ rule cluster_cells:
         seed=config["atlas"]["seed"],
     script:
         "../../scripts/cluster_cells.py"
+
+
+rule find_markers:
+    input:
+        h5ad="results/atlas.h5ad",
+    output:
+        table=report(
+            "results/cluster/markers.tsv",
+            caption="../report/markers.rst",
+            category="Atlas",
+        ),
+        dotplot=report(
+            "results/cluster/markers_dotplot.png",
+            caption="../report/markers.rst",
+            category="Atlas",
+        ),
+    log:
+        "logs/find_markers/find_markers.log",
+    benchmark:
+        "benchmarks/find_markers/find_markers.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=60,
+    params:
+        n_genes=25,
+        n_dotplot=3,
+    script:
+        "../../scripts/find_markers.py"

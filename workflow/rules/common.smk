@@ -101,6 +101,8 @@ def all_outputs():
         "results/atlas.h5ad",
         "results/cluster/cluster_sizes.tsv",
         "results/cluster/umap.png",
+        "results/cluster/markers.tsv",
+        "results/cluster/markers_dotplot.png",
     ]
     if not DEMO_SAMPLES.empty:
         outputs += DEMO_TRUTH

@@ -1,0 +1,19 @@
+"""Adapter for rule find_markers: Wilcoxon markers of the working clusters, as a table and a dot plot."""
+
+import anndata as ad
+
+from cordatlas.logs import rule_logging
+from cordatlas.markers import find_markers
+from cordatlas.plots import plot_marker_dotplot
+
+with rule_logging(snakemake.log[0]):
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    markers = find_markers(adata, groupby="leiden", n_genes=snakemake.params.n_genes)
+    markers.to_csv(snakemake.output.table, sep="\t", index=False)
+    plot_marker_dotplot(
+        adata,
+        markers,
+        groupby="leiden",
+        n_per_cluster=snakemake.params.n_dotplot,
+        path=snakemake.output.dotplot,
+    )
