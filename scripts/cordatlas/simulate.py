@@ -55,7 +55,7 @@ CELL_TYPES: tuple[str, ...] = (
     "Treg",
     "CD8_naive",
     "CD8_effector",
-    "NK",
+    "NK_CD56dim",
 )
 
 #: Values of truth_cells' ``artefact`` column.
@@ -79,7 +79,7 @@ LINEAGE: dict[str, str] = {
     "Treg": "T",
     "CD8_naive": "T",
     "CD8_effector": "T",
-    "NK": "NK",
+    "NK_CD56dim": "NK",
 }
 _LINEAGES: tuple[str, ...] = tuple(dict.fromkeys(LINEAGE.values()))
 
@@ -101,7 +101,7 @@ LIBRARY_MEDIAN: dict[str, float] = {
     "Treg": 3500,
     "CD8_naive": 3000,
     "CD8_effector": 3800,
-    "NK": 3500,
+    "NK_CD56dim": 3500,
 }
 LIBRARY_LOG_SD = 0.35
 #: Sample-level sequencing-depth variation (log sd).
@@ -126,7 +126,7 @@ COMPONENTS: dict[str, tuple[float, float, float, float]] = {
     "Treg": (0.34, 0.035, 0.001, 0.15),
     "CD8_naive": (0.36, 0.035, 0.001, 0.15),
     "CD8_effector": (0.32, 0.035, 0.001, 0.15),
-    "NK": (0.25, 0.040, 0.001, 0.17),
+    "NK_CD56dim": (0.25, 0.040, 0.001, 0.17),
 }
 
 #: Relative weights within the housekeeping component.
@@ -313,7 +313,7 @@ MARKERS: dict[str, dict[str, float]] = {
         "GZMB": 25, "PRF1": 15, "GNLY": 60, "GZMA": 25, "IL32": 40, "CST7": 30, "S100A4": 30,
         "IFNG": 2, "KIR2DL1": 0.5, "KIR3DL1": 0.5, "KLRD1": 5,
     },
-    "NK": {
+    "NK_CD56dim": {
         "GNLY": 200, "NKG7": 150, "KLRD1": 25, "KLRF1": 12, "PRF1": 30, "GZMB": 50,
         "FCGR3A": 20, "NCAM1": 4, "KLRC1": 5, "GZMA": 30, "CCL5": 40, "CST7": 30, "CD2": 8,
         "CD247": 15, "TYROBP": 60, "FCER1G": 30, "KIR2DL1": 3, "KIR3DL1": 3, "IFNG": 2,
@@ -338,7 +338,7 @@ COMPOSITION: dict[str, dict[str, float]] = {
         "HSC_MPP": 3.5, "myeloid_progenitor": 3.0, "erythroid_progenitor": 3.0, "erythroid": 5.0,
         "megakaryocyte": 2.0, "CD14_monocyte": 14.0, "CD16_monocyte": 2.0, "cDC": 2.0,
         "pDC": 2.0, "B_naive": 9.0, "B_memory": 2.0, "CD4_naive": 22.0, "CD4_memory": 3.0,
-        "Treg": 3.0, "CD8_naive": 11.0, "CD8_effector": 2.0, "NK": 6.0,
+        "Treg": 3.0, "CD8_naive": 11.0, "CD8_effector": 2.0, "NK_CD56dim": 6.0,
     },
     # adult: peripheral blood with a demo-friendly share of circulating progenitors (real
     # adult blood has ~0.1 % CD34+ cells; a few per donor keep their comparison testable)
@@ -346,7 +346,7 @@ COMPOSITION: dict[str, dict[str, float]] = {
         "HSC_MPP": 1.5, "myeloid_progenitor": 1.2, "erythroid_progenitor": 1.0,
         "erythroid": 1.0, "megakaryocyte": 2.0, "CD14_monocyte": 16.0, "CD16_monocyte": 5.0,
         "cDC": 2.0, "pDC": 1.5, "B_naive": 6.0, "B_memory": 5.0, "CD4_naive": 12.0,
-        "CD4_memory": 17.0, "Treg": 3.0, "CD8_naive": 5.0, "CD8_effector": 11.0, "NK": 11.0,
+        "CD4_memory": 17.0, "Treg": 3.0, "CD8_naive": 5.0, "CD8_effector": 11.0, "NK_CD56dim": 11.0,
     },
 }  # fmt: skip
 #: Dirichlet concentration of donor proportions around the condition mean.
@@ -363,7 +363,7 @@ PLANTED_EFFECTS: tuple[tuple[str, tuple[str, ...], dict[str, float]], ...] = (
     ("fetal_haemoglobin", ("erythroid",), {"BCL11A": -1.5}),
     (
         "cytotoxicity",
-        ("NK", "CD8_effector"),
+        ("NK_CD56dim", "CD8_effector"),
         {"GZMB": -1.5, "PRF1": -1.5, "GNLY": -1.5, "NKG7": -1.5},
     ),
 )
