@@ -136,7 +136,17 @@ def test_cluster_markers_name_the_planted_cell_types(demo_run, truth):
     true_type = labels.loc[list(zip(atlas.obs["sample"], atlas.obs["barcode"], strict=True))]
     majority = pd.crosstab(atlas.obs["leiden"].to_numpy(), true_type.to_numpy()).idxmax(axis=1)
     expected = {
-        "NK_CD56dim": {"GNLY", "NKG7", "KLRD1", "KLRF1", "PRF1", "GZMB", "NCAM1", "KLRC1", "KIR2DL1"},
+        "NK_CD56dim": {
+            "GNLY",
+            "NKG7",
+            "KLRD1",
+            "KLRF1",
+            "PRF1",
+            "GZMB",
+            "NCAM1",
+            "KLRC1",
+            "KIR2DL1",
+        },
         "megakaryocyte": {"PF4", "PPBP", "ITGA2B", "GP9", "TUBB1"},
         "B_naive": {"MS4A1", "CD79A", "CD79B", "CD19", "IGHD", "TCL1A"},
         "pDC": {"LILRA4", "IL3RA", "CLEC4C", "TCF4"},

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from .conftest import ROOT, SNAKEFILE, make_workdir, run_snakemake
 
@@ -57,7 +58,7 @@ def test_dry_run_plans_every_stage(tmp_path):
     ("edit", "message"),
     [
         (("config/samples.tsv", "\tloom\t", "\tloon\t"), "column 'format': 'loon' is not allowed"),
-        (("config/config.yaml", "integration: none", "integration: scvi"), "atlas.integration"),
+        (("config/config.yaml", "integration: harmony", "integration: scvi"), "atlas.integration"),
     ],
 )
 def test_bad_input_stops_before_any_job(tmp_path, edit, message):
@@ -82,3 +83,23 @@ def test_samples_key_switches_study(tmp_path):
     assert "results/ingest/CB3.h5ad" not in result.stdout
     assert "results/ingest/CB2.h5ad" in result.stdout
     assert SNAKEFILE.exists()
+
+
+def test_simulated_design_aliased_with_study_is_warned(tmp_path):
+    """The demo with every cord sample from one study and every adult from another."""
+    import pandas as pd
+
+    workdir = make_workdir(tmp_path)
+    sheet = pd.read_csv(workdir / "config/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    sheet["study"] = sheet["condition"].map({"cord_blood": "study_A", "adult": "study_B"})
+    sheet.to_csv(workdir / "config/samples.tsv", sep="\t", index=False)
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    config["demo"]["n_cells_per_sample"] = 200  # small: only QC and the design check run
+    config["qc"]["min_cells_per_sample"] = 20
+    config["atlas"]["integration_key"] = "study"
+    (workdir / "config/config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir, "--cores", "2", "results/design/design_findings.tsv")
+    findings = pd.read_csv(workdir / "results/design/design_findings.tsv", sep="\t")
+    warnings = findings.query("severity == 'warning'")
+    assert set(warnings["topic"]) == {"aliasing:study", "integration"}
+    assert "every cord_blood sample has study ['study_A']" in " ".join(warnings["message"])
