@@ -375,8 +375,8 @@ def integration_metrics(
 
 def integration_metrics_note(
     *,
-    batch_key: str = "the batch column",
-    use_rep: str = "the integrated embedding",
+    batch_key: str | None = None,
+    use_rep: str | None = None,
     unintegrated_rep: str = "X_pca",
     dominance_threshold: float = DOMINANCE_THRESHOLD,
     sample_size: int = 5000,
@@ -386,7 +386,8 @@ def integration_metrics_note(
     Parameters
     ----------
     batch_key, use_rep, unintegrated_rep, dominance_threshold, sample_size
-        The values given to :func:`integration_metrics`, quoted in the text.
+        The values given to :func:`integration_metrics`, quoted in the text (None: described
+        generically).
 
     Returns
     -------
@@ -394,9 +395,11 @@ def integration_metrics_note(
         Plain text (valid reStructuredText) for a report caption.
     """
     percent = f"{100 * dominance_threshold:g} %"
+    batches = "the batch column" if batch_key is None else f"``{batch_key}``"
+    embedding = "the integrated embedding" if use_rep is None else f"``{use_rep}``"
     return (
-        f"Integration quality per Leiden resolution; batches are ``{batch_key}``, embedding "
-        f"``{use_rep}``.\n\n"
+        f"Integration quality per Leiden resolution; batches are {batches}, embedding "
+        f"{embedding}.\n\n"
         "- **n_clusters**: Leiden clusters at that resolution (column ``clustering``).\n"
         "- **cluster_batch_entropy**: per cluster, entropy of its batch composition divided by "
         "log(number of batches); mean over clusters weighted by size. 1 = every cluster holds "
@@ -404,8 +407,8 @@ def integration_metrics_note(
         f"- **frac_clusters_batch_dominated**: fraction of clusters where one batch is more "
         f"than {percent} of the cells (a leftover batch effect, or a state present in one "
         "batch only).\n"
-        f"- **cluster_silhouette**: silhouette width of the clusters on ``{use_rep}`` "
-        f"(Euclidean, {sample_size} cells subsampled with the workflow seed); near 1 compact, "
+        f"- **cluster_silhouette**: silhouette width of the clusters on {embedding} "
+        f"(Euclidean, at most {sample_size} cells subsampled with the workflow seed); near 1 compact, "
         "separated clusters, near 0 overlapping ones.\n"
         "- **knn_batch_entropy**: mean over cells of the normalised batch entropy among each "
         "cell's neighbours in the kNN graph. Compare it with **knn_batch_entropy_random**, its "
@@ -413,8 +416,8 @@ def integration_metrics_note(
         "batches)), which is below 1 when batches differ in size; with about 15 neighbours per "
         "cell, even random mixing reads a few hundredths below it.\n"
         f"- **cell_type_silhouette** / **cell_type_silhouette_unintegrated**: silhouette of "
-        f"the cell-type labels on ``{use_rep}`` and on ``{unintegrated_rep}``. Good "
+        f"the cell-type labels on {embedding} and on ``{unintegrated_rep}``. Good "
         "integration raises batch mixing while keeping this roughly unchanged; a large drop "
-        "means distinct cell types were merged. NaN when no cell-type labels were given.\n"
+        "means distinct cell types were merged. NaN when no cell-type labels were given.\n\n"
         "Resolution-free columns (kNN entropy, cell-type silhouettes) repeat on every row."
     )

@@ -77,7 +77,7 @@ rule cluster_cells:
     input:
         h5ad="results/integrate/integrated.h5ad",
     output:
-        h5ad="results/atlas.h5ad",
+        h5ad="results/cluster/clustered.h5ad",
         sizes=report(
             "results/cluster/cluster_sizes.tsv",
             caption="../report/cluster_sizes.rst",

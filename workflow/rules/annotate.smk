@@ -1,0 +1,70 @@
+# Cell-type labels from a cited marker panel (and optionally CellTypist), integration quality.
+
+
+rule annotate_cells:
+    input:
+        h5ad="results/cluster/clustered.h5ad",
+        panel=config["annotation"]["panel"],
+        extra_panel=optional_file(config["annotation"]["extra_panel"]),
+        celltypist_model=optional_file(config["annotation"]["celltypist_model"]),
+    output:
+        h5ad="results/atlas.h5ad",
+        clusters=report(
+            "results/annotate/cluster_labels.tsv",
+            caption="../report/cluster_labels.rst",
+            category="Annotation",
+        ),
+        panel_genes=report(
+            "results/annotate/panel_genes.tsv",
+            caption="../report/panel_genes.rst",
+            category="Annotation",
+        ),
+        umap=report(
+            "results/annotate/umap_cell_type.png",
+            caption="../report/umap_cell_type.rst",
+            category="Annotation",
+        ),
+        dotplot=report(
+            "results/annotate/panel_dotplot.png",
+            caption="../report/panel_dotplot.rst",
+            category="Annotation",
+        ),
+    params:
+        min_score=config["annotation"]["min_score"],
+        min_margin=config["annotation"]["min_margin"],
+        seed=config["atlas"]["seed"],
+    log:
+        "logs/annotate_cells/annotate_cells.log",
+    benchmark:
+        "benchmarks/annotate_cells/annotate_cells.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=60,
+    script:
+        "../../scripts/annotate_cells.py"
+
+
+rule evaluate_integration:
+    input:
+        h5ad="results/atlas.h5ad",
+    output:
+        report(
+            "results/annotate/integration_metrics.tsv",
+            caption="../report/integration_metrics.rst",
+            category="Atlas",
+        ),
+    params:
+        resolutions=config["atlas"]["leiden_resolutions"],
+        batch_key=config["atlas"]["integration_key"],
+        seed=config["atlas"]["seed"],
+    log:
+        "logs/evaluate_integration/evaluate_integration.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
+        runtime=30,
+    script:
+        "../../scripts/evaluate_integration.py"
