@@ -161,3 +161,25 @@ def plot_marker_dotplot(
     )
     dotplot.savefig(path, dpi=100, bbox_inches="tight")
     plt.close("all")
+
+
+def plot_panel_dotplot(
+    adata: ad.AnnData,
+    markers: dict[str, list[str]],
+    *,
+    groupby: str = "cell_type",
+    path: str | Path,
+) -> None:
+    """Dot plot of each labelled cell type's panel markers across the labels (present genes only)."""
+    labels = set(adata.obs[groupby].astype(str))
+    genes = {
+        name: [g for g in genes if g in adata.var_names]
+        for name, genes in markers.items()
+        if name in labels
+    }
+    genes = {name: g for name, g in genes.items() if g}
+    dotplot = sc.pl.dotplot(
+        adata, var_names=genes, groupby=groupby, show=False, return_fig=True, standard_scale="var"
+    )
+    dotplot.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close("all")

@@ -157,3 +157,27 @@ def test_cluster_markers_name_the_planted_cell_types(demo_run, truth):
         for cluster in clusters:
             top = set(markers.query("cluster == @cluster and rank <= 10")["gene"])
             assert top & genes, (cell_type, cluster, sorted(top))
+
+
+def test_annotation_recovers_the_planted_cell_types(demo_run, truth):
+    from sklearn.metrics import adjusted_rand_score
+
+    atlas = ad.read_h5ad(demo_run / "results/atlas.h5ad")
+    labels = truth.set_index(["sample", "barcode"])["cell_type"]
+    true_type = labels.loc[list(zip(atlas.obs["sample"], atlas.obs["barcode"], strict=True))]
+    true_type = true_type.to_numpy()
+    predicted = atlas.obs["cell_type"].astype(str).to_numpy()
+    singlets = true_type != "doublet"
+    assert adjusted_rand_score(true_type[singlets], predicted[singlets]) >= 0.9
+    assert (predicted[singlets] == true_type[singlets]).mean() >= 0.9
+    assert atlas.obs["cell_type_confidence"].between(0, 1).all()
+    assert set(atlas.obsm["cell_type_scores"].columns) >= {"HSC_MPP", "Treg", "NK_CD56dim"}
+    clusters = pd.read_csv(demo_run / "results/annotate/cluster_labels.tsv", sep="\t")
+    assert set(clusters["cell_type"]) - {"unassigned"} <= set(
+        atlas.obsm["cell_type_scores"].columns
+    )
+    metrics = pd.read_csv(demo_run / "results/annotate/integration_metrics.tsv", sep="\t")
+    assert list(metrics["resolution"]) == [0.5, 1.0, 2.0]
+    assert (metrics["cluster_batch_entropy"] > 0.5).all()  # Harmony on sample mixes donors
+    for figure in ("umap_cell_type.png", "panel_dotplot.png"):
+        assert (demo_run / "results/annotate" / figure).stat().st_size > 20_000

@@ -119,3 +119,17 @@ def test_design_check_flags_aliasing_and_missing_replication(real_run):
     # one technology and one study per condition: Drop-seq cord vs 10x adult
     assert {"aliasing:technology", "aliasing:study", "replication:cord_blood"} <= warnings
     assert "replication:adult" not in warnings  # two adult donors
+
+
+def test_adult_pbmc_resolves_into_t_nk_b_and_monocytes(real_run):
+    atlas = ad.read_h5ad(real_run / "results/atlas.h5ad")
+    labels = atlas.obs.loc[atlas.obs["sample"] == "PBMC_A", "cell_type"].astype(str)
+    groups = {
+        "T": ("CD4_", "CD8_", "Treg", "MAIT", "gamma_delta", "T_lineage"),
+        "NK": ("NK_",),
+        "B": ("B_",),
+        "monocyte": ("CD14_monocyte", "CD16_monocyte"),
+    }
+    shares = {group: labels.str.startswith(prefixes).mean() for group, prefixes in groups.items()}
+    assert all(share >= 0.02 for share in shares.values()), shares
+    assert sum(shares.values()) >= 0.8, shares

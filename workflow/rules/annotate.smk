@@ -4,7 +4,7 @@
 rule annotate_cells:
     input:
         h5ad="results/cluster/clustered.h5ad",
-        panel=config["annotation"]["panel"],
+        panel=shipped_file(config["annotation"]["panel"]),
         extra_panel=optional_file(config["annotation"]["extra_panel"]),
         celltypist_model=optional_file(config["annotation"]["celltypist_model"]),
     output:
@@ -29,10 +29,6 @@ rule annotate_cells:
             caption="../report/panel_dotplot.rst",
             category="Annotation",
         ),
-    params:
-        min_score=config["annotation"]["min_score"],
-        min_margin=config["annotation"]["min_margin"],
-        seed=config["atlas"]["seed"],
     log:
         "logs/annotate_cells/annotate_cells.log",
     benchmark:
@@ -42,6 +38,10 @@ rule annotate_cells:
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=60,
+    params:
+        min_score=config["annotation"]["min_score"],
+        min_margin=config["annotation"]["min_margin"],
+        seed=config["atlas"]["seed"],
     script:
         "../../scripts/annotate_cells.py"
 
@@ -55,10 +55,6 @@ rule evaluate_integration:
             caption="../report/integration_metrics.rst",
             category="Atlas",
         ),
-    params:
-        resolutions=config["atlas"]["leiden_resolutions"],
-        batch_key=config["atlas"]["integration_key"],
-        seed=config["atlas"]["seed"],
     log:
         "logs/evaluate_integration/evaluate_integration.log",
     conda:
@@ -66,5 +62,9 @@ rule evaluate_integration:
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
         runtime=30,
+    params:
+        resolutions=config["atlas"]["leiden_resolutions"],
+        batch_key=config["atlas"]["integration_key"],
+        seed=config["atlas"]["seed"],
     script:
         "../../scripts/evaluate_integration.py"

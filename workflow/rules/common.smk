@@ -61,6 +61,20 @@ def demo_format(path, fmt):
     return infer_format(path) if fmt == "auto" else fmt
 
 
+def shipped_file(path):
+    """A config path, read from the working directory or else from this repository (shipped files)."""
+    candidate = Path(path)
+    shipped = Path(workflow.basedir).parent / candidate
+    if candidate.exists() or candidate.is_absolute() or not shipped.exists():
+        return str(candidate)
+    return str(shipped)
+
+
+def optional_file(path):
+    """An input that is only there when the config names it."""
+    return [] if path is None else path
+
+
 def sample_source(wildcards):
     """The file or folder holding one sample's counts (a cached download for url rows)."""
     row = SAMPLES.loc[wildcards.sample]
@@ -103,6 +117,8 @@ def all_outputs():
         "results/cluster/umap.png",
         "results/cluster/markers.tsv",
         "results/cluster/markers_dotplot.png",
+        "results/annotate/cluster_labels.tsv",
+        "results/annotate/integration_metrics.tsv",
     ]
     if not DEMO_SAMPLES.empty:
         outputs += DEMO_TRUTH

@@ -1,0 +1,42 @@
+"""Adapter for rule annotate_cells: marker-panel labels per cluster (and CellTypist if given) -> the atlas."""
+
+import anndata as ad
+
+from cordatlas.annotate import (
+    annotate_clusters,
+    celltypist_annotate,
+    load_panel,
+    merge_panels,
+    score_cell_types,
+)
+from cordatlas.logs import rule_logging
+from cordatlas.plots import plot_panel_dotplot, plot_umap
+
+with rule_logging(snakemake.log[0]) as log:
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    panel = load_panel(snakemake.input.panel)
+    if snakemake.input.extra_panel:
+        panel = merge_panels(panel, load_panel(snakemake.input.extra_panel))
+    scores, genes = score_cell_types(adata, panel, seed=snakemake.params.seed)
+    clusters = annotate_clusters(
+        adata,
+        scores,
+        cluster_key="leiden",
+        min_score=snakemake.params.min_score,
+        min_margin=snakemake.params.min_margin,
+        lineages={n: e.get("lineage") for n, e in panel["cell_types"].items()},
+    )
+    adata.uns["annotation"] = {"panel_version": str(panel["version"])}
+    if snakemake.input.celltypist_model:
+        celltypist_annotate(adata, snakemake.input.celltypist_model, cluster_key="leiden")
+    log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
+    clusters.to_csv(snakemake.output.clusters, sep="\t", index=False)
+    genes.to_csv(snakemake.output.panel_genes, sep="\t", index=False)
+    plot_umap(adata, keys=["cell_type", "condition", "donor", "sample"], path=snakemake.output.umap)
+    plot_panel_dotplot(
+        adata,
+        {name: entry["markers"] for name, entry in panel["cell_types"].items()},
+        groupby="cell_type",
+        path=snakemake.output.dotplot,
+    )
+    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
