@@ -28,6 +28,10 @@ except UserInputError as err:
 
 wildcard_constraints:
     sample="|".join(re.escape(s) for s in SAMPLES.index),
+    cell_type=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+CONTRAST = (config["contrast"]["condition"], config["contrast"]["reference"])
 
 
 DEMO_DIR = Path(config["demo"]["outdir"])
@@ -102,6 +106,17 @@ def input_mb(input, factor, floor=1000):
     return max(floor, int(factor * size / 1e6))
 
 
+def de_tables(wildcards):
+    """Per-cell-type DE tables the plan asks for (known once aggregate_pseudobulk has run)."""
+    plan = pd.read_csv(checkpoints.aggregate_pseudobulk.get().output.plan, sep="\t")
+    folders = {"pseudobulk_deseq2": "pseudobulk", "cell_level_wilcoxon": "cell_level"}
+    return [
+        f"results/de/{folders[method]}/{slug}.tsv"
+        for slug, method in zip(plan["slug"], plan["method"])
+        if method in folders
+    ]
+
+
 def all_outputs():
     """What `snakemake` builds by default."""
     outputs = [
@@ -119,6 +134,11 @@ def all_outputs():
         "results/cluster/markers_dotplot.png",
         "results/annotate/cluster_labels.tsv",
         "results/annotate/integration_metrics.tsv",
+        "results/de/de_summary.tsv",
+        "results/composition/composition_tests.tsv",
+        "results/signatures/signature_tests.tsv",
+        "results/signatures/development_axis.tsv",
+        "results/enrichment/enrichment.tsv",
     ]
     if not DEMO_SAMPLES.empty:
         outputs += DEMO_TRUTH

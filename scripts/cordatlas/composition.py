@@ -1,0 +1,363 @@
+"""Cell-type composition per donor and its donor-level cord-vs-adult test (propeller-style)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table
+from cordatlas.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+#: Transformations of a replicate's proportion before the linear model.
+TRANSFORMS = ("logit", "asin")
+
+#: Columns of :func:`test_composition`'s result.
+COMPOSITION_COLUMNS = [
+    "cell_type",
+    "n_condition",
+    "n_reference",
+    "mean_proportion_condition",
+    "mean_proportion_reference",
+    "log2_ratio",
+    "difference",
+    "se",
+    "t",
+    "df",
+    "pvalue",
+    "padj",
+    "transform",
+    "covariates",
+    "evidence",
+    "presence",
+]
+
+#: Value of the ``evidence`` column for a cell type tested with donors as the unit.
+DONOR_LEVEL = "donor_level"
+
+
+def replicate_proportions(
+    obs: pd.DataFrame,
+    *,
+    cell_type_key: str = "cell_type",
+    replicate_key: str = "donor",
+    condition_key: str = "condition",
+    exclude: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Cell counts and proportions of every cell type in every replicate (donor), zeros included.
+
+    Labels in `exclude` (e.g. ``unassigned`` clusters) are dropped from both the numerator and
+    the denominator: proportions are of the labelled cells, so they sum to one per replicate,
+    and a donor with more unlabelled cells does not look depleted of every type. The cell types
+    are the labels seen in at least one replicate (a categorical's unused categories are not
+    cell types of these data); their order is the categorical order, else alphabetical.
+
+    Parameters
+    ----------
+    obs
+        One row per cell (after QC) with `cell_type_key`, `replicate_key`, `condition_key`.
+    cell_type_key
+        Column of cell-type labels (config comparison.cell_type_key).
+    replicate_key
+        The unit of replication (config comparison.replicate_key).
+    condition_key
+        Column holding each replicate's condition (constant within a replicate).
+    exclude
+        Labels left out of counts and totals (config comparison.exclude_cell_types).
+
+    Returns
+    -------
+    DataFrame
+        Long table, one row per replicate x cell type: `replicate_key`, `condition_key`,
+        ``cell_type``, ``n_cells``, ``n_total`` (the replicate's cells with a kept label),
+        ``proportion`` (``n_cells / n_total``; NaN when the replicate has no kept cell).
+
+    Raises
+    ------
+    UserInputError
+        A column is missing, a cell has no label, or a replicate has two conditions.
+    """
+    if cell_type_key not in obs.columns:
+        raise UserInputError(
+            f"cell-type column {cell_type_key!r} is not in the data (available: "
+            f"{sorted(map(str, obs.columns))}); set comparison.cell_type_key to the annotation "
+            "column."
+        )
+    design = replicate_table(obs, replicate_key=replicate_key, condition_key=condition_key)
+    labels = obs[cell_type_key]
+    if labels.isna().any():
+        raise UserInputError(
+            f"{int(labels.isna().sum())} cells have no {cell_type_key!r} label; give them a "
+            "label (e.g. 'unassigned') and list it in comparison.exclude_cell_types."
+        )
+    if isinstance(labels.dtype, pd.CategoricalDtype):
+        order = [str(c) for c in labels.cat.categories]
+    else:
+        order = sorted(labels.astype(str).unique())
+    labels = labels.astype(str)
+    excluded = {str(e) for e in exclude}
+    keep = ~labels.isin(excluded).to_numpy()
+    replicates = obs[replicate_key].astype(str)
+    counts = pd.crosstab(replicates[keep], labels[keep])
+    types = [t for t in order if t in counts.columns and t not in excluded]
+    counts = counts.reindex(index=design.index, columns=types, fill_value=0)
+    totals = counts.sum(axis=1)
+    empty = totals.index[totals == 0].tolist()
+    if empty:
+        log.warning(
+            "%s %s: no cells with a kept %s label (excluded: %s); proportions are NaN",
+            replicate_key,
+            ", ".join(empty),
+            cell_type_key,
+            sorted(excluded),
+        )
+    table = counts.stack().rename("n_cells").reset_index()
+    table.columns = [replicate_key, "cell_type", "n_cells"]
+    table["n_cells"] = table["n_cells"].astype(int)
+    table.insert(1, condition_key, table[replicate_key].map(design[condition_key]))
+    table["n_total"] = table[replicate_key].map(totals).astype(int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["proportion"] = np.where(
+            table["n_total"] > 0, table["n_cells"] / table["n_total"].clip(lower=1), np.nan
+        )
+    return table.reset_index(drop=True)
+
+
+def _check_transform(transform: str) -> None:
+    if transform not in TRANSFORMS:
+        raise UserInputError(
+            f"composition transform {transform!r} is not one of {', '.join(TRANSFORMS)}; "
+            "set the composition transform in the config to one of them."
+        )
+
+
+def transform_proportions(
+    n_cells: np.ndarray | pd.Series,
+    n_total: np.ndarray | pd.Series,
+    *,
+    transform: str = "logit",
+) -> np.ndarray:
+    """Variance-stabilising transform of proportions before a linear model.
+
+    ``logit``: log odds of ``(n + 0.5) / (total + 1)``; the half-count keeps zeros finite and
+    shrinks small counts toward one half, as propeller does (Phipson et al. 2022,
+    Bioinformatics 38:4720). ``asin``: ``arcsin(sqrt(n / total))``, the classical
+    variance-stabilising transform of a binomial proportion (no pseudocount needed).
+    NaN where ``total`` is 0.
+    """
+    _check_transform(transform)
+    n = np.asarray(n_cells, dtype=float)
+    total = np.asarray(n_total, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if transform == "logit":
+            p = (n + 0.5) / (total + 1.0)
+            out = np.log(p / (1.0 - p))
+        else:
+            out = np.arcsin(np.sqrt(n / total))
+    return np.where(total > 0, out, np.nan)
+
+
+def test_composition(
+    proportions: pd.DataFrame,
+    design: pd.DataFrame,
+    *,
+    contrast: Sequence[str],
+    covariates: Sequence[str] = (),
+    transform: str = "logit",
+    min_replicates: int = 2,
+    replicate_key: str = "donor",
+    condition_key: str = "condition",
+) -> pd.DataFrame:
+    """Test each cell type's proportion between conditions with replicates (donors) as the unit.
+
+    Per cell type, each replicate's proportion is transformed (:func:`transform_proportions`)
+    and modelled as intercept + condition + covariates by ordinary least squares
+    (:func:`cordatlas.donor_stats.compare_groups`); the condition coefficient's t test gives the
+    p-value, and Benjamini-Hochberg adjusts across the tested cell types. This is propeller's
+    approach (Phipson et al. 2022, Bioinformatics 38:4720) without limma's empirical-Bayes
+    variance moderation: a cell-level test (chi-square or Fisher on pooled cells) would count
+    cells as replicates and ignore the donor-to-donor variation of composition.
+
+    Limits. Proportions are compositional: one type expanding pushes every other type's share
+    down, so a change in one abundant type can appear as small opposite shifts in the rest; read
+    the table as shifts in share, not in absolute numbers. With few donors per condition power
+    is low (four per group detects only large shifts) and p-values rest on the normality of the
+    transformed proportions. A type absent from every replicate of one condition (``presence``)
+    is still tested: the half-count sets its floor, so the difference depends on the number of
+    cells per donor.
+
+    Parameters
+    ----------
+    proportions
+        :func:`replicate_proportions` output (columns `replicate_key`, ``cell_type``,
+        ``n_cells``, ``n_total``, ``proportion``).
+    design
+        Replicates (index) x `condition_key` and `covariates`:
+        ``donor_stats.replicate_table(obs, replicate_key=..., columns=covariates)``.
+    contrast
+        (condition, reference); replicates of other conditions are ignored.
+    covariates
+        Columns of `design` adjusted for; per cell type those unusable (constant, aliased with
+        condition, no residual degrees of freedom) are left out and ``covariates`` lists those
+        used.
+    transform
+        ``logit`` (default) or ``asin``.
+    min_replicates
+        Replicates with cells needed in each group for a test; with fewer the mean proportions
+        are reported and the statistics are NaN (``evidence`` says why).
+    replicate_key, condition_key
+        Column names as in :func:`replicate_proportions`.
+
+    Returns
+    -------
+    DataFrame
+        :data:`COMPOSITION_COLUMNS`, one row per cell type. ``mean_proportion_*`` are means of
+        the replicates' proportions; ``log2_ratio`` is log2 of their ratio (+-inf when one is
+        0); ``difference`` is condition - reference on the transformed scale (adjusted for the
+        covariates when tested); ``presence`` is ``both``, ``only in <condition>``,
+        ``only in <reference>`` or ``in neither``.
+
+    Raises
+    ------
+    UserInputError
+        Bad contrast, missing columns, unknown transform, or replicates absent from `design`.
+    """
+    if len(contrast) != 2 or contrast[0] == contrast[1]:
+        raise UserInputError(
+            f"contrast {tuple(contrast)!r} must be two different conditions (condition, "
+            "reference); fix contrast in the config."
+        )
+    condition, reference = (str(c) for c in contrast)
+    _check_transform(transform)
+    needed = [replicate_key, "cell_type", "n_cells", "n_total"]
+    missing = [c for c in needed if c not in proportions.columns]
+    if missing:
+        raise UserInputError(
+            f"proportions table lacks column(s) {missing}; build it with "
+            "replicate_proportions() using the same replicate_key."
+        )
+    missing = [c for c in [condition_key, *covariates] if c not in design.columns]
+    if missing:
+        raise UserInputError(
+            f"design lacks column(s) {missing}; build it with replicate_table(obs, "
+            "columns=covariates) and check comparison.covariates."
+        )
+    design = design.copy()
+    design.index = design.index.astype(str)
+    levels = set(design[condition_key].astype(str))
+    absent = [c for c in (condition, reference) if c not in levels]
+    if absent:
+        raise UserInputError(
+            f"condition(s) {absent} of the contrast are not in the design's {condition_key!r} "
+            f"(found: {sorted(levels)}); fix contrast or the sample sheet."
+        )
+    props = proportions.copy()
+    props[replicate_key] = props[replicate_key].astype(str)
+    props["cell_type"] = props["cell_type"].astype(str)
+    unknown = sorted(set(props[replicate_key]) - set(design.index))
+    if unknown:
+        raise UserInputError(
+            f"{replicate_key} {unknown[0]!r} has proportions but no row in the design "
+            f"({len(unknown)} such); build both from the same cells."
+        )
+    design = design.loc[design[condition_key].astype(str).isin([condition, reference])]
+    props = props.loc[props[replicate_key].isin(design.index)]
+    types = list(dict.fromkeys(proportions["cell_type"].astype(str)))
+    if not types:
+        return pd.DataFrame(columns=COMPOSITION_COLUMNS)
+
+    props["transformed"] = transform_proportions(
+        props["n_cells"], props["n_total"], transform=transform
+    )
+    props["proportion"] = np.where(
+        props["n_total"] > 0, props["n_cells"] / props["n_total"].clip(lower=1), np.nan
+    )
+    values = props.pivot(index=replicate_key, columns="cell_type", values="transformed")
+    values = values.reindex(index=design.index, columns=types)
+    raw = props.pivot(index=replicate_key, columns="cell_type", values="proportion")
+    raw = raw.reindex(index=design.index, columns=types)
+    no_cells = values.index[values.isna().all(axis=1)].tolist()
+    if no_cells:
+        log.warning(
+            "%s %s: no cells in the proportions table; left out of the composition test",
+            replicate_key,
+            ", ".join(no_cells),
+        )
+
+    result = compare_groups(
+        values,
+        design,
+        contrast=(condition, reference),
+        condition_key=condition_key,
+        covariates=covariates,
+        min_replicates=min_replicates,
+    ).rename(columns={"feature": "cell_type"})
+
+    is_condition = design[condition_key].astype(str) == condition
+    mean_c = raw.loc[is_condition].mean(axis=0).reindex(types).to_numpy(dtype=float)
+    mean_r = raw.loc[~is_condition].mean(axis=0).reindex(types).to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log2_ratio = np.log2(mean_c / mean_r)
+    log2_ratio[(mean_c == 0) & (mean_r == 0)] = np.nan
+    counts = props.pivot(index=replicate_key, columns="cell_type", values="n_cells")
+    counts = counts.reindex(index=design.index, columns=types).fillna(0)
+    in_c = (counts.loc[is_condition] > 0).any(axis=0).to_numpy()
+    in_r = (counts.loc[~is_condition] > 0).any(axis=0).to_numpy()
+    presence = np.select(
+        [in_c & in_r, in_c, in_r],
+        ["both", f"only in {condition}", f"only in {reference}"],
+        default="in neither",
+    )
+
+    enough = np.minimum(result["n_condition"], result["n_reference"]) >= max(min_replicates, 1)
+    tested = result["pvalue"].notna()
+    evidence = np.where(
+        tested,
+        DONOR_LEVEL,
+        np.where(
+            enough,
+            "not_testable: no residual variance or degrees of freedom",
+            f"not_testable: fewer than {max(min_replicates, 1)} replicates in a group",
+        ),
+    )
+    out = pd.DataFrame(
+        {
+            "cell_type": result["cell_type"].astype(str),
+            "n_condition": result["n_condition"].astype(int),
+            "n_reference": result["n_reference"].astype(int),
+            "mean_proportion_condition": mean_c,
+            "mean_proportion_reference": mean_r,
+            "log2_ratio": log2_ratio,
+            "difference": result["difference"],
+            "se": result["se"],
+            "t": result["t"],
+            "df": result["df"],
+            "pvalue": result["pvalue"],
+            "padj": bh_adjust(result["pvalue"]),
+            "transform": transform,
+            "covariates": result["covariates"],
+            "evidence": evidence,
+            "presence": presence,
+        }
+    )
+    n_tested = int(tested.sum())
+    log.info(
+        "composition %s vs %s: %d of %d cell types tested (%s transform, %d vs %d %s)",
+        condition,
+        reference,
+        n_tested,
+        len(out),
+        transform,
+        int(is_condition.sum()),
+        int((~is_condition).sum()),
+        replicate_key,
+    )
+    return out[COMPOSITION_COLUMNS]
+
+
+# pytest would otherwise collect the public function named test_* when it is imported there.
+test_composition.__test__ = False  # type: ignore[attr-defined]
