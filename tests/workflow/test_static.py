@@ -49,6 +49,12 @@ def test_dry_run_plans_every_stage(tmp_path):
         "normalise_select_genes",
         "integrate_samples",
         "cluster_cells",
+        "annotate_cells",
+        "aggregate_pseudobulk",
+        "test_composition",
+        "score_signatures",
+        "test_signatures",
+        "score_development",
     ):
         assert rule in result.stdout, rule
     assert "download_sample" not in result.stdout  # the demo needs no network

@@ -1,0 +1,16 @@
+"""Adapter for rule summarise_de: one row per cell type (test, donors, hits) and every DE table in one file."""
+
+import pandas as pd
+
+from cordatlas.logs import rule_logging
+from cordatlas.pseudobulk import DE_COLUMNS, de_summary
+
+with rule_logging(snakemake.log[0]) as log:
+    plan = pd.read_csv(snakemake.input.plan, sep="\t", keep_default_na=False)
+    tables = [pd.read_csv(path, sep="\t") for path in snakemake.input.tables]
+    results = {str(t["cell_type"].iloc[0]): t for t in tables if not t.empty}
+    summary = de_summary(plan, results, alpha=snakemake.params.alpha)
+    summary.to_csv(snakemake.output.summary, sep="\t", index=False)
+    combined = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=DE_COLUMNS)
+    combined.to_csv(snakemake.output.table, sep="\t", index=False)
+    log.info("cell types with DE results: %d", len(results))
