@@ -1,0 +1,232 @@
+"""Donor-level composition: proportions per donor, planted shifts recovered, null calibrated, edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cordatlas import composition
+from cordatlas.donor_stats import replicate_table
+from cordatlas.errors import UserInputError
+from cordatlas.plots_compare import plot_composition
+from cordatlas.simulate import CELL_TYPES, simulate_study
+
+CORD, ADULT = "cord_blood", "adult"
+CONTRAST = (CORD, ADULT)
+#: The largest planted shifts (simulate.COMPOSITION): expected sign of cord vs adult.
+LARGEST_SHIFTS = {"CD4_memory": -1, "CD8_effector": -1, "CD4_naive": 1, "erythroid": 1}
+
+
+def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
+    samples = [f"CB{i}" for i in range(1, n_cord + 1)] + [f"AD{i}" for i in range(1, n_adult + 1)]
+    return pd.DataFrame(
+        {
+            "sample": samples,
+            "donor": samples,
+            "condition": [CORD] * n_cord + [ADULT] * n_adult,
+            "sex": ["F", "M"] * ((n_cord + n_adult) // 2) + ["F"] * ((n_cord + n_adult) % 2),
+        }
+    )
+
+
+def _healthy_obs(seed: int, *, condition_effect: bool = True, **sheet) -> pd.DataFrame:
+    study = simulate_study(
+        _sheet(**sheet),
+        n_cells_per_sample=600,
+        n_genes=2000,
+        seed=seed,
+        condition_effect=condition_effect,
+    )
+    obs = study.adata.obs
+    return obs[obs["artefact"] == "none"].copy()
+
+
+def _run(obs: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    covariates = kwargs.get("covariates", ())
+    proportions = composition.replicate_proportions(obs)
+    design = replicate_table(obs, replicate_key="donor", columns=covariates)
+    return proportions, composition.test_composition(
+        proportions, design, contrast=CONTRAST, **kwargs
+    )
+
+
+def _planted_sign() -> pd.Series:
+    study = simulate_study(_sheet(1, 1), n_cells_per_sample=50, n_genes=2000, seed=0)
+    table = study.truth_condition_composition.pivot(
+        index="cell_type", columns="condition", values="expected_proportion"
+    )
+    return np.sign(np.log2(table[CORD] / table[ADULT]))
+
+
+@pytest.fixture(scope="module")
+def obs() -> pd.DataFrame:
+    return _healthy_obs(0)
+
+
+@pytest.fixture(scope="module")
+def result(obs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _run(obs)
+
+
+def test_proportions_cover_every_donor_and_type_and_match_truth(obs, result):
+    proportions, _ = result
+    assert len(proportions) == 8 * len(CELL_TYPES)
+    assert set(proportions.columns) == {
+        "donor",
+        "condition",
+        "cell_type",
+        "n_cells",
+        "n_total",
+        "proportion",
+    }
+    sums = proportions.groupby("donor")["proportion"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0)
+    totals = proportions.groupby("donor")["n_total"].first()
+    assert (totals == obs.groupby("donor", observed=True).size().reindex(totals.index)).all()
+    # the simulator counts each donor's healthy singlets per type on its own
+    study = simulate_study(_sheet(), n_cells_per_sample=600, n_genes=2000, seed=0)
+    truth = study.truth_composition.set_index(["donor", "cell_type"])["n_cells"]
+    ours = proportions.set_index(["donor", "cell_type"])["n_cells"]
+    assert (ours.reindex(truth.index) == truth).all()
+
+
+def test_excluded_labels_leave_numerator_and_denominator(obs):
+    labelled = obs.copy()
+    labelled["cell_type"] = labelled["cell_type"].astype(str)
+    hidden = labelled.index[labelled["cell_type"] == "B_naive"]
+    labelled.loc[hidden, "cell_type"] = "unassigned"
+    table = composition.replicate_proportions(labelled, exclude=["unassigned"])
+    assert "unassigned" not in set(table["cell_type"])
+    assert "B_naive" not in set(table["cell_type"])  # all its cells were relabelled
+    n_kept = (labelled["cell_type"] != "unassigned").groupby(labelled["donor"], observed=True).sum()
+    totals = table.groupby("donor")["n_total"].first()
+    assert (totals == n_kept.reindex(totals.index)).all()
+    np.testing.assert_allclose(table.groupby("donor")["proportion"].sum(), 1.0)
+
+
+def test_planted_shifts_detected_with_right_sign(result):
+    _, tests = result
+    assert len(tests) == len(CELL_TYPES)
+    assert (tests["evidence"] == composition.DONOR_LEVEL).all()
+    assert (tests["presence"] == "both").all()
+    by_type = tests.set_index("cell_type")
+    for cell_type, sign in LARGEST_SHIFTS.items():
+        row = by_type.loc[cell_type]
+        assert row["padj"] < 0.05, (cell_type, row["padj"])
+        assert np.sign(row["difference"]) == sign
+        assert np.sign(row["log2_ratio"]) == sign
+    # no detection points the wrong way (seed 0: 9 of 17 types at padj < 0.05)
+    planted = _planted_sign()
+    significant = tests[tests["padj"] < 0.05]
+    assert len(significant) >= 6
+    wrong = significant[
+        np.sign(significant["difference"]).to_numpy()
+        != planted[significant["cell_type"]].to_numpy()
+    ]
+    assert wrong.empty, wrong
+
+
+def test_null_study_is_calibrated():
+    """No planted shift: over 8 seeds (136 tests) at most 2 at padj < 0.05, p roughly uniform."""
+    n_significant, pvalues = [], []
+    for seed in range(8):
+        _, tests = _run(_healthy_obs(seed, condition_effect=False))
+        n_significant.append(int((tests["padj"] < 0.05).sum()))
+        pvalues.extend(tests["pvalue"])
+    assert max(n_significant) <= 1, n_significant
+    assert sum(n_significant) <= 2, n_significant
+    pvalues = np.asarray(pvalues)
+    assert np.isfinite(pvalues).all()
+    assert (pvalues < 0.05).mean() < 0.12
+    assert 0.35 < pvalues.mean() < 0.65
+
+
+def test_one_donor_per_group_is_not_testable():
+    proportions, tests = _run(_healthy_obs(3, n_cord=1, n_adult=1))
+    assert len(tests) == len(CELL_TYPES)
+    assert tests["pvalue"].isna().all() and tests["padj"].isna().all()
+    assert tests["t"].isna().all() and tests["se"].isna().all()
+    assert (tests["evidence"] == "not_testable: fewer than 2 replicates in a group").all()
+    # the proportions are still reported
+    expected = proportions[proportions["condition"] == CORD].set_index("cell_type")["proportion"]
+    np.testing.assert_allclose(
+        tests.set_index("cell_type")["mean_proportion_condition"],
+        expected.reindex(tests["cell_type"]),
+    )
+
+
+def test_three_vs_one_donor_is_not_testable():
+    _, tests = _run(_healthy_obs(4, n_cord=3, n_adult=1))
+    assert tests["pvalue"].isna().all()
+    assert ((tests["n_condition"] == 3) & (tests["n_reference"] == 1)).all()
+
+
+def test_type_absent_in_one_condition_is_flagged(obs):
+    cut = obs[~((obs["cell_type"] == "HSC_MPP") & (obs["condition"] == ADULT))]
+    cut = cut[~((cut["cell_type"] == "CD8_effector") & (cut["condition"] == CORD))]
+    _, tests = _run(cut)
+    by_type = tests.set_index("cell_type")
+    assert by_type.loc["HSC_MPP", "presence"] == f"only in {CORD}"
+    assert by_type.loc["CD8_effector", "presence"] == f"only in {ADULT}"
+    assert by_type.loc["HSC_MPP", "mean_proportion_reference"] == 0
+    assert by_type.loc["HSC_MPP", "log2_ratio"] == np.inf
+    assert by_type.loc["CD8_effector", "log2_ratio"] == -np.inf
+    assert (by_type.drop(["HSC_MPP", "CD8_effector"])["presence"] == "both").all()
+    assert np.isfinite(by_type["pvalue"]).all()
+
+
+def test_covariates_used_or_dropped_and_asin_transform(obs):
+    _, tests = _run(obs, covariates=["sex"], transform="asin")
+    assert (tests["covariates"] == "sex").all()
+    assert (tests["transform"] == "asin").all()
+    assert (tests["df"] == 5).all()  # 8 donors - intercept, condition, sex
+    assert tests.set_index("cell_type").loc["CD4_memory", "padj"] < 0.05
+    aliased = obs.assign(batch=obs["condition"].astype(str))
+    _, tests = _run(aliased, covariates=["batch"])
+    assert (tests["covariates"] == "").all() and (tests["df"] == 6).all()
+
+
+def test_donor_without_kept_cells_is_left_out(obs):
+    labelled = obs.copy()
+    labelled["cell_type"] = labelled["cell_type"].astype(str)
+    labelled.loc[labelled["donor"] == "AD1", "cell_type"] = "unassigned"
+    proportions = composition.replicate_proportions(labelled, exclude=["unassigned"])
+    assert proportions.loc[proportions["donor"] == "AD1", "proportion"].isna().all()
+    tests = composition.test_composition(proportions, replicate_table(labelled), contrast=CONTRAST)
+    assert (tests["n_reference"] == 3).all() and (tests["n_condition"] == 4).all()
+    assert tests["pvalue"].notna().all()
+
+
+def test_user_errors_name_the_problem(obs, result):
+    proportions, _ = result
+    design = replicate_table(obs)
+    with pytest.raises(UserInputError, match="transform 'probit'"):
+        composition.test_composition(proportions, design, contrast=CONTRAST, transform="probit")
+    with pytest.raises(UserInputError, match="newborn"):
+        composition.test_composition(proportions, design, contrast=("newborn", ADULT))
+    with pytest.raises(UserInputError, match="'AD1'"):
+        composition.test_composition(proportions, design.drop("AD1"), contrast=CONTRAST)
+    with pytest.raises(UserInputError, match="sex"):
+        composition.test_composition(proportions, design, contrast=CONTRAST, covariates=["sex"])
+    with pytest.raises(UserInputError, match="majority_voting"):
+        composition.replicate_proportions(obs, cell_type_key="majority_voting")
+    unlabelled = obs.copy()
+    unlabelled["cell_type"] = unlabelled["cell_type"].astype(object)
+    unlabelled.iloc[:3, unlabelled.columns.get_loc("cell_type")] = None
+    with pytest.raises(UserInputError, match="3 cells have no 'cell_type' label"):
+        composition.replicate_proportions(unlabelled)
+
+
+def test_composition_figure_normal_and_empty(tmp_path, obs, result):
+    proportions, tests = result
+    path = tmp_path / "composition.png"
+    plot_composition(proportions, tests, path=path, contrast=CONTRAST)
+    assert path.stat().st_size > 20_000
+    _, untestable = _run(_healthy_obs(3, n_cord=1, n_adult=1))
+    path = tmp_path / "untestable.png"
+    plot_composition(proportions, untestable, path=path, contrast=CONTRAST)
+    assert path.stat().st_size > 20_000
+    empty = tmp_path / "empty.png"
+    plot_composition(proportions.iloc[0:0], tests.iloc[0:0], path=empty, contrast=CONTRAST)
+    assert empty.stat().st_size > 1_000
