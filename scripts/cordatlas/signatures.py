@@ -384,6 +384,21 @@ def merge_gene_sets(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[s
     }
 
 
+def load_library(
+    path: str | os.PathLike[str], extra_paths: Sequence[str | os.PathLike[str]] = ()
+) -> dict[str, Any]:
+    """The shipped library with the user's YAML or GMT files merged in, in the order given."""
+    library = load_gene_sets(path)
+    for extra in extra_paths:
+        library = merge_gene_sets(library, load_gene_sets(extra))
+    return library
+
+
+def gene_lists(library: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Set name -> genes, for tests that need only the gene lists (enrichment)."""
+    return {name: list(entry["genes"]) for name, entry in _gene_sets(library).items()}
+
+
 def _gene_sets(library: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The library's sets, from a full library or a bare ``{name: entry}`` mapping."""
     if "gene_sets" in library and isinstance(library["gene_sets"], Mapping):

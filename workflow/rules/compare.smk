@@ -208,9 +208,11 @@ rule test_signatures:
             category="Signatures",
         ),
         donors=report(
-            "results/signatures/signature_donors.png",
+            directory("results/signatures/donors"),
+            patterns=["{signature}.png"],
             caption="../report/signature_donors.rst",
             category="Signatures",
+            subcategory="Per donor",
         ),
     log:
         "logs/test_signatures/test_signatures.log",
@@ -218,7 +220,7 @@ rule test_signatures:
         "../../envs/scanpy.yaml"
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 4) * attempt,
-        runtime=10,
+        runtime=20,
     params:
         comparison=config["comparison"],
         contrast=CONTRAST,
@@ -228,6 +230,8 @@ rule test_signatures:
 
 rule score_development:
     input:
+        replicates="results/signatures/replicate_scores.tsv",
+        genes="results/signatures/signature_genes.tsv",
         h5ad="results/atlas.h5ad",
         library=shipped_file(config["signatures"]["library"]),
         extra_sets=config["signatures"]["extra_sets"],
@@ -253,7 +257,6 @@ rule score_development:
     params:
         comparison=config["comparison"],
         contrast=CONTRAST,
-        seed=config["atlas"]["seed"],
     script:
         "../../scripts/score_development.py"
 
