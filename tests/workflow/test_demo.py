@@ -212,3 +212,93 @@ def test_a_second_run_gives_identical_clusters_and_labels(demo_run, tmp_path):
     for key in ("leiden_res0.5", "leiden", "leiden_res2.0", "cell_type"):
         assert first_atlas.obs[key].astype(str).equals(second_atlas.obs[key].astype(str)), key
     assert np.allclose(first_atlas.obsm["X_umap"], second_atlas.obsm["X_umap"])
+
+
+# ---- the cord-vs-adult comparison against the simulator's planted truth -----------------------
+@pytest.fixture(scope="module")
+def de_plan(demo_run) -> pd.DataFrame:
+    return pd.read_csv(demo_run / "results/de/de_plan.tsv", sep="\t", keep_default_na=False)
+
+
+def test_every_cell_type_gets_a_donor_level_test_or_a_reason(demo_run, de_plan):
+    assert set(de_plan["method"]) <= {"pseudobulk_deseq2", "cell_level_wilcoxon", "not_tested"}
+    assert (de_plan.query("method == 'not_tested'")["reason"] != "").all()
+    tested = de_plan.query("method == 'pseudobulk_deseq2'")
+    # 4 cord and 4 adult donors: the common types are tested at donor level
+    assert {"CD14_monocyte", "CD4_naive", "NK_CD56dim", "CD8_effector", "erythroid"} <= set(
+        tested["cell_type"]
+    )
+    for slug in tested["slug"]:
+        table = pd.read_csv(demo_run / f"results/de/pseudobulk/{slug}.tsv", sep="\t")
+        assert {"cell_type", "gene", "base_mean", "log2FC", "lfcSE", "stat", "pvalue"} <= set(
+            table.columns
+        )
+        assert (table["evidence"] == "donor_level").all()
+        counts = pd.read_csv(
+            demo_run / f"results/de/pseudobulk/counts/{slug}_counts.tsv.gz", sep="\t", index_col=0
+        )
+        assert set(table["gene"]) <= set(counts.index)
+        assert np.allclose(counts.to_numpy(), np.round(counts.to_numpy()))  # summed raw counts
+        for figure in ("volcano", "heatmap"):
+            png = demo_run / f"results/de/pseudobulk/figures/{slug}_{figure}.png"
+            assert png.stat().st_size > 10_000, png
+    summary = pd.read_csv(demo_run / "results/de/de_summary.tsv", sep="\t")
+    assert set(summary["cell_type"]) == set(de_plan["cell_type"])
+
+
+def test_pseudobulk_de_recovers_planted_genes(demo_run, de_plan):
+    truth_de = pd.read_csv(demo_run / "resources/demo/truth/truth_de.tsv", sep="\t")
+    de = pd.read_csv(demo_run / "results/de/de_all.tsv.gz", sep="\t")
+    tested = set(de_plan.query("method == 'pseudobulk_deseq2'")["cell_type"])
+    planted = truth_de[truth_de["cell_type"].isin(tested) & (truth_de["log2FC"].abs() >= 1)]
+    assert len(planted) >= 100
+    hits = de[(de["padj"] < 0.05) & de["cell_type"].isin(tested)]
+    found = planted.merge(hits, on=["cell_type", "gene"], suffixes=("_true", ""))
+    recall = (np.sign(found["log2FC"]) == np.sign(found["log2FC_true"])).sum() / len(planted)
+    planted_pairs = set(zip(truth_de["cell_type"], truth_de["gene"], strict=True))
+    false = [p not in planted_pairs for p in zip(hits["cell_type"], hits["gene"], strict=True)]
+    assert recall >= 0.8, recall
+    assert np.mean(false) <= 0.1, np.mean(false)
+
+
+def test_composition_detects_the_planted_shifts(demo_run):
+    tests = pd.read_csv(demo_run / "results/composition/composition_tests.tsv", sep="\t")
+    tests = tests.set_index("cell_type")
+    # the simulator's largest shifts: naive T up, memory/effector T down in cord blood
+    for cell_type, sign in (("CD4_naive", 1), ("CD4_memory", -1), ("CD8_effector", -1)):
+        assert tests.loc[cell_type, "padj"] < 0.05, cell_type
+        assert np.sign(tests.loc[cell_type, "difference"]) == sign, cell_type
+    # unchanged types stay unremarkable
+    assert tests.loc["CD14_monocyte", "padj"] > 0.05
+    proportions = pd.read_csv(demo_run / "results/composition/proportions.tsv", sep="\t")
+    sums = proportions.groupby("donor")["proportion"].sum()
+    assert np.allclose(sums, 1.0)
+
+
+def test_signatures_recover_planted_programmes_beside_a_quiet_control(demo_run):
+    tests = pd.read_csv(demo_run / "results/signatures/signature_tests.tsv", sep="\t")
+    call = tests.set_index(["signature", "cell_type"])["concordance"]
+    assert call["fetal_haemoglobin", "erythroid"] == "agree"
+    assert call["cytotoxicity", "NK_CD56dim"] == "agree"
+    assert call["cytotoxicity", "CD8_effector"] == "agree"
+    assert call["fetal_programme", "myeloid_progenitor"] == "agree"
+    assert "disagree" not in set(tests["concordance"])
+    control = tests.query("signature == 'stress_processing_delay'")
+    assert (control["padj"].dropna() > 0.05).all()  # nothing planted in sample handling
+    assert tests["control_padj"].notna().any()
+    axis = pd.read_csv(demo_run / "results/signatures/development_axis.tsv", sep="\t")
+    for cell_type in ("erythroid", "myeloid_progenitor"):
+        part = axis[axis["cell_type"] == cell_type]
+        cord = part.query("condition == 'cord_blood'")["axis_score"]
+        adult = part.query("condition == 'adult'")["axis_score"]
+        assert cord.min() > adult.max(), cell_type
+    genes = pd.read_csv(demo_run / "results/signatures/signature_genes.tsv", sep="\t")
+    assert genes.set_index("signature").loc["fetal_programme", "n_found"] == 3
+
+
+def test_enrichment_points_the_planted_way(demo_run):
+    enrichment = pd.read_csv(demo_run / "results/enrichment/enrichment.tsv", sep="\t")
+    row = enrichment.set_index(["gene_set", "cell_type"])
+    assert row.loc[("cytotoxicity", "NK_CD56dim"), "direction"] == "down"
+    assert row.loc[("cytotoxicity", "NK_CD56dim"), "padj"] < 0.05
+    assert row.loc[("fetal_haemoglobin", "erythroid"), "direction"] == "up"

@@ -133,3 +133,25 @@ def test_adult_pbmc_resolves_into_t_nk_b_and_monocytes(real_run):
     shares = {group: labels.str.startswith(prefixes).mean() for group, prefixes in groups.items()}
     assert all(share >= 0.02 for share in shares.values()), shares
     assert sum(shares.values()) >= 0.8, shares
+
+
+def test_comparison_without_replication_is_exploratory_everywhere(real_run):
+    """One cord donor: no donor-level test anywhere, and every output says so."""
+    plan = pd.read_csv(real_run / "results/de/de_plan.tsv", sep="\t", keep_default_na=False)
+    assert set(plan["method"]) <= {"cell_level_wilcoxon", "not_tested"}
+    assert "cell_level_wilcoxon" in set(plan["method"])
+    assert not list((real_run / "results/de/pseudobulk").glob("*.tsv"))
+    de = pd.read_csv(real_run / "results/de/de_all.tsv.gz", sep="\t")
+    assert len(de) > 0
+    assert (de["evidence"] == "exploratory_no_replication").all()
+    assert (de["method"] == "cell_level_wilcoxon").all()
+    log = "".join(p.read_text() for p in (real_run / "logs/test_cell_level_de").glob("*.log"))
+    assert "not donor-level evidence" in log or "no biological replication" in log
+    composition = pd.read_csv(real_run / "results/composition/composition_tests.tsv", sep="\t")
+    assert composition["pvalue"].isna().all()
+    assert composition["evidence"].str.startswith("not_testable").all()
+    signatures = pd.read_csv(real_run / "results/signatures/signature_tests.tsv", sep="\t")
+    assert signatures["pvalue"].isna().all()
+    assert set(signatures["concordance"]) == {"not_testable"}
+    enrichment = pd.read_csv(real_run / "results/enrichment/enrichment.tsv", sep="\t")
+    assert (enrichment["evidence"] == "exploratory_no_replication").all()
