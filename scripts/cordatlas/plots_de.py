@@ -1,0 +1,270 @@
+"""Figures of differential expression (volcano, top-gene heatmap): matplotlib only, written to files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import anndata as ad
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+#: Title banner of results without biological replication (cordatlas.pseudobulk fallback).
+EXPLORATORY_BANNER = "EXPLORATORY: cell-level, no biological replication"
+
+_UP, _DOWN, _NULL = "#c0392b", "#2166ac", "0.7"
+
+
+def _is_exploratory(results: pd.DataFrame) -> bool:
+    return (
+        "evidence" in results
+        and (results["evidence"].astype(str) == "exploratory_no_replication").any()
+    )
+
+
+def _title(title: str, results: pd.DataFrame) -> str:
+    return f"{EXPLORATORY_BANNER}\n{title}" if _is_exploratory(results) else title
+
+
+def _message_figure(path: str | Path, title: str, message: str, *, exploratory: bool) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, wrap=True)
+    ax.set_axis_off()
+    ax.set_title(title, color="darkred" if exploratory else "black", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_volcano(
+    results: pd.DataFrame,
+    *,
+    path: str | Path,
+    title: str,
+    alpha: float = 0.05,
+    lfc_threshold: float = 1.0,
+    n_labels: int = 12,
+) -> None:
+    """Volcano plot: log2 fold change against -log10 p-value, one point per tested gene.
+
+    Genes with ``padj < alpha`` and ``|log2FC| >= lfc_threshold`` are coloured (red: higher in
+    the condition, blue: lower); the `n_labels` most significant of them are named. Results
+    from the exploratory cell-level test get :data:`EXPLORATORY_BANNER` above the title.
+    Empty results give a figure that says no genes were tested.
+
+    Parameters
+    ----------
+    results
+        A DE table (cordatlas.pseudobulk.DE_COLUMNS).
+    path
+        Output image (PNG or SVG by suffix).
+    title
+        Figure title, e.g. ``"CD14_monocyte: cord_blood vs adult"``.
+    alpha, lfc_threshold
+        Significance level on ``padj`` and the fold-change line drawn at +-`lfc_threshold`.
+    n_labels
+        Most significant coloured genes to name.
+    """
+    exploratory = _is_exploratory(results)
+    full_title = _title(title, results)
+    p = pd.to_numeric(results.get("pvalue", pd.Series(dtype=float)), errors="coerce")
+    usable = results.loc[p.notna().to_numpy()] if len(results) else results
+    if usable.empty:
+        _message_figure(path, full_title, "no genes tested", exploratory=exploratory)
+        return
+    lfc = pd.to_numeric(usable["log2FC"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    pvalue = pd.to_numeric(usable["pvalue"], errors="coerce").to_numpy(dtype=float)
+    padj = pd.to_numeric(usable["padj"], errors="coerce").fillna(1.0).to_numpy(dtype=float)
+    smallest = pvalue[pvalue > 0].min() if (pvalue > 0).any() else 1e-300
+    y = -np.log10(np.maximum(pvalue, smallest))
+    hit = (padj < alpha) & (np.abs(lfc) >= lfc_threshold)
+    colour = np.where(hit & (lfc > 0), _UP, np.where(hit & (lfc < 0), _DOWN, _NULL))
+
+    # cell-level log2FC reaches about +-30 for genes undetected in one group: draw those beyond
+    # +-10 at the edge (triangles) so they do not squash everything else
+    typical = np.abs(lfc)[np.abs(lfc) <= 10.0]
+    limit = max(2.0 * lfc_threshold, float(typical.max()) if typical.size else 0.0) * 1.05
+    clipped = np.abs(lfc) > limit
+    x = np.clip(lfc, -limit, limit)
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.2))
+    for marker, subset in (("o", ~clipped), ("^", clipped)):
+        order = np.flatnonzero(subset)[np.argsort(hit[subset], kind="stable")]  # hits on top
+        ax.scatter(
+            x[order], y[order], c=colour[order], s=9, marker=marker, linewidths=0, rasterized=True
+        )
+    for threshold in (-lfc_threshold, lfc_threshold):
+        ax.axvline(threshold, color="0.4", linestyle="--", linewidth=0.8)
+    ax.set_ylim(0, max(float(y.max()), 1.0) * 1.12)
+    ax.set_xlabel("log2 fold change (condition vs reference)")
+    ax.set_ylabel("-log10 p-value")
+    n_up, n_down = int((hit & (lfc > 0)).sum()), int((hit & (lfc < 0)).sum())
+    caption = (
+        f"{len(usable)} genes tested; padj < {alpha:g} and |log2FC| >= {lfc_threshold:g}: "
+        f"{n_up} up, {n_down} down"
+    )
+    if clipped.any():
+        caption += (
+            f"\n{int(clipped.sum())} genes beyond +-{limit:.1f} drawn at the edge (triangles)"
+        )
+    if not hit.any():
+        ax.text(
+            0.5,
+            0.5,
+            "nothing significant",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="0.3",
+        )
+    genes = usable["gene"].astype(str).to_numpy()
+    labelled = np.flatnonzero(hit)
+    labelled = labelled[np.lexsort((genes[labelled], padj[labelled]))][:n_labels]
+    for i in labelled:
+        ax.annotate(genes[i], (x[i], y[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    ax.set_title(
+        f"{full_title}\n{caption}", color="darkred" if exploratory else "black", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_de_heatmap(
+    pseudobulk: ad.AnnData,
+    results: pd.DataFrame,
+    *,
+    cell_type: str,
+    path: str | Path,
+    n_top: int = 30,
+    alpha: float = 0.05,
+    contrast: Sequence[str] | None = None,
+    cell_type_key: str = "cell_type",
+    replicate_key: str = "donor",
+    condition_key: str = "condition",
+    min_cells: int = 0,
+) -> None:
+    """Heatmap of the top genes by ``padj``: z-scored log2 CPM across the cell type's pseudobulks.
+
+    Columns are that cell type's pseudobulks (with at least `min_cells` cells), grouped by
+    condition (`contrast` order, else sorted) with a colour bar, labelled by replicate. Each
+    gene's log2(CPM + 1) is z-scored across the columns, so the figure shows whether the
+    difference is carried by every donor or by one. Empty results or no pseudobulk give a
+    figure that says so.
+
+    Parameters
+    ----------
+    pseudobulk
+        Result of cordatlas.pseudobulk.aggregate_pseudobulk (all cell types).
+    results
+        The cell type's DE table.
+    cell_type
+        Cell type whose pseudobulks are shown.
+    path
+        Output image.
+    n_top
+        Genes shown (smallest ``padj``, then p-value).
+    alpha
+        Significance level quoted in the title.
+    contrast
+        (condition, reference): column order and the conditions shown (default: all, sorted).
+    min_cells
+        Pseudobulks with fewer cells are left out (use the value the test used).
+    """
+    exploratory = _is_exploratory(results)
+    title = _title(f"{cell_type}: top genes, z-scored log2 CPM per donor pseudobulk", results)
+    tested = results
+    if len(results):
+        tested = results.loc[pd.to_numeric(results["pvalue"], errors="coerce").notna()]
+    if tested.empty:
+        _message_figure(path, title, "no genes tested", exploratory=exploratory)
+        return
+    obs = pseudobulk.obs
+    keep = (obs[cell_type_key].astype(str) == cell_type).to_numpy()
+    keep &= pd.to_numeric(obs["n_cells"]).to_numpy() >= min_cells
+    conditions = obs[condition_key].astype(str)
+    order_conditions = list(contrast) if contrast is not None else sorted(set(conditions[keep]))
+    keep &= conditions.isin(order_conditions).to_numpy()
+    if not keep.any():
+        _message_figure(
+            path, title, f"no pseudobulk of {cell_type} to show", exploratory=exploratory
+        )
+        return
+    rows = np.flatnonzero(keep)
+    rank = {c: i for i, c in enumerate(order_conditions)}
+    sub_obs = obs.iloc[rows]
+    sort_key = np.lexsort(
+        (
+            sub_obs[replicate_key].astype(str).to_numpy(),
+            sub_obs[condition_key].astype(str).map(rank).to_numpy(),
+        )
+    )
+    rows = rows[sort_key]
+    sub_obs = obs.iloc[rows]
+    counts = pseudobulk.X[rows]
+    counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+    counts = counts.astype(float)
+    library = counts.sum(axis=1, keepdims=True)
+    cpm = counts / np.where(library > 0, library, 1.0) * 1e6
+
+    ranked = tested.assign(
+        _padj=pd.to_numeric(tested["padj"], errors="coerce").fillna(1.0),
+        _p=pd.to_numeric(tested["pvalue"], errors="coerce"),
+    ).sort_values(["_padj", "_p", "gene"], kind="mergesort")
+    genes = [g for g in ranked["gene"].astype(str) if g in pseudobulk.var_names][:n_top]
+    n_significant = int((ranked["_padj"] < alpha).sum())
+    columns = pseudobulk.var_names.get_indexer(genes)
+    values = np.log2(cpm[:, columns] + 1.0).T  # genes x pseudobulks
+    sd = values.std(axis=1, keepdims=True)
+    z = np.where(sd > 0, (values - values.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1), 0)
+
+    height = max(3.5, 0.22 * len(genes) + 2.2)
+    width = max(5.0, 0.45 * len(rows) + 3.0)
+    fig, (bar, ax) = plt.subplots(
+        2,
+        1,
+        figsize=(width, height),
+        gridspec_kw={"height_ratios": [0.4, max(len(genes), 1)]},
+        sharex=True,
+    )
+    palette = plt.get_cmap("tab10").colors
+    cond_values = sub_obs[condition_key].astype(str).to_numpy()
+    bar.imshow(
+        np.array([[rank[c] for c in cond_values]]),
+        aspect="auto",
+        cmap=ListedColormap(palette[: len(order_conditions)]),
+        vmin=-0.5,
+        vmax=len(order_conditions) - 0.5,
+        interpolation="nearest",
+    )
+    bar.set_yticks([])
+    handles = [Patch(color=palette[i], label=c) for i, c in enumerate(order_conditions)]
+    bar.legend(handles=handles, bbox_to_anchor=(1.01, 1.0), loc="upper left", fontsize=8)
+    image = ax.imshow(z, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest")
+    ax.set_yticks(range(len(genes)), genes, fontsize=7)
+    labels = [
+        f"{r} ({n})"
+        for r, n in zip(
+            sub_obs[replicate_key].astype(str), sub_obs["n_cells"].astype(int), strict=True
+        )
+    ]
+    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel(f"{replicate_key} (cells)")
+    fig.colorbar(image, ax=ax, label="z-score of log2(CPM + 1)", shrink=0.6)
+    note = (
+        f"{n_significant} genes with padj < {alpha:g}; showing top {len(genes)} by padj"
+        if n_significant
+        else f"nothing significant at padj < {alpha:g}; showing top {len(genes)} by p-value"
+    )
+    bar.set_title(f"{title}\n{note}", color="darkred" if exploratory else "black", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
