@@ -6,7 +6,9 @@ from cordatlas.logs import rule_logging
 from cordatlas.pseudobulk import DE_COLUMNS, de_summary
 
 with rule_logging(snakemake.log[0]) as log:
-    plan = pd.read_csv(snakemake.input.plan, sep="\t", keep_default_na=False)
+    plan = pd.read_csv(
+        snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
+    )
     tables = [pd.read_csv(path, sep="\t") for path in snakemake.input.tables]
     results = {str(t["cell_type"].iloc[0]): t for t in tables if not t.empty}
     summary = de_summary(plan, results, alpha=snakemake.params.alpha)

@@ -9,7 +9,9 @@ from cordatlas.pseudobulk import test_cell_level_de
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison
-    plan = pd.read_csv(snakemake.input.plan, sep="\t", keep_default_na=False)
+    plan = pd.read_csv(
+        snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
+    )
     cell_type = plan.set_index("slug").loc[snakemake.wildcards.cell_type, "cell_type"]
     adata = ad.read_h5ad(snakemake.input.h5ad)
     results, notes = test_cell_level_de(

@@ -5,17 +5,21 @@ import pandas as pd
 
 from cordatlas.logs import rule_logging
 from cordatlas.plots_de import plot_de_heatmap, plot_volcano
-from cordatlas.pseudobulk import pseudobulks_of, test_pseudobulk_de
+from cordatlas.pseudobulk import pseudobulk_mask, test_pseudobulk_de
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison
-    plan = pd.read_csv(snakemake.input.plan, sep="\t", keep_default_na=False)
+    plan = pd.read_csv(
+        snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
+    )
     cell_type = plan.set_index("slug").loc[snakemake.wildcards.cell_type, "cell_type"]
     pseudobulk = ad.read_h5ad(snakemake.input.h5ad)
     results, notes = test_pseudobulk_de(
         pseudobulk,
         cell_type=cell_type,
         contrast=snakemake.params.contrast,
+        cell_type_key=cfg["cell_type_key"],
+        replicate_key=cfg["replicate_key"],
         covariates=cfg["covariates"],
         min_cells=cfg["min_cells_per_replicate"],
         min_gene_counts=cfg["min_gene_counts"],
@@ -25,10 +29,17 @@ with rule_logging(snakemake.log[0]) as log:
     for note in notes:
         log.info("%s: %s", cell_type, note)
     results.to_csv(snakemake.output.table, sep="\t", index=False)
-    used = pseudobulks_of(pseudobulk, cell_type=cell_type, min_cells=cfg["min_cells_per_replicate"])
-    counts = pd.DataFrame(used.X.toarray() if hasattr(used.X, "toarray") else used.X)
-    counts.index, counts.columns = used.obs_names, used.var_names
-    counts.T.rename_axis("gene").to_csv(snakemake.output.counts, sep="\t")
+    used = pseudobulk[
+        pseudobulk_mask(
+            pseudobulk.obs,
+            cell_type=cell_type,
+            conditions=snakemake.params.contrast,
+            cell_type_key=cfg["cell_type_key"],
+            min_cells=cfg["min_cells_per_replicate"],
+        )
+    ]
+    counts = used.to_df().T.astype("int64").rename_axis("gene")
+    counts.to_csv(snakemake.output.counts, sep="\t")
     used.obs.rename_axis("pseudobulk").to_csv(snakemake.output.pseudobulks, sep="\t")
     title = f"{cell_type}: {snakemake.params.contrast[0]} vs {snakemake.params.contrast[1]}"
     plot_volcano(results, path=snakemake.output.volcano, alpha=cfg["alpha"], title=title)
@@ -38,4 +49,9 @@ with rule_logging(snakemake.log[0]) as log:
         cell_type=cell_type,
         path=snakemake.output.heatmap,
         n_top=cfg["heatmap_top_genes"],
+        alpha=cfg["alpha"],
+        contrast=snakemake.params.contrast,
+        cell_type_key=cfg["cell_type_key"],
+        replicate_key=cfg["replicate_key"],
+        min_cells=cfg["min_cells_per_replicate"],
     )

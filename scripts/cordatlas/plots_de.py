@@ -16,6 +16,8 @@ import scipy.sparse as sp  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from cordatlas.pseudobulk import pseudobulk_mask  # noqa: E402
+
 #: Title banner of results without biological replication (cordatlas.pseudobulk fallback).
 EXPLORATORY_BANNER = "EXPLORATORY: cell-level, no biological replication"
 
@@ -188,11 +190,17 @@ def plot_de_heatmap(
         _message_figure(path, title, "no genes tested", exploratory=exploratory)
         return
     obs = pseudobulk.obs
-    keep = (obs[cell_type_key].astype(str) == cell_type).to_numpy()
-    keep &= pd.to_numeric(obs["n_cells"]).to_numpy() >= min_cells
     conditions = obs[condition_key].astype(str)
-    order_conditions = list(contrast) if contrast is not None else sorted(set(conditions[keep]))
-    keep &= conditions.isin(order_conditions).to_numpy()
+    of_type = (obs[cell_type_key].astype(str) == cell_type).to_numpy()
+    order_conditions = list(contrast) if contrast is not None else sorted(set(conditions[of_type]))
+    keep = pseudobulk_mask(
+        obs,
+        cell_type=cell_type,
+        conditions=order_conditions,
+        cell_type_key=cell_type_key,
+        condition_key=condition_key,
+        min_cells=min_cells,
+    )
     if not keep.any():
         _message_figure(
             path, title, f"no pseudobulk of {cell_type} to show", exploratory=exploratory

@@ -267,6 +267,24 @@ def _check_contrast(contrast: Sequence[str]) -> tuple[str, str]:
     return str(contrast[0]), str(contrast[1])
 
 
+def pseudobulk_mask(
+    obs: pd.DataFrame,
+    *,
+    cell_type: str,
+    conditions: Sequence[str],
+    cell_type_key: str = "cell_type",
+    condition_key: str = "condition",
+    min_cells: int = 10,
+) -> np.ndarray:
+    """Which pseudobulks stand for `cell_type` in a comparison: its rows of `conditions` with
+    at least `min_cells` cells (the replicates the test uses and the figures show)."""
+    return (
+        (obs[cell_type_key].astype(str) == cell_type).to_numpy()
+        & obs[condition_key].astype(str).isin(list(conditions)).to_numpy()
+        & (pd.to_numeric(obs["n_cells"]).to_numpy() >= min_cells)
+    )
+
+
 def plan_comparisons(
     pseudobulk_obs: pd.DataFrame,
     *,
@@ -536,11 +554,13 @@ def test_pseudobulk_de(
             f"cell type {cell_type!r} has no pseudobulk (cell types: {sorted(set(types))}); "
             "use a name from the plan."
         )
-    group = obs[condition_key].astype(str)
-    use = (
-        (types == cell_type).to_numpy()
-        & group.isin([condition, reference]).to_numpy()
-        & (pd.to_numeric(obs["n_cells"]).to_numpy() >= min_cells)
+    use = pseudobulk_mask(
+        obs,
+        cell_type=cell_type,
+        conditions=(condition, reference),
+        cell_type_key=cell_type_key,
+        condition_key=condition_key,
+        min_cells=min_cells,
     )
     sub_obs = obs.loc[use]
     is_c = sub_obs[condition_key].astype(str).to_numpy() == condition

@@ -108,7 +108,11 @@ def input_mb(input, factor, floor=1000):
 
 def de_tables(wildcards):
     """Per-cell-type DE tables the plan asks for (known once aggregate_pseudobulk has run)."""
-    plan = pd.read_csv(checkpoints.aggregate_pseudobulk.get().output.plan, sep="\t")
+    plan = pd.read_csv(
+        checkpoints.aggregate_pseudobulk.get().output.plan,
+        sep="\t",
+        dtype={"slug": str},
+    )
     folders = {"pseudobulk_deseq2": "pseudobulk", "cell_level_wilcoxon": "cell_level"}
     return [
         f"results/de/{folders[method]}/{slug}.tsv"
