@@ -22,6 +22,7 @@ with rule_logging(snakemake.log[0]) as log:
         max_pct_counts_hb=qc["max_pct_counts_hb"],
         top20_exempt_min_pct_hb=qc["top20_exempt_min_pct_hb"],
         remove_doublets=qc["doublets"]["remove"],
+        doublet_method=qc["doublets"]["method"],
         expected_doublet_rate=qc["doublets"]["expected_doublet_rate"],
         doublet_threshold=qc["doublets"]["threshold"],
         doublet_threshold_method=qc["doublets"]["threshold_method"],

@@ -34,7 +34,7 @@ QC_PANELS = (
     ("pct_counts_in_top_20_genes", "% counts in top 20 genes", False),
     ("pct_counts_hb", "haemoglobin %", False),
     ("pct_counts_ribo", "ribosomal %", False),
-    ("doublet_score", "scrublet doublet score", False),
+    ("doublet_score", "doublet score", False),
 )
 
 

@@ -1,4 +1,4 @@
-"""QC threshold logic on small seeded data: adaptive bounds, one-sidedness, overrides, edge cases."""
+"""QC logic on small seeded data: adaptive bounds, one-sidedness, overrides, doublet calls, edge cases."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import scipy.sparse as sp
 from cordatlas.errors import UserInputError
 from cordatlas.qc import (
     apply_thresholds,
+    call_doublets,
+    classifier_doublet_scores,
     compute_qc_metrics,
+    doublet_features,
     mad_bounds,
     qc_thresholds,
     run_sample_qc,
+    simulate_doublets,
 )
 
 NMADS = {
@@ -62,6 +66,7 @@ def make_sample(
     adata.var_names = genes
     adata.obs_names = [f"S:{i}" for i in range(n)]
     adata.obs["barcode"] = [str(i) for i in range(n)]
+    adata.obs["programme"] = programme
     return adata
 
 
@@ -219,13 +224,17 @@ def with_doublets(adata: ad.AnnData, n_doublets: int, seed: int = 1) -> ad.AnnDa
     return ad.concat([adata, doublets], merge="same")
 
 
-def test_doublet_cut_methods():
-    from cordatlas.qc import call_doublets
-
+@pytest.mark.parametrize("method", ["classifier", "scrublet"])
+def test_doublet_cut_methods(method):
     adata = with_doublets(make_sample(n_cells=600, seed=3), 36)
     is_doublet = adata.obs_names.str.startswith("S:d")
     calls, cut, note = call_doublets(
-        adata, expected_doublet_rate=0.06, threshold=None, threshold_method="expected_rate", seed=0
+        adata,
+        expected_doublet_rate=0.06,
+        threshold=None,
+        threshold_method="expected_rate",
+        method=method,
+        seed=0,
     )
     n_expected = round(0.06 * adata.n_obs)
     assert calls["predicted_doublet"].sum() == n_expected  # by rank, ties included
@@ -236,12 +245,20 @@ def test_doublet_cut_methods():
     scores = calls["doublet_score"].to_numpy()
     assert np.median(scores[is_doublet]) > np.quantile(scores[~is_doublet], 0.9)
     fixed, cut, note = call_doublets(
-        adata, expected_doublet_rate=0.06, threshold=0.5, threshold_method="expected_rate", seed=0
+        adata,
+        expected_doublet_rate=0.06,
+        threshold=0.5,
+        threshold_method="expected_rate",
+        method=method,
+        seed=0,
     )
     assert cut == 0.5 and "fixed" in note
     assert fixed["predicted_doublet"].sum() == (fixed["doublet_score"] > 0.5).sum()
-    small, cut, note = call_doublets(adata[:50], expected_doublet_rate=0.06, threshold=None, seed=0)
+    small, cut, note = call_doublets(
+        adata[:50], expected_doublet_rate=0.06, threshold=None, method=method, seed=0
+    )
     assert cut is None and "not called" in note and not small["predicted_doublet"].any()
+    assert small["doublet_score"].isna().all()
 
 
 def test_empty_barcodes_do_not_drag_the_adaptive_bounds():
@@ -257,3 +274,114 @@ def test_empty_barcodes_do_not_drag_the_adaptive_bounds():
     real = adata.obs.iloc[:300]
     assert thresholds["total_counts"].upper > real["total_counts"].max()
     assert thresholds["n_genes_by_counts"].upper > real["n_genes_by_counts"].max()
+
+
+def with_typed_doublets(
+    adata: ad.AnnData, *, n_homotypic: int, n_heterotypic: int, seed: int = 1
+) -> ad.AnnData:
+    """Append doublets of two cells of one programme (homotypic) and of two programmes."""
+    rng = np.random.default_rng(seed)
+    X = adata.X.toarray()
+    programme = adata.obs["programme"].to_numpy()
+    first = rng.integers(0, X.shape[0], size=n_homotypic + n_heterotypic)
+    second = np.array(
+        [
+            rng.choice(np.flatnonzero((programme == programme[i]) == (d < n_homotypic)))
+            for d, i in enumerate(first)
+        ]
+    )
+    doublets = ad.AnnData(sp.csr_matrix(X[first] + X[second]))
+    doublets.var_names = adata.var_names
+    kind = ["hom"] * n_homotypic + ["het"] * n_heterotypic
+    doublets.obs_names = [f"S:{k}{i}" for i, k in enumerate(kind)]
+    doublets.obs["barcode"] = list(doublets.obs_names)
+    return ad.concat([adata, doublets], merge="same")
+
+
+def test_simulated_doublets_sum_two_cells():
+    counts = sp.csr_matrix(np.arange(12, dtype=np.float32).reshape(4, 3))
+    doublets = simulate_doublets(counts, n_doublets=50, rng=np.random.default_rng(0))
+    assert doublets.shape == (50, 3)
+    pair_sums = {tuple(counts[i].toarray().ravel() + counts[j].toarray().ravel())
+                 for i in range(4) for j in range(4)}  # fmt: skip
+    assert all(tuple(row) in pair_sums for row in doublets.toarray())
+
+
+def test_doublet_features_describe_every_barcode():
+    adata = make_sample(n_cells=200, seed=2)
+    artificial = simulate_doublets(adata.X, n_doublets=150, rng=np.random.default_rng(0))
+    features = doublet_features(adata.X, artificial, knn_sizes=(3, 10), n_pcs_as_features=5)
+    assert features.shape[0] == 350
+    assert np.isfinite(features.to_numpy()).all()
+    for column in ("ratio_k3", "ratio_k10", "ratio_weighted"):
+        assert features[column].between(0, 1).all()
+    assert {"log1p_total_counts", "log1p_n_genes_by_counts", "PC1", "PC5"} <= set(features)
+    # artificial doublets sit among artificial doublets more than real cells do
+    real, fake = features.iloc[:200], features.iloc[200:]
+    assert fake["ratio_k10"].mean() > real["ratio_k10"].mean()
+    assert fake["log1p_total_counts"].median() > real["log1p_total_counts"].median()
+
+
+def test_classifier_scores_are_probabilities_and_reproducible():
+    adata = with_doublets(make_sample(n_cells=300, seed=4), 18)
+    scores = classifier_doublet_scores(adata.X, expected_doublet_rate=0.06, seed=0)
+    assert scores.shape == (adata.n_obs,)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    again = classifier_doublet_scores(adata.X, expected_doublet_rate=0.06, seed=0)
+    np.testing.assert_array_equal(scores, again)
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_classifier_finds_homotypic_doublets_scrublet_misses(seed):
+    """Two cells of one programme differ from a singlet only in size: scrublet barely sees them."""
+    adata = with_typed_doublets(
+        make_sample(n_cells=600, seed=seed), n_homotypic=20, n_heterotypic=20
+    )
+    homotypic = adata.obs_names.str.startswith("S:hom")
+    heterotypic = adata.obs_names.str.startswith("S:het")
+    singlet = ~(homotypic | heterotypic)
+    called = {}
+    for method in ("classifier", "scrublet"):
+        calls, _, _ = call_doublets(
+            adata, expected_doublet_rate=0.06, threshold=None, method=method, seed=0
+        )
+        called[method] = calls["predicted_doublet"].to_numpy()
+    assert called["classifier"][heterotypic].mean() >= 0.9
+    assert called["classifier"][homotypic].mean() >= 0.4
+    assert called["classifier"][homotypic].mean() > called["scrublet"][homotypic].mean() + 0.2
+    assert called["classifier"][singlet].mean() < called["scrublet"][singlet].mean()
+
+
+def test_doublet_settings_are_checked():
+    adata = make_sample(n_cells=150, seed=6)
+    with pytest.raises(UserInputError, match=r"qc.doublets.method is 'doubletfinder'"):
+        call_doublets(
+            adata, expected_doublet_rate=0.06, threshold=None, method="doubletfinder", seed=0
+        )
+    with pytest.raises(UserInputError, match=r"threshold_method 'scrublet'.*needs"):
+        call_doublets(
+            adata,
+            expected_doublet_rate=0.06,
+            threshold=None,
+            threshold_method="scrublet",
+            method="classifier",
+            seed=0,
+        )
+    with pytest.raises(UserInputError, match=r"threshold_method is 'valley'"):
+        call_doublets(
+            adata, expected_doublet_rate=0.06, threshold=None, threshold_method="valley", seed=0
+        )
+
+
+def test_sample_qc_uses_the_chosen_doublet_method():
+    adata = with_doublets(make_sample(n_cells=400, seed=7), 24)
+    for method in ("classifier", "scrublet"):
+        result = run_sample_qc(adata, sample="S", doublet_method=method, **QC_ARGS)
+        row = result.thresholds.query("metric == 'doublet_score'").iloc[0]
+        assert row["source"] == method
+        assert row["detail"].startswith(f"{method} doublet score threshold")
+        metric_pass = ~result.cells["qc_reasons"].str.replace("doublet", "").str.strip(";").ne("")
+        assert result.summary["predicted_doublets"] == round(0.06 * metric_pass.sum())
+        assert "doublet" in ";".join(result.cells["qc_reasons"])
+    default = run_sample_qc(adata, sample="S", **QC_ARGS)
+    assert default.thresholds.query("metric == 'doublet_score'")["source"].iloc[0] == "classifier"

@@ -58,9 +58,9 @@ def test_qc_removes_planted_artefacts_and_keeps_healthy_cells(qc_cells, truth):
     assert by_artefact["damaged"] >= 0.9
     assert by_artefact["low_count"] >= 0.9
     assert by_artefact["none"] < 0.05
-    # scrublet sees heterotypic doublets only; about a third of the planted ones pair two cells
-    # of one lineage (T+T, B+B ...), so recall is bounded well below 1 (measured: 0.59)
-    assert by_artefact["doublet"] >= 0.5
+    # doublets of two cells of one type carry only about twice the UMIs of a singlet: recall is
+    # bounded below 1 (the classifier, measured: 0.83; scrublet 0.60)
+    assert by_artefact["doublet"] >= 0.7
     # erythroid cells (many in cord blood) are kept as a population, not filtered as contamination
     erythroid = merged.query("artefact == 'none' and cell_type == 'erythroid'")
     assert erythroid["passed_qc"].astype(bool).mean() > 0.9
