@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
-import yaml
 
+from cordatlas.curated import read_yaml, validate_header
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -77,16 +77,12 @@ def load_panel(path: str | os.PathLike[str]) -> dict[str, Any]:
         file, the entry and the field).
     """
     source = Path(path)
-    if not source.is_file():
-        raise UserInputError(
-            f"marker panel {str(source)!r} not found; set annotation.panel (or "
-            "annotation.extra_panel) to an existing YAML file such as config/marker_panel.yaml"
-        )
-    try:
-        with open(source) as handle:
-            content = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        raise UserInputError(f"marker panel {str(source)!r} is not valid YAML: {err}") from None
+    content = read_yaml(
+        source,
+        what="marker panel",
+        hint="set annotation.panel (or annotation.extra_panel) to an existing YAML file such as "
+        "config/marker_panel.yaml",
+    )
     return validate_panel(content, origin=str(source))
 
 
@@ -106,41 +102,23 @@ def validate_panel(content: Any, *, origin: str = "marker panel") -> dict[str, A
         The normalised panel, as returned by `load_panel`.
     """
     where = f"marker panel {origin!r}"
-    if not isinstance(content, Mapping):
-        raise UserInputError(
-            f"{where}: expected a mapping with keys {list(PANEL_KEYS)}, got "
-            f"{type(content).__name__}; see config/marker_panel.yaml for the format"
-        )
-    unknown = sorted(set(map(str, content)) - set(PANEL_KEYS))
-    if unknown:
-        raise UserInputError(
-            f"{where}: unknown top-level key(s) {unknown}; allowed keys are {list(PANEL_KEYS)}"
-        )
-    for key in REQUIRED_PANEL_KEYS:
-        if key not in content or content[key] is None or str(content[key]).strip() == "":
-            raise UserInputError(f"{where}: top-level field {key!r} is missing; add it")
-    version = content["version"]
-    if not isinstance(version, str | int | float) or isinstance(version, bool):
-        raise UserInputError(f"{where}: 'version' must be a string such as \"2026.11.1\"")
-    species = content.get("species")
-    if species is not None and not isinstance(species, str):
-        raise UserInputError(f"{where}: 'species' must be a string such as 'human'")
-    description = content.get("description", "")
-    if not isinstance(description, str):
-        raise UserInputError(f"{where}: 'description' must be a string")
-    cell_types = content["cell_types"]
-    if not isinstance(cell_types, Mapping) or not cell_types:
-        raise UserInputError(
-            f"{where}: 'cell_types' must be a non-empty mapping of cell-type names to entries "
-            "with 'markers' and 'sources'"
-        )
+    header = validate_header(
+        content,
+        where=where,
+        keys=PANEL_KEYS,
+        required=REQUIRED_PANEL_KEYS,
+        entries_key="cell_types",
+        entries_hint="cell-type names to entries with 'markers' and 'sources'",
+        example="config/marker_panel.yaml",
+    )
+    cell_types = header["entries"]
     entries = {}
     for name, entry in cell_types.items():
         entries[str(name)] = _validate_entry(name, entry, where=where)
     return {
-        "version": str(version),
-        "species": species,
-        "description": description.strip(),
+        "version": header["version"],
+        "species": header["species"],
+        "description": header["description"],
         "cell_types": entries,
     }
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -229,65 +227,3 @@ def rank_enrichment_by_cell_type(
     if not tables:
         return pd.DataFrame(columns=ENRICHMENT_COLUMNS)
     return pd.concat(tables, ignore_index=True)
-
-
-def read_gmt(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Read gene sets from a GMT file (MSigDB's format).
-
-    Each non-empty line is ``name<TAB>description<TAB>gene<TAB>gene...``; empty gene fields
-    (trailing tabs) are ignored and a gene listed twice in a set counts once.
-
-    Parameters
-    ----------
-    path
-        The GMT file.
-
-    Returns
-    -------
-    dict
-        Set name -> gene symbols in file order.
-
-    Raises
-    ------
-    UserInputError
-        The file is missing or unreadable, or a line has no name or no genes, or a set name
-        repeats (the message names the file and line number).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(
-            f"gene-set file {str(path)!r} does not exist; fix the enrichment gene_sets path."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserInputError(
-            f"gene-set file {str(path)!r} is not UTF-8 text ({err}); save it as a GMT text file."
-        ) from None
-    sets: dict[str, list[str]] = {}
-    first_line: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        name = fields[0].strip()
-        genes = [g.strip() for g in fields[2:] if g.strip()]
-        if len(fields) < 3 or not name or not genes:
-            raise UserInputError(
-                f"gene-set file {str(path)!r} line {number}: expected 'name<TAB>description"
-                "<TAB>gene<TAB>...' with a name and at least one gene (tab-separated), got "
-                f"{line[:60]!r}; fix the line or remove it."
-            )
-        if name in sets:
-            raise UserInputError(
-                f"gene-set file {str(path)!r} line {number}: set {name!r} was already defined "
-                f"on line {first_line[name]}; give each set a unique name."
-            )
-        sets[name] = list(dict.fromkeys(genes))
-        first_line[name] = number
-    if not sets:
-        raise UserInputError(
-            f"gene-set file {str(path)!r} holds no gene sets; point enrichment gene_sets at a "
-            "non-empty GMT file."
-        )
-    return sets

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
-import yaml
 
 from cordatlas.annotate import _check_log_normalised, _symbol_index
+from cordatlas.curated import read_yaml, validate_header
 from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table
 from cordatlas.errors import UserInputError
 
@@ -133,7 +133,7 @@ def load_gene_sets(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not source.is_file():
         raise UserInputError(
             f"gene-signature library {str(source)!r} not found; set signatures.library (or "
-            "signatures.extra_library) to an existing .yaml or .gmt file such as "
+            "signatures.extra_sets) to an existing .yaml or .gmt file such as "
             "config/signatures.yaml"
         )
     suffix = source.suffix.lower()
@@ -144,13 +144,7 @@ def load_gene_sets(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"gene-signature library {str(source)!r}: unknown file type {suffix!r}; use a YAML "
             "library (.yaml/.yml, format of config/signatures.yaml) or a GMT file (.gmt)"
         )
-    try:
-        with open(source) as handle:
-            content = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        raise UserInputError(
-            f"gene-signature library {str(source)!r} is not valid YAML: {err}"
-        ) from None
+    content = read_yaml(source, what="gene-signature library", hint="")
     library = validate_gene_sets(content, origin=str(source))
     library["source"] = str(source)
     return library
@@ -220,43 +214,26 @@ def validate_gene_sets(content: Any, *, origin: str = "gene-signature library") 
         The normalised library, as returned by `load_gene_sets` (``source`` = `origin`).
     """
     where = f"gene-signature library {origin!r}"
-    if not isinstance(content, Mapping):
-        raise UserInputError(
-            f"{where}: expected a mapping with keys {list(LIBRARY_KEYS)}, got "
-            f"{type(content).__name__}; see config/signatures.yaml for the format"
-        )
-    content = {k: v for k, v in content.items() if k != "source"}
-    unknown = sorted(set(map(str, content)) - set(LIBRARY_KEYS))
-    if unknown:
-        raise UserInputError(
-            f"{where}: unknown top-level key(s) {unknown}; allowed keys are {list(LIBRARY_KEYS)}"
-        )
-    for key in REQUIRED_LIBRARY_KEYS:
-        if key not in content or content[key] is None or str(content[key]).strip() == "":
-            raise UserInputError(f"{where}: top-level field {key!r} is missing; add it")
-    version = content["version"]
-    if not isinstance(version, str | int | float) or isinstance(version, bool):
-        raise UserInputError(f"{where}: 'version' must be a string such as \"2026.11.1\"")
-    species = content.get("species")
-    if species is not None and not isinstance(species, str):
-        raise UserInputError(f"{where}: 'species' must be a string such as 'human'")
-    description = content.get("description") or ""
-    if not isinstance(description, str):
-        raise UserInputError(f"{where}: 'description' must be a string")
-    gene_sets = content["gene_sets"]
-    if not isinstance(gene_sets, Mapping) or not gene_sets:
-        raise UserInputError(
-            f"{where}: 'gene_sets' must be a non-empty mapping of set names to entries with "
-            f"{list(REQUIRED_SET_KEYS)}"
-        )
+    if isinstance(content, Mapping):
+        content = {k: v for k, v in content.items() if k != "source"}
+    header = validate_header(
+        content,
+        where=where,
+        keys=LIBRARY_KEYS,
+        required=REQUIRED_LIBRARY_KEYS,
+        entries_key="gene_sets",
+        entries_hint=f"set names to entries with {list(REQUIRED_SET_KEYS)}",
+        example="config/signatures.yaml",
+    )
+    gene_sets = header["entries"]
     entries = {}
     for name, entry in gene_sets.items():
         _check_set_name(name, where=where)
         entries[str(name)] = _validate_set(str(name), entry, where=where)
     return {
-        "version": str(version),
-        "species": species,
-        "description": description.strip(),
+        "version": header["version"],
+        "species": header["species"],
+        "description": header["description"],
         "source": origin,
         "gene_sets": entries,
     }

@@ -1,0 +1,82 @@
+"""The project's curated, versioned YAML resources (marker panel, signature library): reading and the shared header checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cordatlas.errors import UserInputError
+
+
+def read_yaml(path: str | os.PathLike[str], *, what: str, hint: str) -> Any:
+    """Parse a YAML resource; a missing file or invalid YAML is one clear error.
+
+    Parameters
+    ----------
+    what
+        What the file is, for messages ("marker panel").
+    hint
+        What to do when the file is missing (which config key to set, an example file).
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise UserInputError(f"{what} {str(source)!r} not found; {hint}")
+    try:
+        with open(source) as handle:
+            return yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        raise UserInputError(f"{what} {str(source)!r} is not valid YAML: {err}") from None
+
+
+def validate_header(
+    content: Any,
+    *,
+    where: str,
+    keys: Sequence[str],
+    required: Sequence[str],
+    entries_key: str,
+    entries_hint: str,
+    example: str,
+) -> dict[str, Any]:
+    """Check the top level of a curated resource: known keys, version, species, description, entries.
+
+    Returns ``{"version": str, "species": str | None, "description": str, "entries": mapping}``;
+    the entries (under `entries_key`) are left for the caller to validate one by one.
+    """
+    if not isinstance(content, Mapping):
+        raise UserInputError(
+            f"{where}: expected a mapping with keys {list(keys)}, got "
+            f"{type(content).__name__}; see {example} for the format"
+        )
+    unknown = sorted(set(map(str, content)) - set(keys))
+    if unknown:
+        raise UserInputError(
+            f"{where}: unknown top-level key(s) {unknown}; allowed keys are {list(keys)}"
+        )
+    for key in required:
+        if key not in content or content[key] is None or str(content[key]).strip() == "":
+            raise UserInputError(f"{where}: top-level field {key!r} is missing; add it")
+    version = content["version"]
+    if not isinstance(version, str | int | float) or isinstance(version, bool):
+        raise UserInputError(f"{where}: 'version' must be a string such as \"2026.11.1\"")
+    species = content.get("species")
+    if species is not None and not isinstance(species, str):
+        raise UserInputError(f"{where}: 'species' must be a string such as 'human'")
+    description = content.get("description") or ""
+    if not isinstance(description, str):
+        raise UserInputError(f"{where}: 'description' must be a string")
+    entries = content[entries_key]
+    if not isinstance(entries, Mapping) or not entries:
+        raise UserInputError(
+            f"{where}: {entries_key!r} must be a non-empty mapping of {entries_hint}"
+        )
+    return {
+        "version": str(version),
+        "species": species,
+        "description": description.strip(),
+        "entries": entries,
+    }
