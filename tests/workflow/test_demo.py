@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = pytest.mark.workflow
 
@@ -302,3 +303,61 @@ def test_enrichment_points_the_planted_way(demo_run):
     assert row.loc[("cytotoxicity", "NK_CD56dim"), "direction"] == "down"
     assert row.loc[("cytotoxicity", "NK_CD56dim"), "padj"] < 0.05
     assert row.loc[("fetal_haemoglobin", "erythroid"), "direction"] == "up"
+
+
+def test_development_axis_projects_onto_a_supplied_reference(demo_run, tmp_path):
+    """signatures.development_reference: 0 = adult profile, 1 = fetal profile.
+
+    The reference here is built from the demo's own donors (cord means standing in for fetal),
+    so the projection must put cord donors near 1 and adults near 0: a check of the wiring and
+    the geometry, not of biology.
+    """
+    import shutil
+
+    from cordatlas.development import ontogeny_genes
+    from cordatlas.signatures import load_gene_sets
+
+    from .conftest import ROOT, make_workdir, run_snakemake
+
+    second = make_workdir(tmp_path)
+    for part in ("resources", "results"):
+        shutil.copytree(demo_run / part, second / part)
+    atlas = ad.read_h5ad(second / "results/atlas.h5ad")
+    genes = ontogeny_genes(load_gene_sets(ROOT / "config/signatures.yaml"))
+    genes = [g for g in genes if g in atlas.var_names]
+    rows = []
+    for cell_type in ("erythroid", "myeloid_progenitor"):
+        cells = atlas[atlas.obs["cell_type"] == cell_type, genes]
+        means = {
+            condition: np.asarray(cells[cells.obs["condition"] == condition].X.mean(axis=0))
+            for condition in ("cord_blood", "adult")
+        }
+        for g, gene in enumerate(genes):
+            rows.append(
+                {
+                    "gene": gene,
+                    "cell_type": cell_type,
+                    "fetal": float(means["cord_blood"].ravel()[g]),
+                    "adult": float(means["adult"].ravel()[g]),
+                }
+            )
+    pd.DataFrame(rows).to_csv(second / "reference.tsv", sep="\t", index=False)
+    config = yaml.safe_load((second / "config/config.yaml").read_text())
+    config["signatures"]["development_reference"] = "reference.tsv"
+    (second / "config/config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(
+        second,
+        "--cores",
+        "1",
+        "--rerun-triggers",
+        "mtime",
+        "--",
+        "results/signatures/development_axis.tsv",
+    )
+    axis = pd.read_csv(second / "results/signatures/development_axis.tsv", sep="\t")
+    assert set(axis["method"]) == {"reference_projection"}
+    for cell_type in ("erythroid", "myeloid_progenitor"):
+        part = axis[axis["cell_type"] == cell_type]
+        cord = part.query("condition == 'cord_blood'")["axis_score"]
+        adult = part.query("condition == 'adult'")["axis_score"]
+        assert cord.between(0.5, 1.5).all() and adult.between(-0.5, 0.5).all(), cell_type
