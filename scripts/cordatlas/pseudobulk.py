@@ -424,7 +424,11 @@ def plan_comparisons(
 
 def _absence_reason(cells: Mapping[str, int], *, min_cells: int) -> str:
     absent = [group for group, n in cells.items() if n == 0]
-    few = [f"{n} cells in {group}" for group, n in cells.items() if 0 < n < min_cells]
+    few = [
+        f"{n} {'cell' if n == 1 else 'cells'} in {group}"
+        for group, n in cells.items()
+        if 0 < n < min_cells
+    ]
     parts = []
     if absent:
         parts.append(f"absent in {' and '.join(absent)}")
