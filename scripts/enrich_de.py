@@ -1,15 +1,14 @@
 """Adapter for rule enrich_de: rank-based enrichment of every gene set in each cell type's DE statistics."""
 
-import pandas as pd
-
 from cordatlas.enrichment import rank_enrichment_by_cell_type
 from cordatlas.logs import rule_logging
 from cordatlas.plots_compare import plot_enrichment
+from cordatlas.pseudobulk import read_de_table
 from cordatlas.signatures import gene_lists, load_library
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.enrichment
-    de = pd.read_csv(snakemake.input.table, sep="\t")
+    de = read_de_table(snakemake.input.table)
     gene_sets = gene_lists(load_library(snakemake.input.library, snakemake.input.extra_sets))
     results = rank_enrichment_by_cell_type(
         de, gene_sets, min_size=cfg["min_set_size"], max_size=cfg["max_set_size"]

@@ -12,7 +12,7 @@ from cordatlas.development import (
 )
 from cordatlas.logs import rule_logging
 from cordatlas.plots_signatures import plot_development_axis
-from cordatlas.signatures import load_library
+from cordatlas.signatures import load_library, read_replicate_scores
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison
@@ -31,7 +31,7 @@ with rule_logging(snakemake.log[0]) as log:
         )
         axis = project_development_axis(expression, reference, library=library)
     else:
-        summary = pd.read_csv(snakemake.input.replicates, sep="\t", keep_default_na=False)
+        summary = read_replicate_scores(snakemake.input.replicates)
         genes = pd.read_csv(snakemake.input.genes, sep="\t")
         axis = development_axis(
             summary, library, reference_condition=contrast[1], scoring_report=genes

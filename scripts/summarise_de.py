@@ -3,13 +3,13 @@
 import pandas as pd
 
 from cordatlas.logs import rule_logging
-from cordatlas.pseudobulk import DE_COLUMNS, de_summary
+from cordatlas.pseudobulk import DE_COLUMNS, de_summary, read_de_table
 
 with rule_logging(snakemake.log[0]) as log:
     plan = pd.read_csv(
         snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
     )
-    tables = [pd.read_csv(path, sep="\t") for path in snakemake.input.tables]
+    tables = [read_de_table(path) for path in snakemake.input.tables]
     results = {str(t["cell_type"].iloc[0]): t for t in tables if not t.empty}
     summary = de_summary(plan, results, alpha=snakemake.params.alpha)
     summary.to_csv(snakemake.output.summary, sep="\t", index=False)

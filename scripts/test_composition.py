@@ -30,5 +30,9 @@ with rule_logging(snakemake.log[0]) as log:
     proportions.to_csv(snakemake.output.proportions, sep="\t", index=False)
     tests.to_csv(snakemake.output.tests, sep="\t", index=False)
     plot_composition(
-        proportions, tests, path=snakemake.output.figure, contrast=snakemake.params.contrast
+        proportions,
+        tests,
+        path=snakemake.output.figure,
+        contrast=snakemake.params.contrast,
+        alpha=cfg["alpha"],
     )

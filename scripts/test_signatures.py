@@ -3,17 +3,16 @@
 from pathlib import Path
 
 import anndata as ad
-import pandas as pd
 
 from cordatlas.donor_stats import replicate_table
 from cordatlas.logs import rule_logging
 from cordatlas.plots_signatures import plot_signature_by_donor, plot_signature_heatmap
-from cordatlas.signatures import load_library, test_signatures
+from cordatlas.signatures import load_library, read_replicate_scores, test_signatures
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison
     contrast = snakemake.params.contrast
-    summary = pd.read_csv(snakemake.input.replicates, sep="\t", keep_default_na=False)
+    summary = read_replicate_scores(snakemake.input.replicates)
     obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
     design = replicate_table(obs, replicate_key=cfg["replicate_key"], columns=cfg["covariates"])
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)

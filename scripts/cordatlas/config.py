@@ -256,3 +256,23 @@ def sample_metadata(row: Mapping[str, Any]) -> dict[str, str]:
         value = row.get(column)
         out[column] = "unknown" if value is None or pd.isna(value) else str(value)
     return out
+
+
+def check_replicates(samples: pd.DataFrame, *, replicate_key: str) -> None:
+    """Refuse a unit of replication that is not independent: samples of one donor are not.
+
+    With ``comparison.replicate_key: sample`` each sample is a replicate, which holds only when
+    every donor has one sample; otherwise its samples would count as independent evidence.
+    """
+    if replicate_key != "sample":
+        return
+    table = samples.reset_index() if "sample" not in samples.columns else samples
+    per_donor = table.groupby("donor")["sample"].apply(list)
+    shared = per_donor[per_donor.map(len) > 1]
+    if not shared.empty:
+        donor, names = shared.index[0], shared.iloc[0]
+        raise UserInputError(
+            f"config comparison.replicate_key is 'sample', but donor {donor!r} has samples "
+            f"{names}: samples of one donor are not independent replicates. Set "
+            "comparison.replicate_key: donor (their counts are then summed per donor)."
+        )

@@ -165,6 +165,7 @@ def compare_groups(
     design = design.loc[design[condition_key].astype(str).isin([condition, reference])]
     values = values.reindex(design.index)
     rows = []
+    dropped: dict[tuple[str, str], list[str]] = {}
     for feature in values.columns:
         column = pd.to_numeric(values[feature], errors="coerce")
         have = column.notna().to_numpy()
@@ -188,7 +189,9 @@ def compare_groups(
             "covariates": "",
         }
         if min(n_c, n_r) >= max(min_replicates, 1) and n_c + n_r > 2:
-            used, _ = usable_covariates(sub, covariates, condition_key=condition_key)
+            used, left_out = usable_covariates(sub, covariates, condition_key=condition_key)
+            for covariate, reason in left_out.items():
+                dropped.setdefault((covariate, reason), []).append(str(feature))
             x = _design_matrix(sub, condition_key, condition, used)
             residual_df = len(y) - x.shape[1]
             if residual_df >= 1:
@@ -205,6 +208,14 @@ def compare_groups(
                 elif float(coef[1]) == 0.0:
                     row.update(t=0.0, pvalue=1.0)
         rows.append(row)
+    for (covariate, reason), features in dropped.items():
+        log.info(
+            "covariate %r left out for %d feature(s) (%s): %s",
+            covariate,
+            len(features),
+            ", ".join(features[:5]) + (" ..." if len(features) > 5 else ""),
+            reason,
+        )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 

@@ -193,13 +193,24 @@ def plot_enrichment(
         edgecolor="black",
         linewidth=1.0,
     )
-    ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=8)
+    exploratory = set()
+    if "evidence" in tested.columns:
+        exploratory = set(
+            tested.loc[tested["evidence"].astype(str) != "donor_level", "cell_type"].astype(str)
+        )
+    labels = [f"{t} (EXPLORATORY)" if t in exploratory else t for t in types]
+    ax.set_xticks(range(len(types)), labels, rotation=60, ha="right", fontsize=8)
+    for tick, cell_type in zip(ax.get_xticklabels(), types, strict=True):
+        if cell_type in exploratory:
+            tick.set_color("darkred")
     ax.set_yticks(range(len(sets)), sets, fontsize=8)
     ax.set_xlim(-0.7, len(types) - 0.3)
     ax.set_ylim(-0.7, len(sets) - 0.3)
     bar = fig.colorbar(dots, ax=ax, shrink=0.8)
     bar.set_label("AUC - 0.5 (red: higher in condition)", fontsize=8)
     title = f"Gene-set enrichment (ring: padj < {alpha}; size: -log10 padj)"
+    if exploratory:
+        title += "\nEXPLORATORY (red labels): cell-level DE, no biological replication"
     if n_sets > len(shown):
         title += f"\n{len(shown)} of {n_sets} tested sets shown (smallest padj)"
     ax.set_title(title, fontsize=9)

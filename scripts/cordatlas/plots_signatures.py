@@ -232,7 +232,7 @@ def plot_development_axis(
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ylabel = "0 = adult reference, 1 = fetal reference"
     else:
-        ylabel = "toward fetal (adult donor sd units)"
+        ylabel = "toward fetal (donor sd units: adult, or pooled; see column scale)"
     ax.set_xticks(range(len(types)), types, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title("Fetal-to-adult developmental axis per donor", fontsize=10)

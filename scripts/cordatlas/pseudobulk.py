@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -262,7 +263,7 @@ def _check_contrast(contrast: Sequence[str]) -> tuple[str, str]:
     if isinstance(contrast, str) or len(contrast) != 2 or str(contrast[0]) == str(contrast[1]):
         raise UserInputError(
             f"contrast must be two different conditions (condition, reference), got "
-            f"{contrast!r}; fix config comparison.contrast."
+            f"{contrast!r}; fix the config's contrast."
         )
     return str(contrast[0]), str(contrast[1])
 
@@ -347,10 +348,12 @@ def plan_comparisons(
     if min_replicates < 2:
         raise UserInputError(
             f"min_replicates={min_replicates}: a donor-level test needs at least 2 replicates "
-            "per group to estimate variation between donors; set comparison.min_replicates >= 2."
+            "per group to estimate variation between donors; set comparison.min_replicates_per_group >= 2."
         )
     if min_cells < 1:
-        raise UserInputError(f"min_cells={min_cells}: set comparison.min_cells to at least 1.")
+        raise UserInputError(
+            f"min_cells={min_cells}: set comparison.min_cells_per_replicate to at least 1."
+        )
     obs = pseudobulk_obs
     conditions = obs[condition_key].astype(str)
     present = set(conditions)
@@ -358,7 +361,7 @@ def plan_comparisons(
         if group not in present:
             raise UserInputError(
                 f"condition {group!r} of the contrast has no cells (conditions present: "
-                f"{sorted(present)}); fix config comparison.contrast or the sample sheet."
+                f"{sorted(present)}); fix the config's contrast or the sample sheet."
             )
     types = obs[cell_type_key]
     if isinstance(types.dtype, pd.CategoricalDtype):
@@ -865,6 +868,15 @@ def test_cell_level_de(
 # ============================================================================================
 # Summary
 # ============================================================================================
+def read_de_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a DE table written with :data:`DE_COLUMNS` (names stay text: a gene called "NA")."""
+    text = {c: str for c in ("cell_type", "gene", "method", "evidence", "covariates")}
+    table = pd.read_csv(path, sep="\t", dtype=text, keep_default_na=False)
+    numeric = [c for c in table.columns if c not in text]
+    table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+    return table
+
+
 def de_summary(
     plan: pd.DataFrame, results: Mapping[str, pd.DataFrame], *, alpha: float = 0.05
 ) -> pd.DataFrame:

@@ -196,6 +196,11 @@ def _check_set_name(name: Any, *, where: str) -> None:
             f"{where}: gene-set name {name!r} is not allowed; use letters, digits, '_', '.' and "
             "'-', starting with a letter or digit (e.g. 'fetal_programme')"
         )
+    if name in DERIVED_SCORES:
+        raise UserInputError(
+            f"{where}: gene-set name {name!r} is reserved for the score the workflow computes "
+            "itself; rename the set"
+        )
 
 
 def validate_gene_sets(content: Any, *, origin: str = "gene-signature library") -> dict[str, Any]:
@@ -440,8 +445,8 @@ def potency_score(
     efficiency and cell size, so samples sequenced deeper or with another technology (10x v2
     vs v3) look "more potent", and so do doublets. Scores are ranks within the cells scored
     together: compare cell types within a study, not values across studies. Between-condition
-    differences within a cell type should be read beside sample depth (the donor-level test
-    can take depth as a covariate). The score is no measure of functional stemness.
+    differences within a cell type should be read beside sample depth and technology (see the
+    design findings; a condition aliased with technology cannot be separated from it). The score is no measure of functional stemness.
 
     Parameters
     ----------
@@ -647,6 +652,12 @@ def score_signatures(
 # ============================================================================================
 #: Columns of :func:`summarise_by_replicate`' result.
 SUMMARY_COLUMNS = ["cell_type", "replicate", "condition", "signature", "n_cells", "mean_score"]
+
+
+def read_replicate_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a table written from :func:`summarise_by_replicate` (ids stay text: donor "001")."""
+    text = {c: str for c in ("cell_type", "replicate", "condition", "signature")}
+    return pd.read_csv(path, sep="\t", dtype=text, keep_default_na=False)
 
 
 def summarise_by_replicate(

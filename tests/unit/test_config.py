@@ -194,3 +194,15 @@ def test_invalid_regex_and_non_numeric_threshold(tmp_path):
 def test_missing_sheet_file_says_which_key(tmp_path):
     with pytest.raises(UserInputError, match="set config key `samples`"):
         read_samples(tmp_path / "nope.tsv", SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_samples_as_replicates_need_one_sample_per_donor():
+    import pandas as pd
+
+    from cordatlas.config import check_replicates
+
+    sheet = pd.DataFrame({"sample": ["A1", "A2", "B1"], "donor": ["A", "A", "B"]})
+    check_replicates(sheet, replicate_key="donor")  # summed per donor: fine
+    with pytest.raises(UserInputError, match=r"donor 'A' has samples \['A1', 'A2'\]"):
+        check_replicates(sheet, replicate_key="sample")
+    check_replicates(sheet.iloc[[0, 2]], replicate_key="sample")

@@ -432,3 +432,10 @@ def test_empty_inputs_give_a_figure_saying_so(tmp_path):
         path = tmp_path / f"{name}.png"
         call(path)
         assert path.stat().st_size > 1000
+
+
+def test_the_potency_name_is_reserved(tmp_path):
+    path = tmp_path / "mine.gmt"
+    path.write_text("potency\tmy own\tCD34\tHLF\tAVP\n")
+    with pytest.raises(UserInputError, match="'potency' is reserved"):
+        load_gene_sets(path)

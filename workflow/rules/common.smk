@@ -7,7 +7,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
-from cordatlas.config import read_samples, read_schema, sample_metadata, validate_config
+from cordatlas.config import (
+    check_replicates,
+    read_samples,
+    read_schema,
+    sample_metadata,
+    validate_config,
+)
 from cordatlas.download import cache_path
 from cordatlas.design import DESIGN_FACTORS
 from cordatlas.errors import UserInputError
@@ -22,6 +28,7 @@ try:
         read_schema(SCHEMAS / "samples.schema.yaml"),
         contrast=config["contrast"],
     )
+    check_replicates(SAMPLES, replicate_key=config["comparison"]["replicate_key"])
 except UserInputError as err:
     raise WorkflowError(f"\n{err}") from None
 
@@ -112,6 +119,7 @@ def de_tables(wildcards):
         checkpoints.aggregate_pseudobulk.get().output.plan,
         sep="\t",
         dtype={"slug": str},
+        keep_default_na=False,
     )
     folders = {"pseudobulk_deseq2": "pseudobulk", "cell_level_wilcoxon": "cell_level"}
     return [
