@@ -372,7 +372,7 @@ def test_slugs_are_safe_and_distinct() -> None:
 
 def test_plan_refuses_bad_configuration() -> None:
     obs = _obs([("T", "c1", "cord_blood", 20), ("T", "a1", "adult", 20)])
-    with pytest.raises(UserInputError, match="'cord_bood'.*comparison.contrast"):
+    with pytest.raises(UserInputError, match="'cord_bood'.*config's contrast"):
         pb.plan_comparisons(obs, contrast=("cord_bood", "adult"))
     with pytest.raises(UserInputError, match="min_replicates"):
         pb.plan_comparisons(obs, contrast=CONTRAST, min_replicates=1)
