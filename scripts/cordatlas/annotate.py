@@ -15,7 +15,7 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.curated import read_yaml, validate_header
+from cordatlas.curated import merge_resources, read_yaml, validate_header
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -201,22 +201,7 @@ def merge_panels(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str,
     """
     base = validate_panel(dict(base), origin="base panel")
     extra = validate_panel(dict(extra), origin="extra panel")
-    if base["species"] and extra["species"] and base["species"] != extra["species"]:
-        raise UserInputError(
-            f"extra marker panel: species {extra['species']!r} differs from the base panel's "
-            f"{base['species']!r}; use a panel for the same species"
-        )
-    replaced = [n for n in extra["cell_types"] if n in base["cell_types"]]
-    added = [n for n in extra["cell_types"] if n not in base["cell_types"]]
-    log.info("extra marker panel replaces %s and adds %s", replaced, added)
-    cell_types = dict(base["cell_types"])
-    cell_types.update(extra["cell_types"])
-    return {
-        "version": f"{base['version']}+{extra['version']}",
-        "species": base["species"] or extra["species"],
-        "description": base["description"],
-        "cell_types": cell_types,
-    }
+    return merge_resources(base, extra, entries_key="cell_types", what="marker panel")
 
 
 def _cell_types(panel: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import yaml
 
 from cordatlas.errors import UserInputError
+
+log = logging.getLogger(__name__)
 
 
 def read_yaml(path: str | os.PathLike[str], *, what: str, hint: str) -> Any:
@@ -79,4 +82,28 @@ def validate_header(
         "species": species,
         "description": description.strip(),
         "entries": entries,
+    }
+
+
+def merge_resources(
+    base: Mapping[str, Any], extra: Mapping[str, Any], *, entries_key: str, what: str
+) -> dict[str, Any]:
+    """A validated resource extended by a user's: same-named entries replaced, new ones appended.
+
+    The version becomes ``"<base>+<extra>"`` so every result records that the curated resource
+    was modified; species must agree.
+    """
+    if base["species"] and extra["species"] and base["species"] != extra["species"]:
+        raise UserInputError(
+            f"extra {what}: species {extra['species']!r} differs from the base {what}'s "
+            f"{base['species']!r}; use one for the same species"
+        )
+    replaced = [n for n in extra[entries_key] if n in base[entries_key]]
+    added = [n for n in extra[entries_key] if n not in base[entries_key]]
+    log.info("extra %s replaces %s and adds %s", what, replaced, added)
+    return {
+        "version": f"{base['version']}+{extra['version']}",
+        "species": base["species"] or extra["species"],
+        "description": base["description"],
+        entries_key: {**base[entries_key], **extra[entries_key]},
     }

@@ -16,7 +16,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from cordatlas.annotate import _check_log_normalised, _symbol_index
-from cordatlas.curated import read_yaml, validate_header
+from cordatlas.curated import merge_resources, read_yaml, validate_header
 from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table
 from cordatlas.errors import UserInputError
 
@@ -347,23 +347,9 @@ def merge_gene_sets(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[s
     """
     base = validate_gene_sets(dict(base), origin=str(base.get("source", "base library")))
     extra = validate_gene_sets(dict(extra), origin=str(extra.get("source", "extra library")))
-    if base["species"] and extra["species"] and base["species"] != extra["species"]:
-        raise UserInputError(
-            f"extra gene-signature library: species {extra['species']!r} differs from the base "
-            f"library's {base['species']!r}; use sets for the same species"
-        )
-    replaced = [n for n in extra["gene_sets"] if n in base["gene_sets"]]
-    added = [n for n in extra["gene_sets"] if n not in base["gene_sets"]]
-    log.info("extra gene-signature library replaces %s and adds %s", replaced, added)
-    gene_sets = dict(base["gene_sets"])
-    gene_sets.update(extra["gene_sets"])
-    return {
-        "version": f"{base['version']}+{extra['version']}",
-        "species": base["species"] or extra["species"],
-        "description": base["description"],
-        "source": f"{base['source']}+{extra['source']}",
-        "gene_sets": gene_sets,
-    }
+    merged = merge_resources(base, extra, entries_key="gene_sets", what="gene-signature library")
+    merged["source"] = f"{base['source']}+{extra['source']}"
+    return merged
 
 
 def load_library(
