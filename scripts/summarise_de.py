@@ -3,12 +3,10 @@
 import pandas as pd
 
 from cordatlas.logs import rule_logging
-from cordatlas.pseudobulk import DE_COLUMNS, de_summary, read_de_table
+from cordatlas.pseudobulk import DE_COLUMNS, de_summary, read_de_table, read_plan
 
 with rule_logging(snakemake.log[0]) as log:
-    plan = pd.read_csv(
-        snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
-    )
+    plan = read_plan(snakemake.input.plan)
     tables = [read_de_table(path) for path in snakemake.input.tables]
     results = {str(t["cell_type"].iloc[0]): t for t in tables if not t.empty}
     summary = de_summary(plan, results, alpha=snakemake.params.alpha)

@@ -1,18 +1,15 @@
 """Adapter for rule test_cell_level_de: the exploratory cell-level fallback for a cell type without donor replication."""
 
 import anndata as ad
-import pandas as pd
 
 from cordatlas.logs import rule_logging
 from cordatlas.plots_de import plot_volcano
-from cordatlas.pseudobulk import test_cell_level_de
+from cordatlas.pseudobulk import cell_type_of_slug, read_plan, test_cell_level_de
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison
-    plan = pd.read_csv(
-        snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
-    )
-    cell_type = plan.set_index("slug").loc[snakemake.wildcards.cell_type, "cell_type"]
+    plan = read_plan(snakemake.input.plan)
+    cell_type = cell_type_of_slug(plan, snakemake.wildcards.cell_type)
     adata = ad.read_h5ad(snakemake.input.h5ad)
     results, notes = test_cell_level_de(
         adata,

@@ -1,18 +1,20 @@
 """Adapter for rule test_pseudobulk_de: PyDESeq2 on one cell type's donor pseudobulks, with its counts and figures."""
 
 import anndata as ad
-import pandas as pd
 
 from cordatlas.logs import rule_logging
 from cordatlas.plots_de import plot_de_heatmap, plot_volcano
-from cordatlas.pseudobulk import pseudobulk_mask, test_pseudobulk_de
+from cordatlas.pseudobulk import (
+    cell_type_of_slug,
+    pseudobulk_mask,
+    read_plan,
+    test_pseudobulk_de,
+)
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison
-    plan = pd.read_csv(
-        snakemake.input.plan, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False
-    )
-    cell_type = plan.set_index("slug").loc[snakemake.wildcards.cell_type, "cell_type"]
+    plan = read_plan(snakemake.input.plan)
+    cell_type = cell_type_of_slug(plan, snakemake.wildcards.cell_type)
     pseudobulk = ad.read_h5ad(snakemake.input.h5ad)
     results, notes = test_pseudobulk_de(
         pseudobulk,

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from cordatlas.curated import merge_resources, read_yaml, validate_header
 from cordatlas.errors import UserInputError
+from cordatlas.gene_scores import score_gene_sets
 
 log = logging.getLogger(__name__)
 
@@ -216,32 +217,6 @@ def _cell_types(panel: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 # ============================================================================================
 # Scoring cells and labelling clusters
 # ============================================================================================
-def _check_log_normalised(adata: ad.AnnData) -> None:
-    """Refuse raw counts in X: marker scores are defined on log-normalised expression."""
-    block = adata.X[: min(adata.n_obs, 500)]
-    values = block.data if sp.issparse(block) else np.asarray(block).ravel()
-    if values.size and np.all(np.mod(values, 1) == 0) and values.max() > 30:
-        raise UserInputError(
-            "adata.X holds integer counts (max "
-            f"{values.max():.0f}); marker scores need log-normalised expression in X: run the "
-            "normalise step (cordatlas.atlas.normalise) first"
-        )
-
-
-def _symbol_index(adata: ad.AnnData, gene_symbols: str | None) -> pd.Index:
-    """Gene symbols of `adata`'s genes (var_names, or a var column), made unique."""
-    if gene_symbols is None:
-        symbols = adata.var_names.astype(str)
-    else:
-        if gene_symbols not in adata.var:
-            raise UserInputError(
-                f"gene_symbols={gene_symbols!r} is not a var column; use one of "
-                f"{sorted(adata.var.columns)} or None (gene symbols in var_names)"
-            )
-        symbols = pd.Index(adata.var[gene_symbols].astype(str))
-    return pd.Index(ad.utils.make_index_unique(pd.Index(symbols)))
-
-
 def score_cell_types(
     adata: ad.AnnData,
     panel: Mapping[str, Any],
@@ -289,33 +264,21 @@ def score_cell_types(
         X holds raw counts, or no panel type has `min_markers` markers in the data.
     """
     entries = _cell_types(panel)
-    _check_log_normalised(adata)
-    symbols = _symbol_index(adata, gene_symbols)
-    work = ad.AnnData(
-        X=adata.X,
-        obs=pd.DataFrame(index=adata.obs_names.copy()),
-        var=pd.DataFrame(index=symbols),
+    result = score_gene_sets(
+        adata,
+        {name: entry["markers"] for name, entry in entries.items()},
+        min_genes=dict.fromkeys(entries, min_markers),
+        seed=seed,
+        ctrl_size=ctrl_size,
+        n_bins=n_bins,
+        gene_symbols=gene_symbols,
     )
-    present_genes = set(symbols)
-    columns: dict[str, np.ndarray] = {}
     rows = []
     for name, entry in entries.items():
-        used = [g for g in entry["markers"] if g in present_genes]
-        missing = [g for g in entry["markers"] if g not in present_genes]
-        scored = len(used) >= min_markers
-        if scored:
-            sc.tl.score_genes(
-                work,
-                used,
-                ctrl_size=ctrl_size,
-                n_bins=n_bins,
-                random_state=seed,
-                score_name="_panel_score",
-                use_raw=False,
-            )
-            columns[name] = work.obs["_panel_score"].to_numpy(dtype=np.float64)
-            reason = ""
-        else:
+        used, missing = result.used[name], result.missing[name]
+        scored = name in result.scores
+        reason = ""
+        if not scored:
             reason = (
                 f"only {len(used)} of {len(entry['markers'])} markers in the data (< {min_markers})"
             )
@@ -333,14 +296,14 @@ def score_cell_types(
             }
         )
     report = pd.DataFrame(rows)
-    if not columns:
+    symbols = result.symbols
+    if result.scores.columns.empty:
         raise UserInputError(
             f"no marker-panel cell type has {min_markers} or more of its markers among the "
             f"data's {adata.n_vars} genes (e.g. {list(symbols[:3])}); check that genes are HGNC "
             "symbols, or pass gene_symbols= the var column that holds them"
         )
-    scores = pd.DataFrame(columns, index=adata.obs_names.copy())
-    return scores, report
+    return result.scores, report
 
 
 def annotate_clusters(

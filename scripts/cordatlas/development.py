@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cordatlas.annotate import _symbol_index
 from cordatlas.donor_stats import replicate_table
 from cordatlas.errors import UserInputError
+from cordatlas.gene_scores import symbol_index
 from cordatlas.signatures import _gene_sets, expectation_for
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ def replicate_gene_means(
         raise UserInputError(
             f"obs lacks column(s) {missing_keys}; available: {sorted(map(str, adata.obs.columns))}"
         )
-    symbols = _symbol_index(adata, gene_symbols)
+    symbols = symbol_index(adata, gene_symbols)
     position = {g: i for i, g in enumerate(symbols)}
     present = [g for g in dict.fromkeys(genes) if g in position]
     if not present or adata.n_obs == 0:

@@ -868,6 +868,16 @@ def test_cell_level_de(
 # ============================================================================================
 # Summary
 # ============================================================================================
+def read_plan(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a plan written from :func:`plan_comparisons` (names and slugs stay text)."""
+    return pd.read_csv(path, sep="\t", dtype={"cell_type": str, "slug": str}, keep_default_na=False)
+
+
+def cell_type_of_slug(plan: pd.DataFrame, slug: str) -> str:
+    """The cell-type name behind a file-name slug (a Snakemake wildcard) in the plan."""
+    return str(plan.set_index("slug").loc[slug, "cell_type"])
+
+
 def read_de_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a DE table written with :data:`DE_COLUMNS` (names stay text: a gene called "NA")."""
     text = {c: str for c in ("cell_type", "gene", "method", "evidence", "covariates")}

@@ -12,13 +12,12 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.annotate import _check_log_normalised, _symbol_index
 from cordatlas.curated import merge_resources, read_yaml, validate_header
 from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table
 from cordatlas.errors import UserInputError
+from cordatlas.gene_scores import score_gene_sets
 
 log = logging.getLogger(__name__)
 
@@ -558,37 +557,28 @@ def score_signatures(
         X holds raw counts, or no set could be scored.
     """
     sets = _gene_sets(library)
-    _check_log_normalised(adata)
-    symbols = _symbol_index(adata, gene_symbols)
-    work = ad.AnnData(
-        X=adata.X,
-        obs=pd.DataFrame(index=adata.obs_names.copy()),
-        var=pd.DataFrame(index=symbols),
+    # a set smaller than min_genes is scored when all its genes are present
+    needed = {name: max(1, min(min_genes, len(e["genes"]))) for name, e in sets.items()}
+    result = score_gene_sets(
+        adata,
+        {name: entry["genes"] for name, entry in sets.items()},
+        min_genes=needed,
+        seed=seed,
+        ctrl_size=ctrl_size,
+        n_bins=n_bins,
+        gene_symbols=gene_symbols,
     )
-    present = set(symbols)
-    columns: dict[str, np.ndarray] = {}
+    symbols = result.symbols
+    columns: dict[str, np.ndarray] = {n: result.scores[n].to_numpy() for n in result.scores}
     rows = []
     for name, entry in sets.items():
         genes = entry["genes"]
-        used = [g for g in genes if g in present]
-        missing = [g for g in genes if g not in present]
-        needed = max(1, min(min_genes, len(genes)))
-        scored = len(used) >= needed and adata.n_obs > 0
+        used, missing = result.used[name], result.missing[name]
+        scored = name in columns
         reason = ""
-        if scored:
-            sc.tl.score_genes(
-                work,
-                used,
-                ctrl_size=ctrl_size,
-                n_bins=n_bins,
-                random_state=seed,
-                score_name="_signature_score",
-                use_raw=False,
-            )
-            columns[name] = work.obs["_signature_score"].to_numpy(dtype=np.float64)
-        else:
+        if not scored:
             reason = (
-                f"only {len(used)} of {len(genes)} genes in the data (< {needed})"
+                f"only {len(used)} of {len(genes)} genes in the data (< {needed[name]})"
                 if adata.n_obs > 0
                 else "no cells"
             )

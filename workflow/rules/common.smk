@@ -17,6 +17,7 @@ from cordatlas.config import (
 from cordatlas.download import cache_path
 from cordatlas.design import DESIGN_FACTORS
 from cordatlas.errors import UserInputError
+from cordatlas.pseudobulk import read_plan
 from cordatlas.simulate import infer_format
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
@@ -115,12 +116,7 @@ def input_mb(input, factor, floor=1000):
 
 def de_tables(wildcards):
     """Per-cell-type DE tables the plan asks for (known once aggregate_pseudobulk has run)."""
-    plan = pd.read_csv(
-        checkpoints.aggregate_pseudobulk.get().output.plan,
-        sep="\t",
-        dtype={"slug": str},
-        keep_default_na=False,
-    )
+    plan = read_plan(checkpoints.aggregate_pseudobulk.get().output.plan)
     folders = {"pseudobulk_deseq2": "pseudobulk", "cell_level_wilcoxon": "cell_level"}
     return [
         f"results/de/{folders[method]}/{slug}.tsv"
