@@ -2,8 +2,8 @@
 
 import anndata as ad
 
+from cordatlas.compare.pseudobulk import aggregate_pseudobulk, plan_comparisons
 from cordatlas.logs import rule_logging
-from cordatlas.pseudobulk import aggregate_pseudobulk, plan_comparisons
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

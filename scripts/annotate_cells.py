@@ -2,7 +2,7 @@
 
 import anndata as ad
 
-from cordatlas.annotate import (
+from cordatlas.annotate.panel import (
     annotate_clusters,
     celltypist_annotate,
     load_panel,
@@ -10,7 +10,7 @@ from cordatlas.annotate import (
     score_cell_types,
 )
 from cordatlas.logs import rule_logging
-from cordatlas.plots import plot_panel_dotplot, plot_umap
+from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
 
 with rule_logging(snakemake.log[0]) as log:
     adata = ad.read_h5ad(snakemake.input.h5ad)

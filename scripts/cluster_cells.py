@@ -2,9 +2,9 @@
 
 import anndata as ad
 
-from cordatlas.atlas import cluster, cluster_sizes
+from cordatlas.atlas.build import cluster, cluster_sizes
 from cordatlas.logs import rule_logging
-from cordatlas.plots import plot_umap
+from cordatlas.plotting.atlas import plot_umap
 
 with rule_logging(snakemake.log[0]):
     adata = ad.read_h5ad(snakemake.input.h5ad)

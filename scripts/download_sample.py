@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cordatlas.download import fetch_url
 from cordatlas.errors import UserInputError
+from cordatlas.io.download import fetch_url
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

@@ -1,10 +1,10 @@
 """Adapter for rule enrich_de: rank-based enrichment of every gene set in each cell type's DE statistics."""
 
-from cordatlas.enrichment import rank_enrichment_by_cell_type
+from cordatlas.compare.enrichment import rank_enrichment_by_cell_type
+from cordatlas.compare.pseudobulk import read_de_table
+from cordatlas.compare.signatures import gene_lists, load_library
 from cordatlas.logs import rule_logging
-from cordatlas.plots_compare import plot_enrichment
-from cordatlas.pseudobulk import read_de_table
-from cordatlas.signatures import gene_lists, load_library
+from cordatlas.plotting.compare import plot_enrichment
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.enrichment

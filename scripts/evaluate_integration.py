@@ -2,7 +2,7 @@
 
 import anndata as ad
 
-from cordatlas.integration_metrics import integration_metrics
+from cordatlas.atlas.integration_metrics import integration_metrics
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):

@@ -2,9 +2,9 @@
 
 import anndata as ad
 
+from cordatlas.atlas.markers import find_markers
 from cordatlas.logs import rule_logging
-from cordatlas.markers import find_markers
-from cordatlas.plots import plot_marker_dotplot
+from cordatlas.plotting.atlas import plot_marker_dotplot
 
 with rule_logging(snakemake.log[0]):
     adata = ad.read_h5ad(snakemake.input.h5ad)

@@ -1,7 +1,7 @@
 """Adapter for rule ingest_sample: read one sample's raw counts from any supported format into h5ad."""
 
 from cordatlas.config import sample_metadata
-from cordatlas.ingest import ingest_sample
+from cordatlas.io.ingest import ingest_sample
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

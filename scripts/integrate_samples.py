@@ -2,7 +2,7 @@
 
 import anndata as ad
 
-from cordatlas.atlas import integrate, run_pca
+from cordatlas.atlas.build import integrate, run_pca
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

@@ -3,7 +3,7 @@
 import anndata as ad
 import pandas as pd
 
-from cordatlas.atlas import merge_samples
+from cordatlas.atlas.build import merge_samples
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):

@@ -2,7 +2,7 @@
 
 import anndata as ad
 
-from cordatlas.atlas import normalise, select_highly_variable_genes
+from cordatlas.atlas.build import normalise, select_highly_variable_genes
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):

@@ -4,7 +4,7 @@ import anndata as ad
 import pandas as pd
 
 from cordatlas.logs import rule_logging
-from cordatlas.qc import run_sample_qc
+from cordatlas.qc.sample import run_sample_qc
 
 with rule_logging(snakemake.log[0]) as log:
     qc = snakemake.params.qc

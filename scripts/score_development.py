@@ -3,16 +3,16 @@
 import anndata as ad
 import pandas as pd
 
-from cordatlas.development import (
+from cordatlas.compare.development import (
     development_axis,
     ontogeny_genes,
     project_development_axis,
     read_development_reference,
     replicate_gene_means,
 )
+from cordatlas.compare.signatures import load_library, read_replicate_scores
 from cordatlas.logs import rule_logging
-from cordatlas.plots_signatures import plot_development_axis
-from cordatlas.signatures import load_library, read_replicate_scores
+from cordatlas.plotting.signatures import plot_development_axis
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

@@ -2,8 +2,8 @@
 
 import anndata as ad
 
+from cordatlas.compare.signatures import load_library, score_signatures, summarise_by_replicate
 from cordatlas.logs import rule_logging
-from cordatlas.signatures import load_library, score_signatures, summarise_by_replicate
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

@@ -1,7 +1,7 @@
 """Adapter for rule simulate_demo: write the synthetic demo samples and their truth tables."""
 
+from cordatlas.demo.simulate import write_demo
 from cordatlas.logs import rule_logging
-from cordatlas.simulate import write_demo
 
 with rule_logging(snakemake.log[0]) as log:
     params = snakemake.params

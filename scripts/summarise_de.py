@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from cordatlas.compare.pseudobulk import DE_COLUMNS, de_summary, read_de_table, read_plan
 from cordatlas.logs import rule_logging
-from cordatlas.pseudobulk import DE_COLUMNS, de_summary, read_de_table, read_plan
 
 with rule_logging(snakemake.log[0]) as log:
     plan = read_plan(snakemake.input.plan)

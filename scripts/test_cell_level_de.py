@@ -2,9 +2,9 @@
 
 import anndata as ad
 
+from cordatlas.compare.pseudobulk import cell_type_of_slug, read_plan, test_cell_level_de
 from cordatlas.logs import rule_logging
-from cordatlas.plots_de import plot_volcano
-from cordatlas.pseudobulk import cell_type_of_slug, read_plan, test_cell_level_de
+from cordatlas.plotting.de import plot_volcano
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

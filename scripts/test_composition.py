@@ -2,10 +2,10 @@
 
 import anndata as ad
 
-from cordatlas.composition import replicate_proportions, test_composition
-from cordatlas.donor_stats import replicate_table
+from cordatlas.compare.composition import replicate_proportions, test_composition
+from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.logs import rule_logging
-from cordatlas.plots_compare import plot_composition
+from cordatlas.plotting.compare import plot_composition
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

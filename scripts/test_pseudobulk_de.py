@@ -2,14 +2,14 @@
 
 import anndata as ad
 
-from cordatlas.logs import rule_logging
-from cordatlas.plots_de import plot_de_heatmap, plot_volcano
-from cordatlas.pseudobulk import (
+from cordatlas.compare.pseudobulk import (
     cell_type_of_slug,
     pseudobulk_mask,
     read_plan,
     test_pseudobulk_de,
 )
+from cordatlas.logs import rule_logging
+from cordatlas.plotting.de import plot_de_heatmap, plot_volcano
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

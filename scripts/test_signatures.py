@@ -4,10 +4,10 @@ from pathlib import Path
 
 import anndata as ad
 
-from cordatlas.donor_stats import replicate_table
+from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.compare.signatures import load_library, read_replicate_scores, test_signatures
 from cordatlas.logs import rule_logging
-from cordatlas.plots_signatures import plot_signature_by_donor, plot_signature_heatmap
-from cordatlas.signatures import load_library, read_replicate_scores, test_signatures
+from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
 
 with rule_logging(snakemake.log[0]) as log:
     cfg = snakemake.params.comparison

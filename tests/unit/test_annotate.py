@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from cordatlas.annotate import (
+from cordatlas.annotate.panel import (
     UNASSIGNED,
     annotate_clusters,
     celltypist_annotate,
@@ -19,9 +19,15 @@ from cordatlas.annotate import (
     merge_panels,
     score_cell_types,
 )
-from cordatlas.atlas import cluster, integrate, normalise, run_pca, select_highly_variable_genes
+from cordatlas.atlas.build import (
+    cluster,
+    integrate,
+    normalise,
+    run_pca,
+    select_highly_variable_genes,
+)
+from cordatlas.demo.simulate import CELL_TYPES, simulate_study
 from cordatlas.errors import UserInputError
-from cordatlas.simulate import CELL_TYPES, simulate_study
 
 PANEL = Path(__file__).resolve().parents[2] / "config" / "marker_panel.yaml"
 

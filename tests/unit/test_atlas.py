@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cordatlas.atlas import (
+from cordatlas.atlas.build import (
     cluster,
     integrate,
     leiden_key,

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cordatlas import composition
-from cordatlas.donor_stats import replicate_table
+from cordatlas.compare import composition
+from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.demo.simulate import CELL_TYPES, simulate_study
 from cordatlas.errors import UserInputError
-from cordatlas.plots_compare import plot_composition
-from cordatlas.simulate import CELL_TYPES, simulate_study
+from cordatlas.plotting.compare import plot_composition
 
 CORD, ADULT = "cord_blood", "adult"
 CONTRAST = (CORD, ADULT)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cordatlas.atlas import normalise
-from cordatlas.development import (
+from cordatlas.atlas.build import normalise
+from cordatlas.compare.development import (
     AXIS_COLUMNS,
     development_axis,
     ontogeny_genes,
@@ -20,10 +20,10 @@ from cordatlas.development import (
     read_development_reference,
     replicate_gene_means,
 )
+from cordatlas.compare.signatures import load_gene_sets, score_signatures, summarise_by_replicate
+from cordatlas.demo.simulate import simulate_study
 from cordatlas.errors import UserInputError
-from cordatlas.plots_signatures import plot_development_axis
-from cordatlas.signatures import load_gene_sets, score_signatures, summarise_by_replicate
-from cordatlas.simulate import simulate_study
+from cordatlas.plotting.signatures import plot_development_axis
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"

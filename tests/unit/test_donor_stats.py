@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table, usable_covariates
+from cordatlas.compare.donor_stats import (
+    bh_adjust,
+    compare_groups,
+    replicate_table,
+    usable_covariates,
+)
 from cordatlas.errors import UserInputError
 
 CONTRAST = ("cord_blood", "adult")

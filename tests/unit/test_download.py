@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cordatlas import download
-from cordatlas.download import DownloadError, cache_path, fetch_url
 from cordatlas.errors import UserInputError
+from cordatlas.io import download
+from cordatlas.io.download import DownloadError, cache_path, fetch_url
 
 BODY = bytes(range(256)) * 64  # 16 KiB, not valid text, so byte-exactness matters
 BODY_SHA = hashlib.sha256(BODY).hexdigest()

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cordatlas.enrichment import (
+from cordatlas.compare.enrichment import (
     ENRICHMENT_COLUMNS,
     METHOD,
     rank_enrichment,
     rank_enrichment_by_cell_type,
 )
+from cordatlas.compare.signatures import gene_lists, load_gene_sets
 from cordatlas.errors import UserInputError
-from cordatlas.plots_compare import plot_enrichment
-from cordatlas.signatures import gene_lists, load_gene_sets
+from cordatlas.plotting.compare import plot_enrichment
 
 N_GENES = 2000
 

@@ -18,7 +18,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.ingest import (
+from cordatlas.io.ingest import (
     describe_non_counts,
     detect_format,
     detect_orientation,

@@ -9,9 +9,8 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.atlas import leiden_key
-from cordatlas.errors import UserInputError
-from cordatlas.integration_metrics import (
+from cordatlas.atlas.build import leiden_key
+from cordatlas.atlas.integration_metrics import (
     cluster_batch_entropy,
     integration_metrics,
     integration_metrics_note,
@@ -19,6 +18,7 @@ from cordatlas.integration_metrics import (
     random_mixing_entropy,
     silhouette,
 )
+from cordatlas.errors import UserInputError
 
 N_TYPES = 3
 CELLS_PER_TYPE_AND_BATCH = 50

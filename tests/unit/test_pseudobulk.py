@@ -11,10 +11,10 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas import pseudobulk as pb
+from cordatlas.compare import pseudobulk as pb
+from cordatlas.demo.simulate import CELL_TYPES, simulate_study
 from cordatlas.errors import UserInputError
-from cordatlas.plots_de import EXPLORATORY_BANNER, plot_de_heatmap, plot_volcano
-from cordatlas.simulate import CELL_TYPES, simulate_study
+from cordatlas.plotting.de import EXPLORATORY_BANNER, plot_de_heatmap, plot_volcano
 
 CONTRAST = ("cord_blood", "adult")
 ALPHA = 0.05

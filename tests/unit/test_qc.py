@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.qc import (
+from cordatlas.qc.sample import (
     apply_thresholds,
     call_doublets,
     classifier_doublet_scores,

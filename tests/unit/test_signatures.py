@@ -12,12 +12,10 @@ import scipy.sparse as sp
 import yaml
 from scipy import stats
 
-from cordatlas.annotate import load_panel
-from cordatlas.atlas import normalise
-from cordatlas.donor_stats import replicate_table
-from cordatlas.errors import UserInputError
-from cordatlas.plots_signatures import plot_signature_by_donor, plot_signature_heatmap
-from cordatlas.signatures import (
+from cordatlas.annotate.panel import load_panel
+from cordatlas.atlas.build import normalise
+from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.compare.signatures import (
     RESULT_COLUMNS,
     SUMMARY_COLUMNS,
     load_gene_sets,
@@ -26,8 +24,10 @@ from cordatlas.signatures import (
     score_signatures,
     summarise_by_replicate,
 )
-from cordatlas.signatures import test_signatures as run_signature_tests
-from cordatlas.simulate import CELL_CYCLE_G2M, CELL_CYCLE_S, simulate_study
+from cordatlas.compare.signatures import test_signatures as run_signature_tests
+from cordatlas.demo.simulate import CELL_CYCLE_G2M, CELL_CYCLE_S, simulate_study
+from cordatlas.errors import UserInputError
+from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"

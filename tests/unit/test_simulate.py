@@ -14,8 +14,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.errors import UserInputError
-from cordatlas.simulate import (
+from cordatlas.demo.simulate import (
     CELL_TYPES,
     SimulatedStudy,
     build_gene_table,
@@ -23,6 +22,7 @@ from cordatlas.simulate import (
     simulate_study,
     write_demo,
 )
+from cordatlas.errors import UserInputError
 
 CORD, ADULT = "cord_blood", "adult"
 BARCODE_RE = re.compile(r"^[ACGT]{16}-1$")

@@ -14,7 +14,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.writers import (
+from cordatlas.io.writers import (
     COUNT_FORMATS,
     write_10x_h5,
     write_10x_mtx,

@@ -325,8 +325,8 @@ def test_development_axis_projects_onto_a_supplied_reference(demo_run, tmp_path)
     """
     import shutil
 
-    from cordatlas.development import ontogeny_genes
-    from cordatlas.signatures import load_gene_sets
+    from cordatlas.compare.development import ontogeny_genes
+    from cordatlas.compare.signatures import load_gene_sets
 
     from .conftest import ROOT, make_workdir, run_snakemake
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cordatlas.download import cache_path, file_sha256
+from cordatlas.io.download import cache_path, file_sha256
 
 from .conftest import make_workdir, run_snakemake
 

@@ -14,11 +14,11 @@ from cordatlas.config import (
     sample_metadata,
     validate_config,
 )
-from cordatlas.download import cache_path
+from cordatlas.io.download import cache_path
 from cordatlas.design import DESIGN_FACTORS
 from cordatlas.errors import UserInputError
-from cordatlas.pseudobulk import read_plan
-from cordatlas.simulate import infer_format
+from cordatlas.compare.pseudobulk import read_plan
+from cordatlas.demo.simulate import infer_format
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
 

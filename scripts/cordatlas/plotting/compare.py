@@ -44,15 +44,15 @@ def plot_composition(
 
     Points are replicates (donors), jittered horizontally; the black bar is the group mean of
     the replicates' proportions. The title gives padj of the donor-level test
-    (:func:`cordatlas.composition.test_composition`), bold when below `alpha`, or says the type
+    (:func:`cordatlas.compare.composition.test_composition`), bold when below `alpha`, or says the type
     was not testable. Panels follow the order of `tests`.
 
     Parameters
     ----------
     proportions
-        :func:`cordatlas.composition.replicate_proportions` output.
+        :func:`cordatlas.compare.composition.replicate_proportions` output.
     tests
-        :func:`cordatlas.composition.test_composition` output.
+        :func:`cordatlas.compare.composition.test_composition` output.
     path
         Output file (PNG or SVG by suffix).
     contrast
@@ -144,7 +144,7 @@ def plot_enrichment(
     Parameters
     ----------
     results
-        Concatenated :func:`cordatlas.enrichment.rank_enrichment` tables (any cell types).
+        Concatenated :func:`cordatlas.compare.enrichment.rank_enrichment` tables (any cell types).
     path
         Output file (PNG or SVG by suffix).
     alpha

@@ -15,9 +15,9 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.curated import merge_resources, read_yaml, validate_header
 from cordatlas.errors import UserInputError
-from cordatlas.gene_scores import score_gene_sets
+from cordatlas.genesets.curated import merge_resources, read_yaml, validate_header
+from cordatlas.genesets.scoring import score_gene_sets
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cordatlas.donor_stats import bh_adjust, replicate_table, usable_covariates
+from cordatlas.compare.donor_stats import bh_adjust, replicate_table, usable_covariates
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ METHOD_NOT_TESTED = "not_tested"
 EVIDENCE_DONOR = "donor_level"
 EVIDENCE_EXPLORATORY = "exploratory_no_replication"
 
-#: Names usable as they are for file names and Snakemake wildcards (as in cordatlas.annotate).
+#: Names usable as they are for file names and Snakemake wildcards (as in cordatlas.annotate.panel).
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 #: Separator of cell type and replicate in pseudobulk ids.
@@ -496,7 +496,7 @@ def test_pseudobulk_de(
     expressed in every replicate of one group can be tested). PyDESeq2 (Love et al. 2014
     model) fits ``~covariates + condition``; the Wald test of condition gives log2FC > 0 for
     genes higher in ``contrast[0]``. ``padj`` is Benjamini-Hochberg over the tested genes
-    (:func:`cordatlas.donor_stats.bh_adjust`; the expression filter replaces DESeq2's
+    (:func:`cordatlas.compare.donor_stats.bh_adjust`; the expression filter replaces DESeq2's
     independent filtering); genes whose p-value DESeq2 withholds (Cook's outliers) keep NaN.
 
     Parameters
@@ -510,7 +510,7 @@ def test_pseudobulk_de(
     covariates
         pseudobulk obs columns to adjust for, as categorical factors. Those that are constant
         among these replicates, aliased with condition or leave no residual degrees of freedom
-        are dropped (:func:`cordatlas.donor_stats.usable_covariates`) and named in the notes.
+        are dropped (:func:`cordatlas.compare.donor_stats.usable_covariates`) and named in the notes.
     min_cells
         Cells a pseudobulk needs to be used.
     min_gene_counts

@@ -44,7 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.metrics import silhouette_score
 
-from cordatlas.atlas import leiden_key
+from cordatlas.atlas.build import leiden_key
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def integration_metrics(
         Clustered atlas: kNN graph (``sc.pp.neighbors``), ``obs[leiden_key(r)]`` for every
         resolution, `batch_key` in obs, `use_rep` and `unintegrated_rep` in obsm.
     resolutions
-        Leiden resolutions to report (columns named by :func:`cordatlas.atlas.leiden_key`).
+        Leiden resolutions to report (columns named by :func:`cordatlas.atlas.build.leiden_key`).
     batch_key
         obs column with the batch (e.g. ``sample``).
     use_rep

@@ -16,9 +16,9 @@ import scipy.sparse as sp  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from cordatlas.pseudobulk import pseudobulk_mask  # noqa: E402
+from cordatlas.compare.pseudobulk import pseudobulk_mask  # noqa: E402
 
-#: Title banner of results without biological replication (cordatlas.pseudobulk fallback).
+#: Title banner of results without biological replication (cordatlas.compare.pseudobulk fallback).
 EXPLORATORY_BANNER = "EXPLORATORY: cell-level, no biological replication"
 
 _UP, _DOWN, _NULL = "#c0392b", "#2166ac", "0.7"
@@ -64,7 +64,7 @@ def plot_volcano(
     Parameters
     ----------
     results
-        A DE table (cordatlas.pseudobulk.DE_COLUMNS).
+        A DE table (cordatlas.compare.pseudobulk.DE_COLUMNS).
     path
         Output image (PNG or SVG by suffix).
     title
@@ -165,7 +165,7 @@ def plot_de_heatmap(
     Parameters
     ----------
     pseudobulk
-        Result of cordatlas.pseudobulk.aggregate_pseudobulk (all cell types).
+        Result of cordatlas.compare.pseudobulk.aggregate_pseudobulk (all cell types).
     results
         The cell type's DE table.
     cell_type

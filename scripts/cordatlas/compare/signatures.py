@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cordatlas.curated import merge_resources, read_yaml, validate_header
-from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table
+from cordatlas.compare.donor_stats import bh_adjust, compare_groups, replicate_table
 from cordatlas.errors import UserInputError
-from cordatlas.gene_scores import score_gene_sets
+from cordatlas.genesets.curated import merge_resources, read_yaml, validate_header
+from cordatlas.genesets.scoring import score_gene_sets
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ DERIVED_SCORES: dict[str, dict[str, Any]] = {
             "PMID 31974247"
         ],
         "notes": "CytoTRACE-style gene-counts signature score, rank-scaled to [0, 1] over all "
-        "cells (1 = most potent); see cordatlas.signatures.potency_score",
+        "cells (1 = most potent); see cordatlas.compare.signatures.potency_score",
     }
 }
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cordatlas.donor_stats import bh_adjust
+from cordatlas.compare.donor_stats import bh_adjust
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)

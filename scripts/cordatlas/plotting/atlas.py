@@ -129,9 +129,9 @@ def plot_qc_overview(cells: pd.DataFrame, *, path: str | Path) -> None:
     """Cells kept and removed per sample, removed cells stacked by their first failed rule.
 
     A cell failing several rules is counted once, under the first of
-    :data:`cordatlas.qc.REASONS` it fails (the per-cell tables list all of them).
+    :data:`cordatlas.qc.sample.REASONS` it fails (the per-cell tables list all of them).
     """
-    from cordatlas.qc import REASONS
+    from cordatlas.qc.sample import REASONS
 
     first = cells["qc_reasons"].fillna("").astype(str).str.split(";").str[0]
     first = first.where(first != "", "kept")

@@ -22,7 +22,7 @@ def check_log_normalised(adata: ad.AnnData) -> None:
         raise UserInputError(
             "adata.X holds integer counts (max "
             f"{values.max():.0f}); marker scores need log-normalised expression in X: run the "
-            "normalise step (cordatlas.atlas.normalise) first"
+            "normalise step (cordatlas.atlas.build.normalise) first"
         )
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cordatlas.donor_stats import replicate_table
+from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.compare.signatures import _gene_sets, expectation_for
 from cordatlas.errors import UserInputError
-from cordatlas.gene_scores import symbol_index
-from cordatlas.signatures import _gene_sets, expectation_for
+from cordatlas.genesets.scoring import symbol_index
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cordatlas.donor_stats import bh_adjust, compare_groups, replicate_table
+from cordatlas.compare.donor_stats import bh_adjust, compare_groups, replicate_table
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def test_composition(
 
     Per cell type, each replicate's proportion is transformed (:func:`transform_proportions`)
     and modelled as intercept + condition + covariates by ordinary least squares
-    (:func:`cordatlas.donor_stats.compare_groups`); the condition coefficient's t test gives the
+    (:func:`cordatlas.compare.donor_stats.compare_groups`); the condition coefficient's t test gives the
     p-value, and Benjamini-Hochberg adjusts across the tested cell types. This is propeller's
     approach (Phipson et al. 2022, Bioinformatics 38:4720) without limma's empirical-Bayes
     variance moderation: a cell-level test (chi-square or Fisher on pooled cells) would count

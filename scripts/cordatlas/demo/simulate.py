@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.writers import COUNT_FORMATS, write_counts
+from cordatlas.io.writers import COUNT_FORMATS, write_counts
 
 __all__ = [
     "ARTEFACTS",

@@ -1,0 +1,1 @@
+"""Cell-type annotation from the cited marker panel (and optionally CellTypist)."""

@@ -1,0 +1,1 @@
+"""The atlas: merge samples, normalise, select genes, embed, integrate, cluster; integration metrics."""

@@ -1,0 +1,1 @@
+"""Input and output: reading every supported count format, downloads, and writers of those formats."""

@@ -1,0 +1,1 @@
+"""Per-sample quality control: metrics, adaptive thresholds, doublet calls, per-cell reasons."""
