@@ -136,3 +136,10 @@ def cell_type_colours(names: Iterable[object]) -> dict[str, str]:
 def categorical_colours(levels: Sequence[object], *, palette: Mapping[str, str]) -> list[str]:
     """The palette's colours in the order of `levels` (for scanpy's ``{key}_colors``)."""
     return [palette[str(level)] for level in levels]
+
+
+def format_pvalue(value: float | None) -> str:
+    """A p-value as every table note and figure writes it: 2 significant digits, 'NA' if absent."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return "NA"
+    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
