@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cordatlas
 from cordatlas.errors import UserInputError
+
+
+def package_provenance() -> str:
+    """Which copy of the package a job runs: its version and the folder it was imported from."""
+    return f"cordatlas {cordatlas.__version__} from {Path(cordatlas.__file__).resolve().parent}"
 
 
 @contextmanager
@@ -28,6 +34,7 @@ def rule_logging(log_path: str | Path) -> Iterator[logging.Logger]:
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
     logger = logging.getLogger("cordatlas")
+    logger.info("%s", package_provenance())
     try:
         yield logger
     except UserInputError as err:

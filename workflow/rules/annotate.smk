@@ -4,9 +4,9 @@
 rule annotate_cells:
     input:
         h5ad="results/cluster/clustered.h5ad",
-        panel=shipped_file(config["annotation"]["panel"]),
-        extra_panel=optional_file(config["annotation"]["extra_panel"]),
-        celltypist_model=optional_file(config["annotation"]["celltypist_model"]),
+        panel=shipped_file(PARAMS.annotation.panel),
+        extra_panel=optional_file(PARAMS.annotation.extra_panel),
+        celltypist_model=optional_file(PARAMS.annotation.celltypist_model),
     output:
         h5ad="results/atlas.h5ad",
         clusters=report(
@@ -39,32 +39,7 @@ rule annotate_cells:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=60,
     params:
-        min_score=config["annotation"]["min_score"],
-        min_margin=config["annotation"]["min_margin"],
-        seed=config["atlas"]["seed"],
+        annotation=PARAMS.annotation,
+        seed=PARAMS.atlas.seed,
     script:
         "../../scripts/annotate_cells.py"
-
-
-rule evaluate_integration:
-    input:
-        h5ad="results/atlas.h5ad",
-    output:
-        report(
-            "results/annotate/integration_metrics.tsv",
-            caption="../report/integration_metrics.rst",
-            category="Atlas",
-        ),
-    log:
-        "logs/evaluate_integration/evaluate_integration.log",
-    conda:
-        "../../envs/scanpy.yaml"
-    resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
-        runtime=30,
-    params:
-        resolutions=config["atlas"]["leiden_resolutions"],
-        batch_key=config["atlas"]["integration_key"],
-        seed=config["atlas"]["seed"],
-    script:
-        "../../scripts/evaluate_integration.py"

@@ -1,9 +1,10 @@
-# All samples meet: merge, normalise and select genes, PCA and integration, clustering and UMAP.
+# All samples meet: merge, normalise and select genes, PCA and integration, clustering and UMAP,
+# cluster markers, and the integration's quality metrics.
 
 
 rule merge_samples:
     input:
-        h5ads=expand("results/qc/{sample}.h5ad", sample=SAMPLES.index),
+        h5ads=expand("results/qc/{sample}/qc.h5ad", sample=SAMPLES.index),
     output:
         h5ad="results/merge/merged.h5ad",
         summary=report(
@@ -21,8 +22,8 @@ rule merge_samples:
         mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
         runtime=60,
     params:
-        gene_join=config["atlas"]["gene_join"],
-        min_cells_per_gene=config["qc"]["min_cells_per_gene"],
+        gene_join=PARAMS.atlas.gene_join,
+        min_cells_per_gene=PARAMS.qc.min_cells_per_gene,
     script:
         "../../scripts/merge_samples.py"
 
@@ -42,9 +43,9 @@ rule normalise_select_genes:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=60,
     params:
-        target_sum=config["atlas"]["target_sum"],
-        n_top_genes=config["atlas"]["n_top_genes"],
-        hvg_batch_key=config["atlas"]["hvg_batch_key"],
+        target_sum=PARAMS.atlas.target_sum,
+        n_top_genes=PARAMS.atlas.n_top_genes,
+        hvg_batch_key=PARAMS.atlas.hvg_batch_key,
     script:
         "../../scripts/normalise_select_genes.py"
 
@@ -65,10 +66,10 @@ rule integrate_samples:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=120,
     params:
-        n_pcs=config["atlas"]["n_pcs"],
-        method=config["atlas"]["integration"],
-        key=config["atlas"]["integration_key"],
-        seed=config["atlas"]["seed"],
+        n_pcs=PARAMS.atlas.n_pcs,
+        method=PARAMS.atlas.integration,
+        key=PARAMS.atlas.integration_key,
+        seed=PARAMS.atlas.seed,
     script:
         "../../scripts/integrate_samples.py"
 
@@ -99,11 +100,11 @@ rule cluster_cells:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=120,
     params:
-        n_neighbors=config["atlas"]["n_neighbors"],
-        resolutions=config["atlas"]["leiden_resolutions"],
-        working_resolution=config["atlas"]["working_resolution"],
-        umap_min_dist=config["atlas"]["umap_min_dist"],
-        seed=config["atlas"]["seed"],
+        n_neighbors=PARAMS.atlas.n_neighbors,
+        resolutions=PARAMS.atlas.leiden_resolutions,
+        working_resolution=PARAMS.atlas.working_resolution,
+        umap_min_dist=PARAMS.atlas.umap_min_dist,
+        seed=PARAMS.atlas.seed,
     script:
         "../../scripts/cluster_cells.py"
 
@@ -132,7 +133,32 @@ rule find_markers:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=60,
     params:
-        n_genes=25,
-        n_dotplot=3,
+        markers=PARAMS.atlas.markers,
     script:
         "../../scripts/find_markers.py"
+
+
+rule evaluate_integration:
+    input:
+        h5ad="results/atlas.h5ad",
+    output:
+        report(
+            "results/annotate/integration_metrics.tsv",
+            caption="../report/integration_metrics.rst",
+            category="Atlas",
+        ),
+    log:
+        "logs/evaluate_integration/evaluate_integration.log",
+    benchmark:
+        "benchmarks/evaluate_integration/evaluate_integration.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
+        runtime=30,
+    params:
+        resolutions=PARAMS.atlas.leiden_resolutions,
+        batch_key=PARAMS.atlas.integration_key,
+        seed=PARAMS.atlas.seed,
+    script:
+        "../../scripts/evaluate_integration.py"

@@ -33,13 +33,13 @@ try:
 except UserInputError as err:
     raise WorkflowError(f"\n{err}") from None
 
+#: Every config section as a frozen parameter object; rules pass the sections they use.
+PARAMS = WorkflowParams.from_config(config)
+
 
 wildcard_constraints:
     sample="|".join(re.escape(s) for s in SAMPLES.index),
-    cell_type=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-
-
-CONTRAST = (config["contrast"]["condition"], config["contrast"]["reference"])
+    cell_type=SAFE_NAME_PATTERN,
 
 
 DEMO_DIR = Path(config["demo"]["outdir"])
@@ -130,8 +130,8 @@ def all_outputs():
     outputs = [
         "results/qc/qc_summary.tsv",
         "results/qc/qc_thresholds.tsv",
-        "results/qc/figures/qc_overview.png",
-        *expand("results/qc/figures/{sample}_qc.png", sample=SAMPLES.index),
+        "results/qc/qc_overview.png",
+        *expand("results/qc/{sample}/qc.png", sample=SAMPLES.index),
         "results/merge/merge_summary.tsv",
         "results/design/design.tsv",
         "results/design/design_findings.tsv",

@@ -23,10 +23,7 @@ rule simulate_demo:
     params:
         samples=DEMO_SAMPLES,
         truth_dir=lambda wc, output: str(Path(output.truth[0]).parent),
-        seed=config["demo"]["seed"],
-        n_cells_per_sample=config["demo"]["n_cells_per_sample"],
-        n_genes=config["demo"]["n_genes"],
-        condition_effect=config["demo"]["condition_effect"],
-        contrast=(config["contrast"]["condition"], config["contrast"]["reference"]),
+        demo=PARAMS.demo,
+        contrast=PARAMS.contrast,
     script:
         "../../scripts/simulate_demo.py"

@@ -17,6 +17,9 @@ rule check_design:
         ),
     log:
         "logs/check_design/check_design.log",
+    benchmark:
+        "benchmarks/check_design/check_design.tsv"
+    localrule: True
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -24,10 +27,10 @@ rule check_design:
         runtime=5,
     params:
         samples=SAMPLES[["sample", "donor", "condition", *DESIGN_FACTORS]],
-        contrast=(config["contrast"]["condition"], config["contrast"]["reference"]),
+        contrast=PARAMS.contrast,
         batch_key=lambda wc: (
-            config["atlas"]["integration_key"]
-            if config["atlas"]["integration"] != "none"
+            PARAMS.atlas.integration_key
+            if PARAMS.atlas.integration != "none"
             else None
         ),
     script:

@@ -6,6 +6,8 @@ rule download_sample:
         f"{DOWNLOAD_DIR}/{{url_hash}}/{{filename}}",
     log:
         "logs/download_sample/{url_hash}_{filename}.log",
+    benchmark:
+        "benchmarks/download_sample/{url_hash}_{filename}.tsv"
     wildcard_constraints:
         url_hash="[0-9a-f]+",
         filename="[^/]+",
@@ -45,7 +47,6 @@ rule ingest_sample:
         runtime=60,
     params:
         row=sample_row,
-        species=config["ingest"]["species"],
-        species_min_fraction=config["ingest"]["species_min_fraction"],
+        ingest=PARAMS.ingest,
     script:
         "../../scripts/ingest_sample.py"

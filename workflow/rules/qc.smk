@@ -1,14 +1,14 @@
-# Per-sample quality control, then one summary across samples.
+# Per-sample quality control (results/qc/{sample}/), then one summary across samples.
 
 
 rule qc_sample:
     input:
         h5ad="results/ingest/{sample}.h5ad",
     output:
-        h5ad="results/qc/{sample}.h5ad",
-        cells="results/qc/{sample}_cells.tsv",
-        thresholds="results/qc/{sample}_thresholds.tsv",
-        summary="results/qc/{sample}_summary.tsv",
+        h5ad="results/qc/{sample}/qc.h5ad",
+        cells="results/qc/{sample}/cells.tsv",
+        thresholds="results/qc/{sample}/thresholds.tsv",
+        summary="results/qc/{sample}/summary.tsv",
     log:
         "logs/qc_sample/{sample}.log",
     benchmark:
@@ -19,7 +19,7 @@ rule qc_sample:
         mem_mb=lambda wc, input, attempt: input_mb(input, 15) * attempt,
         runtime=60,
     params:
-        qc=config["qc"],
+        qc=PARAMS.qc,
         fixed=lambda wc: {
             k: sample_row(wc)[k]
             for k in (
@@ -30,15 +30,15 @@ rule qc_sample:
                 "max_pct_counts_mt",
             )
         },
-        seed=config["atlas"]["seed"],
+        seed=PARAMS.atlas.seed,
     script:
         "../../scripts/qc_sample.py"
 
 
 rule summarise_qc:
     input:
-        summaries=expand("results/qc/{sample}_summary.tsv", sample=SAMPLES.index),
-        thresholds=expand("results/qc/{sample}_thresholds.tsv", sample=SAMPLES.index),
+        summaries=expand("results/qc/{sample}/summary.tsv", sample=SAMPLES.index),
+        thresholds=expand("results/qc/{sample}/thresholds.tsv", sample=SAMPLES.index),
     output:
         summary=report(
             "results/qc/qc_summary.tsv",
@@ -52,6 +52,9 @@ rule summarise_qc:
         ),
     log:
         "logs/summarise_qc/summarise_qc.log",
+    benchmark:
+        "benchmarks/summarise_qc/summarise_qc.tsv"
+    localrule: True
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -63,11 +66,11 @@ rule summarise_qc:
 
 rule plot_qc_sample:
     input:
-        cells="results/qc/{sample}_cells.tsv",
-        thresholds="results/qc/{sample}_thresholds.tsv",
+        cells="results/qc/{sample}/cells.tsv",
+        thresholds="results/qc/{sample}/thresholds.tsv",
     output:
         report(
-            "results/qc/figures/{sample}_qc.png",
+            "results/qc/{sample}/qc.png",
             caption="../report/qc_sample.rst",
             category="Quality control",
             subcategory="Per sample",
@@ -75,6 +78,8 @@ rule plot_qc_sample:
         ),
     log:
         "logs/plot_qc_sample/{sample}.log",
+    benchmark:
+        "benchmarks/plot_qc_sample/{sample}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -86,16 +91,19 @@ rule plot_qc_sample:
 
 rule plot_qc_overview:
     input:
-        cells=expand("results/qc/{sample}_cells.tsv", sample=SAMPLES.index),
+        cells=expand("results/qc/{sample}/cells.tsv", sample=SAMPLES.index),
     output:
         report(
-            "results/qc/figures/qc_overview.png",
+            "results/qc/qc_overview.png",
             caption="../report/qc_overview.rst",
             category="Quality control",
             labels={"figure": "cells kept and removed"},
         ),
     log:
         "logs/plot_qc_overview/plot_qc_overview.log",
+    benchmark:
+        "benchmarks/plot_qc_overview/plot_qc_overview.tsv"
+    localrule: True
     conda:
         "../../envs/scanpy.yaml"
     resources:

@@ -1,0 +1,162 @@
+# Differential expression per cell type with donors as the unit (pseudobulk), its exploratory
+# cell-level fallback, the summary, and gene-set enrichment in the DE statistics.
+
+
+checkpoint aggregate_pseudobulk:
+    input:
+        h5ad="results/atlas.h5ad",
+    output:
+        h5ad="results/de/pseudobulks.h5ad",
+        plan=report(
+            "results/de/de_plan.tsv",
+            caption="../report/de_plan.rst",
+            category="Differential expression",
+        ),
+    log:
+        "logs/aggregate_pseudobulk/aggregate_pseudobulk.log",
+    benchmark:
+        "benchmarks/aggregate_pseudobulk/aggregate_pseudobulk.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=30,
+    params:
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
+    script:
+        "../../scripts/aggregate_pseudobulk.py"
+
+
+rule test_pseudobulk_de:
+    input:
+        h5ad="results/de/pseudobulks.h5ad",
+        plan="results/de/de_plan.tsv",
+    output:
+        table=report(
+            "results/de/pseudobulk/{cell_type}.tsv",
+            caption="../report/pseudobulk_de.rst",
+            category="Differential expression",
+            subcategory="{cell_type}",
+        ),
+        counts="results/de/pseudobulk/counts/{cell_type}_counts.tsv.gz",
+        pseudobulks="results/de/pseudobulk/counts/{cell_type}_pseudobulks.tsv",
+        volcano=report(
+            "results/de/pseudobulk/figures/{cell_type}_volcano.png",
+            caption="../report/volcano.rst",
+            category="Differential expression",
+            subcategory="{cell_type}",
+        ),
+        heatmap=report(
+            "results/de/pseudobulk/figures/{cell_type}_heatmap.png",
+            caption="../report/de_heatmap.rst",
+            category="Differential expression",
+            subcategory="{cell_type}",
+        ),
+    log:
+        "logs/test_pseudobulk_de/{cell_type}.log",
+    benchmark:
+        "benchmarks/test_pseudobulk_de/{cell_type}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 10) * attempt,
+        runtime=60,
+    params:
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
+    script:
+        "../../scripts/test_pseudobulk_de.py"
+
+
+rule test_cell_level_de:
+    input:
+        h5ad="results/atlas.h5ad",
+        plan="results/de/de_plan.tsv",
+    output:
+        table=report(
+            "results/de/cell_level/{cell_type}.tsv",
+            caption="../report/cell_level_de.rst",
+            category="Differential expression",
+            subcategory="{cell_type} (exploratory)",
+        ),
+        volcano=report(
+            "results/de/cell_level/figures/{cell_type}_volcano.png",
+            caption="../report/cell_level_de.rst",
+            category="Differential expression",
+            subcategory="{cell_type} (exploratory)",
+        ),
+    log:
+        "logs/test_cell_level_de/{cell_type}.log",
+    benchmark:
+        "benchmarks/test_cell_level_de/{cell_type}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=30,
+    params:
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
+    script:
+        "../../scripts/test_cell_level_de.py"
+
+
+rule summarise_de:
+    input:
+        plan="results/de/de_plan.tsv",
+        tables=de_tables,
+    output:
+        summary=report(
+            "results/de/de_summary.tsv",
+            caption="../report/de_summary.rst",
+            category="Differential expression",
+        ),
+        table="results/de/de_all.tsv.gz",
+    log:
+        "logs/summarise_de/summarise_de.log",
+    benchmark:
+        "benchmarks/summarise_de/summarise_de.tsv"
+    localrule: True
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        alpha=PARAMS.comparison.alpha,
+    script:
+        "../../scripts/summarise_de.py"
+
+
+rule enrich_de:
+    input:
+        table="results/de/de_all.tsv.gz",
+        library=shipped_file(PARAMS.signatures.library),
+        extra_sets=list(PARAMS.signatures.extra_sets),
+    output:
+        table=report(
+            "results/enrichment/enrichment.tsv",
+            caption="../report/enrichment.rst",
+            category="Enrichment",
+        ),
+        figure=report(
+            "results/enrichment/enrichment.png",
+            caption="../report/enrichment.rst",
+            category="Enrichment",
+        ),
+    log:
+        "logs/enrich_de/enrich_de.log",
+    benchmark:
+        "benchmarks/enrich_de/enrich_de.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        enrichment=PARAMS.enrichment,
+        alpha=PARAMS.comparison.alpha,
+    script:
+        "../../scripts/enrich_de.py"

@@ -1,0 +1,107 @@
+# Cited signatures: per-cell scores, donor-level tests beside the sample-handling control, and
+# the fetal-to-adult development axis.
+
+
+rule score_signatures:
+    input:
+        h5ad="results/atlas.h5ad",
+        library=shipped_file(PARAMS.signatures.library),
+        extra_sets=list(PARAMS.signatures.extra_sets),
+    output:
+        cells="results/signatures/cell_scores.tsv.gz",
+        genes=report(
+            "results/signatures/signature_genes.tsv",
+            caption="../report/signature_genes.rst",
+            category="Signatures",
+        ),
+        replicates="results/signatures/replicate_scores.tsv",
+    log:
+        "logs/score_signatures/score_signatures.log",
+    benchmark:
+        "benchmarks/score_signatures/score_signatures.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=30,
+    params:
+        comparison=PARAMS.comparison,
+        signatures=PARAMS.signatures,
+        seed=PARAMS.atlas.seed,
+    script:
+        "../../scripts/score_signatures.py"
+
+
+rule test_signatures:
+    input:
+        replicates="results/signatures/replicate_scores.tsv",
+        h5ad="results/atlas.h5ad",
+        library=shipped_file(PARAMS.signatures.library),
+        extra_sets=list(PARAMS.signatures.extra_sets),
+    output:
+        tests=report(
+            "results/signatures/signature_tests.tsv",
+            caption="../report/signature_tests.rst",
+            category="Signatures",
+        ),
+        heatmap=report(
+            "results/signatures/signature_heatmap.png",
+            caption="../report/signature_tests.rst",
+            category="Signatures",
+        ),
+        donors=report(
+            directory("results/signatures/donors"),
+            patterns=["{signature}.png"],
+            caption="../report/signature_donors.rst",
+            category="Signatures",
+            subcategory="Per donor",
+        ),
+    log:
+        "logs/test_signatures/test_signatures.log",
+    benchmark:
+        "benchmarks/test_signatures/test_signatures.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 4) * attempt,
+        runtime=20,
+    params:
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
+    script:
+        "../../scripts/test_signatures.py"
+
+
+rule score_development:
+    input:
+        replicates="results/signatures/replicate_scores.tsv",
+        genes="results/signatures/signature_genes.tsv",
+        h5ad="results/atlas.h5ad",
+        library=shipped_file(PARAMS.signatures.library),
+        extra_sets=list(PARAMS.signatures.extra_sets),
+        reference=optional_file(PARAMS.signatures.development_reference),
+    output:
+        table=report(
+            "results/signatures/development_axis.tsv",
+            caption="../report/development_axis.rst",
+            category="Signatures",
+        ),
+        figure=report(
+            "results/signatures/development_axis.png",
+            caption="../report/development_axis.rst",
+            category="Signatures",
+        ),
+    log:
+        "logs/score_development/score_development.log",
+    benchmark:
+        "benchmarks/score_development/score_development.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=20,
+    params:
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
+    script:
+        "../../scripts/score_development.py"
