@@ -20,7 +20,7 @@ def truth(demo_run) -> pd.DataFrame:
 def qc_cells(demo_run) -> pd.DataFrame:
     samples = pd.read_csv(demo_run / "config/samples.tsv", sep="\t")["sample"]
     tables = [
-        pd.read_csv(demo_run / f"results/qc/{s}_cells.tsv", sep="\t", keep_default_na=False)
+        pd.read_csv(demo_run / f"results/qc/{s}/cells.tsv", sep="\t", keep_default_na=False)
         for s in samples
     ]
     return pd.concat(tables, ignore_index=True)
@@ -104,8 +104,8 @@ def test_clusters_do_not_mix_cell_types(demo_run, truth):
 
 def test_qc_figures_are_drawn_for_every_sample(demo_run):
     samples = pd.read_csv(demo_run / "config/samples.tsv", sep="\t")["sample"]
-    figures = [demo_run / f"results/qc/figures/{s}_qc.png" for s in samples]
-    figures.append(demo_run / "results/qc/figures/qc_overview.png")
+    figures = [demo_run / f"results/qc/{s}/qc.png" for s in samples]
+    figures.append(demo_run / "results/qc/qc_overview.png")
     for figure in figures:
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
         assert figure.stat().st_size > 20_000, figure  # a real plot, not an empty canvas
