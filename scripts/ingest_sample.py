@@ -1,21 +1,10 @@
 """Adapter for rule ingest_sample: read one sample's raw counts from any supported format into h5ad."""
 
-from cordatlas.config import sample_metadata
 from cordatlas.io.ingest import ingest_sample
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     row = snakemake.params.row
-    adata = ingest_sample(
-        snakemake.input.counts,
-        sample=row["sample"],
-        metadata=sample_metadata(row),
-        format=row["format"],
-        orientation=row["orientation"] or "auto",
-        species=snakemake.params.species,
-        species_min_fraction=snakemake.params.species_min_fraction,
-        barcode_pattern=row["barcode_pattern"],
-        genome=row["genome"],
-    )
+    adata = ingest_sample(snakemake.input.counts, row, params=snakemake.params.ingest)
     log.info("sample %s: %d cells x %d genes", row["sample"], adata.n_obs, adata.n_vars)
     adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -1,18 +1,15 @@
 """Adapter for rule simulate_demo: write the synthetic demo samples and their truth tables."""
 
-from cordatlas.demo.simulate import write_demo
+from cordatlas.demo.write import write_demo
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     params = snakemake.params
     study = write_demo(
         params.samples,
+        params.demo,
+        params.contrast,
         truth_dir=params.truth_dir,
-        seed=params.seed,
-        n_cells_per_sample=params.n_cells_per_sample,
-        n_genes=params.n_genes,
-        condition_effect=params.condition_effect,
-        contrast=params.contrast,
         threads=snakemake.threads,
     )
     log.info(

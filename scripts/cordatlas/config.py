@@ -148,6 +148,25 @@ def read_samples(
         Naming the file, the row (line number and sample), the column and what is allowed.
     """
     path = Path(path)
+    table = _read_sheet(path, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    levels = (contrast["condition"], contrast["reference"])
+    records = []
+    for i, row in table.iterrows():
+        line = i + 2  # header is line 1
+        record: dict[str, Any] = {k: v.strip() for k, v in row.items() if v.strip() != ""}
+        label = f"sample sheet {path} line {line} (sample {record.get('sample', '?')!r})"
+        records.append(_check_record(record, label, validator, schema, levels))
+    samples = pd.DataFrame.from_records(records)
+    _check_sheet(samples, path, levels)
+    for column in schema["properties"]:
+        if column not in samples:
+            samples[column] = pd.NA
+    return samples.set_index("sample", drop=False)[list(schema["properties"])]
+
+
+def _read_sheet(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
+    """The sheet as text cells, refused when missing, empty or with unknown columns."""
     if not path.is_file():
         raise UserInputError(
             f"sample sheet {path} not found; set config key `samples` to an existing TSV "
@@ -157,67 +176,81 @@ def read_samples(
     table.columns = [c.strip() for c in table.columns]
     if table.empty:
         raise UserInputError(f"sample sheet {path} has no rows; add one row per sample")
-    validator = jsonschema.Draft202012Validator(schema)
     allowed = set(schema["properties"])
     unknown = [c for c in table.columns if c not in allowed]
     if unknown:
         raise UserInputError(
             f"sample sheet {path}: unknown column(s) {unknown}; allowed columns are {sorted(allowed)}"
         )
-    records = []
-    for i, row in table.iterrows():
-        line = i + 2  # header is line 1
-        record: dict[str, Any] = {k: v.strip() for k, v in row.items() if v.strip() != ""}
-        label = f"sample sheet {path} line {line} (sample {record.get('sample', '?')!r})"
-        for column in NUMERIC_SAMPLE_COLUMNS:
-            if column in record:
-                try:
-                    record[column] = float(record[column])
-                except ValueError:
-                    raise UserInputError(
-                        f"{label}, column {column!r}: {record[column]!r} is not a number"
-                    ) from None
-        errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
-        if errors:
-            error = errors[0]
-            column = ".".join(str(p) for p in error.absolute_path)
-            sub = error.schema if isinstance(error.schema, Mapping) else {}
-            if error.validator == "required":
-                missing = sorted(set(schema["required"]) - set(record))
+    return table
+
+
+def _check_record(
+    record: dict[str, Any],
+    label: str,
+    validator: jsonschema.Draft202012Validator,
+    schema: Mapping[str, Any],
+    levels: tuple[str, str],
+) -> dict[str, Any]:
+    """One row's values, numbers parsed, checked against the schema and the contrast."""
+    for column in NUMERIC_SAMPLE_COLUMNS:
+        if column in record:
+            try:
+                record[column] = float(record[column])
+            except ValueError:
                 raise UserInputError(
-                    f"{label}: required column(s) {missing} empty or absent; "
-                    "fill them in (see config/README.md)"
-                )
-            if error.validator == "enum":
-                raise UserInputError(
-                    f"{label}, column {column!r}: {error.instance!r} is not allowed; "
-                    f"use one of {list(error.validator_value)}"
-                )
-            if error.validator == "pattern":
-                raise UserInputError(
-                    f"{label}, column {column!r}: {error.instance!r} does not match "
-                    f"{error.validator_value!r} ({sub.get('description', '')})"
-                )
-            raise UserInputError(f"{label}, column {column!r}: {error.message}")
-        if ("path" in record) == ("url" in record):
-            raise UserInputError(
-                f"{label}: give exactly one of `path` or `url` (found "
-                f"{'both' if 'path' in record else 'neither'})"
-            )
-        if "sha256" in record and "url" not in record:
-            raise UserInputError(
-                f"{label}: `sha256` is set but `url` is not; sha256 checks downloads"
-            )
-        if "barcode_pattern" in record:
-            _check_regex(record["barcode_pattern"], where=f"{label}, column 'barcode_pattern'")
-        levels = (contrast["condition"], contrast["reference"])
-        if record["condition"] not in levels:
-            raise UserInputError(
-                f"{label}, column 'condition': {record['condition']!r} is not one of the contrast "
-                f"levels {list(levels)} set in config `contrast`; fix the value or the config"
-            )
-        records.append(record)
-    samples = pd.DataFrame.from_records(records)
+                    f"{label}, column {column!r}: {record[column]!r} is not a number"
+                ) from None
+    errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise _record_error(errors[0], record, label, schema)
+    if ("path" in record) == ("url" in record):
+        raise UserInputError(
+            f"{label}: give exactly one of `path` or `url` (found "
+            f"{'both' if 'path' in record else 'neither'})"
+        )
+    if "sha256" in record and "url" not in record:
+        raise UserInputError(f"{label}: `sha256` is set but `url` is not; sha256 checks downloads")
+    if "barcode_pattern" in record:
+        _check_regex(record["barcode_pattern"], where=f"{label}, column 'barcode_pattern'")
+    if record["condition"] not in levels:
+        raise UserInputError(
+            f"{label}, column 'condition': {record['condition']!r} is not one of the contrast "
+            f"levels {list(levels)} set in config `contrast`; fix the value or the config"
+        )
+    return record
+
+
+def _record_error(
+    error: jsonschema.ValidationError,
+    record: Mapping[str, Any],
+    label: str,
+    schema: Mapping[str, Any],
+) -> UserInputError:
+    """The message for a row's first schema error: which column, what is allowed."""
+    column = ".".join(str(p) for p in error.absolute_path)
+    sub = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "required":
+        missing = sorted(set(schema["required"]) - set(record))
+        return UserInputError(
+            f"{label}: required column(s) {missing} empty or absent; "
+            "fill them in (see config/README.md)"
+        )
+    if error.validator == "enum":
+        return UserInputError(
+            f"{label}, column {column!r}: {error.instance!r} is not allowed; "
+            f"use one of {list(error.validator_value)}"
+        )
+    if error.validator == "pattern":
+        return UserInputError(
+            f"{label}, column {column!r}: {error.instance!r} does not match "
+            f"{error.validator_value!r} ({sub.get('description', '')})"
+        )
+    return UserInputError(f"{label}, column {column!r}: {error.message}")
+
+
+def _check_sheet(samples: pd.DataFrame, path: Path, levels: tuple[str, str]) -> None:
+    """Checks across rows: reserved and duplicated ids, pooled files, both contrast levels."""
     reserved = sorted(set(samples["sample"]) & set(RESERVED_SAMPLE_IDS))
     if reserved:
         raise UserInputError(
@@ -243,10 +276,6 @@ def read_samples(
                 f"sample sheet {path}: no sample has condition {level!r} (config `contrast`); "
                 "the comparison needs both groups"
             )
-    for column in schema["properties"]:
-        if column not in samples:
-            samples[column] = pd.NA
-    return samples.set_index("sample", drop=False)[list(schema["properties"])]
 
 
 def sample_metadata(row: Mapping[str, Any]) -> dict[str, str]:

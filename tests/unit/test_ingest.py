@@ -6,6 +6,7 @@ import gzip
 import json
 import tarfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import anndata as ad
@@ -18,18 +19,14 @@ import scipy.io
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.io.ingest import (
-    describe_non_counts,
-    detect_format,
-    detect_orientation,
-    harmonise_genes,
-    ingest_sample,
-    read_10x_h5,
-    read_10x_mtx,
-    read_delimited,
-)
+from cordatlas.io.delimited import detect_orientation, read_delimited
+from cordatlas.io.ingest import detect_format, ingest_sample
+from cordatlas.io.readers import describe_non_counts, harmonise_genes, read_10x_h5, read_10x_mtx
+from cordatlas.params import default_params
 
 META = {"donor": "D1", "condition": "cord_blood", "tissue": "cord_blood", "sex": None}
+#: config ``ingest`` with the schema defaults (species human, species_min_fraction 0.9).
+INGEST = default_params().ingest
 TENX = "fixtures_scanpy_10x_formats"
 GEO = "cord_cbmc_cd8gated_dropseq_gse100866"
 BARCODES = ["AAACCTGAGCGTAGCA-1", "AAACGGGTCTCTAAGG-1", "AACTCCCAGGTACTCT-1", "ACGCAGCTCAATCACG-1"]
@@ -64,7 +61,7 @@ def _counts_frame(n_genes: int = 8, seed: int = 0) -> pd.DataFrame:
 
 def test_10x_mtx_v2_parent_folder_matches_scanpy(shared_data: Path) -> None:
     parent = shared_data / TENX / "1.2.0" / "filtered_gene_bc_matrices"
-    adata = ingest_sample(parent, sample="s1", metadata=META)
+    adata = ingest_sample(parent, {"sample": "s1", **META}, params=INGEST)
     reference = sc.read_10x_mtx(parent / "hg19_chr21")
     _assert_contract(adata, sample="s1")
     assert adata.uns["ingest"]["format"] == "10x_mtx"
@@ -77,7 +74,7 @@ def test_10x_mtx_v2_parent_folder_matches_scanpy(shared_data: Path) -> None:
 
 def test_10x_h5_v2_matches_scanpy(shared_data: Path) -> None:
     path = shared_data / TENX / "1.2.0" / "filtered_gene_bc_matrices_h5.h5"
-    adata = ingest_sample(path, sample="s1", metadata=META)
+    adata = ingest_sample(path, {"sample": "s1", **META}, params=INGEST)
     reference = sc.read_10x_h5(path)
     _assert_contract(adata, sample="s1")
     assert adata.uns["ingest"]["version"] == "v2"
@@ -89,7 +86,7 @@ def test_10x_h5_v2_matches_scanpy(shared_data: Path) -> None:
 def test_10x_h5_several_genomes_needs_genome(shared_data: Path) -> None:
     path = shared_data / TENX / "1.2.0" / "multiple_genomes.h5"
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="s1", metadata=META)
+        ingest_sample(path, {"sample": "s1", **META}, params=INGEST)
     message = str(info.value)
     assert "'s1'" in message and "another_genome" in message and "hg19_chr21" in message
     assert "`genome`" in message
@@ -106,7 +103,7 @@ def test_10x_h5_several_genomes_needs_genome(shared_data: Path) -> None:
 )
 def test_10x_v3_matches_scanpy(shared_data: Path, relative: str) -> None:
     path = shared_data / TENX / relative
-    adata = ingest_sample(path, sample="v3", metadata=META)
+    adata = ingest_sample(path, {"sample": "v3", **META}, params=INGEST)
     if path.is_dir():
         reference = sc.read_10x_mtx(path)
     else:
@@ -127,7 +124,7 @@ def test_tarball_of_mtx_folder(shared_data: Path, tmp_path: Path) -> None:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="filtered_gene_bc_matrices")
     assert detect_format(archive, sample="t") == "10x_mtx"
-    adata = ingest_sample(archive, sample="t", metadata=META)
+    adata = ingest_sample(archive, {"sample": "t", **META}, params=INGEST)
     reference = sc.read_10x_mtx(folder / "hg19_chr21")
     np.testing.assert_array_equal(_dense(adata), _dense(reference))
     assert adata.uns["ingest"]["mtx_folder"].endswith("filtered_gene_bc_matrices/hg19_chr21")
@@ -155,7 +152,7 @@ def test_10x_h5_v3_keeps_gene_expression_only(tmp_path: Path) -> None:
     path = tmp_path / "citeseq.h5"
     types = ["Gene Expression"] * 3 + ["Antibody Capture"] * 2
     dense = _write_v3_h5(path, genomes=["GRCh38"] * 3 + [""] * 2, types=types)
-    adata = ingest_sample(path, sample="cite", metadata=META)
+    adata = ingest_sample(path, {"sample": "cite", **META}, params=INGEST)
     assert list(adata.var_names) == ["GENE0", "GENE1", "GENE2"]
     assert adata.uns["ingest"]["n_features_dropped_non_gex"] == 2
     np.testing.assert_array_equal(_dense(adata), dense[:, :3])
@@ -185,7 +182,7 @@ def test_10x_mtx_v3_keeps_gene_expression_only(tmp_path: Path) -> None:
     )
     features.to_csv(folder / "features.tsv.gz", sep="\t", header=False, index=False)
     pd.Series(BARCODES[:3]).to_csv(folder / "barcodes.tsv.gz", header=False, index=False)
-    adata = ingest_sample(tmp_path / "outs", sample="cite", metadata=META)
+    adata = ingest_sample(tmp_path / "outs", {"sample": "cite", **META}, params=INGEST)
     _assert_contract(adata, sample="cite")
     assert adata.uns["ingest"]["version"] == "v3"
     assert adata.uns["ingest"]["n_features_dropped_non_gex"] == 2
@@ -206,7 +203,7 @@ def test_mtx_folder_missing_files_is_a_user_error(tmp_path: Path) -> None:
 
 def test_geo_csv_genes_x_cells_matches_h5ad(shared_data: Path) -> None:
     csv_path = shared_data / GEO / "GSE100866_CD8_merged-RNA_umi.csv.gz"
-    adata = ingest_sample(csv_path, sample="cbmc_cd8", metadata=META)
+    adata = ingest_sample(csv_path, {"sample": "cbmc_cd8", **META}, params=INGEST)
     _assert_contract(adata, sample="cbmc_cd8")
     assert adata.shape == (1774, 11757)
     assert adata.uns["ingest"]["format"] == "delimited"
@@ -223,7 +220,9 @@ def test_geo_csv_genes_x_cells_matches_h5ad(shared_data: Path) -> None:
 
 def test_h5ad_adult_pbmc_donor_a(shared_data: Path) -> None:
     path = shared_data / "adult_pbmc_10x_donorA_mudan" / "pbmcA_adult.h5ad"
-    adata = ingest_sample(path, sample="pbmcA", metadata={"donor": "A", "condition": "adult"})
+    adata = ingest_sample(
+        path, {"sample": "pbmcA", "donor": "A", "condition": "adult"}, params=INGEST
+    )
     _assert_contract(adata, sample="pbmcA")
     assert adata.shape == (2896, 13939)
     assert adata.uns["ingest"]["counts_source"] == "X"
@@ -235,12 +234,16 @@ def test_h5ad_adult_pbmc_donor_a(shared_data: Path) -> None:
 
 def test_h5ad_ica_barcode_pattern(shared_data: Path) -> None:
     path = shared_data / "adult_bm_ica_bm1_50cells_pagoda2" / "ica_bm1_50cells_adult.h5ad"
-    adata = ingest_sample(path, sample="BM1", metadata=META, barcode_pattern="^MantonBM1_")
+    adata = ingest_sample(
+        path, {"sample": "BM1", **META, "barcode_pattern": "^MantonBM1_"}, params=INGEST
+    )
     _assert_contract(adata, sample="BM1")
     assert adata.shape == (50, 33694)
     assert adata.obs_names[0].startswith("BM1:MantonBM1_HiSeq_1-")
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="BM2", metadata=META, barcode_pattern="^MantonBM2_")
+        ingest_sample(
+            path, {"sample": "BM2", **META, "barcode_pattern": "^MantonBM2_"}, params=INGEST
+        )
     message = str(info.value)
     assert "'BM2'" in message and "^MantonBM2_" in message and "MantonBM1_HiSeq_1-" in message
 
@@ -248,7 +251,7 @@ def test_h5ad_ica_barcode_pattern(shared_data: Path) -> None:
 def test_pbmc68k_reduced_is_refused(shared_data: Path) -> None:
     path = shared_data / "adult_pbmc68k_reduced_scanpy" / "10x_pbmc68k_reduced.h5ad"
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="pbmc68k", metadata=META)
+        ingest_sample(path, {"sample": "pbmc68k", **META}, params=INGEST)
     message = str(info.value)
     assert "'pbmc68k'" in message
     assert "X has negative values (min -2.03): looks scaled" in message
@@ -263,7 +266,7 @@ def test_cells_x_genes_tsv(tmp_path: Path) -> None:
     frame = _counts_frame()
     path = tmp_path / "counts.tsv"
     frame.T.to_csv(path, sep="\t")
-    adata = ingest_sample(path, sample="c", metadata=META)
+    adata = ingest_sample(path, {"sample": "c", **META}, params=INGEST)
     assert adata.uns["ingest"]["orientation"] == "cells_x_genes"
     assert adata.uns["ingest"]["separator"] == "tab"
     assert list(adata.obs["barcode"]) == BARCODES
@@ -288,7 +291,7 @@ def test_orientation_from_mitochondrial_genes(tmp_path: Path) -> None:
     frame.columns = ["cell_1", "cell_2", "cell_3", "cell_4"]
     path = tmp_path / "counts.csv"
     frame.T.to_csv(path)  # cells x genes, cells without barcodes
-    adata = ingest_sample(path, sample="m", metadata=META)
+    adata = ingest_sample(path, {"sample": "m", **META}, params=INGEST)
     assert adata.uns["ingest"]["orientation"] == "cells_x_genes"
     assert "mitochondrial" in adata.uns["ingest"]["orientation_rule"]
     assert list(adata.var_names) == list(frame.index)
@@ -301,11 +304,13 @@ def test_orientation_undecidable_asks_for_orientation(tmp_path: Path) -> None:
     path = tmp_path / "counts.csv"
     frame.to_csv(path)
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="amb", metadata=META)
+        ingest_sample(path, {"sample": "amb", **META}, params=INGEST)
     message = str(info.value)
     assert "'amb'" in message and "`orientation`" in message and "genes_x_cells" in message
     assert "'gene0'" in message and "'cell_1'" in message
-    adata = ingest_sample(path, sample="amb", metadata=META, orientation="genes_x_cells")
+    adata = ingest_sample(
+        path, {"sample": "amb", **META, "orientation": "genes_x_cells"}, params=INGEST
+    )
     assert adata.shape == (4, len(frame))
     assert adata.uns["ingest"]["orientation_rule"] == "set in the sample sheet"
 
@@ -334,7 +339,7 @@ def test_mixed_species_keeps_human_cells_and_genes(tmp_path: Path) -> None:
     )
     path = tmp_path / "cbmc.csv.gz"
     frame.to_csv(path)
-    adata = ingest_sample(path, sample="cbmc", metadata=META)
+    adata = ingest_sample(path, {"sample": "cbmc", **META}, params=INGEST)
     _assert_contract(adata, sample="cbmc")
     assert list(adata.obs["barcode"]) == BARCODES[:3]
     assert list(adata.var_names) == ["CD3E", "MT-CO1", "LYZ"]
@@ -345,18 +350,24 @@ def test_mixed_species_keeps_human_cells_and_genes(tmp_path: Path) -> None:
     assert report["n_cells_dropped"] == 3 and report["n_genes_dropped"] == 3
     assert report["genes_per_prefix"] == {"HUMAN_": 3, "MOUSE_": 2}
 
-    mouse_only = ingest_sample(path, sample="cbmc", metadata=META, species="mouse")
+    mouse_only = ingest_sample(
+        path, {"sample": "cbmc", **META}, params=replace(INGEST, species="mouse")
+    )
     assert list(mouse_only.var_names) == ["Cd3e", "mt-Co1"]
     # 29/30 and 20/21 of counts on mouse genes; the 50:50 doublet is dropped for both species
     assert list(mouse_only.obs["barcode"]) == [BARCODES[3], "GGGCATCCAAGCCGTC-1"]
     with pytest.raises(UserInputError, match="no cells left"):
-        ingest_sample(path, sample="cbmc", metadata=META, species_min_fraction=1.0, species="mouse")
+        ingest_sample(
+            path,
+            {"sample": "cbmc", **META},
+            params=replace(INGEST, species_min_fraction=1.0, species="mouse"),
+        )
 
 
 def test_no_species_prefix_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "counts.csv"
     _counts_frame().to_csv(path)
-    adata = ingest_sample(path, sample="s", metadata=META)
+    adata = ingest_sample(path, {"sample": "s", **META}, params=INGEST)
     assert adata.uns["ingest"]["species"]["mixed"] is False
     assert adata.n_obs == 4 and "MT-CO1" in adata.var_names
 
@@ -371,7 +382,7 @@ def test_delimited_non_counts_refused(tmp_path: Path, value: float, expected: st
     path = tmp_path / "norm.csv"
     frame.to_csv(path)
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="n", metadata=META)
+        ingest_sample(path, {"sample": "n", **META}, params=INGEST)
     assert expected in str(info.value) and "'n'" in str(info.value)
 
 
@@ -387,13 +398,13 @@ def test_unknown_extension_lists_formats(tmp_path: Path) -> None:
     path = tmp_path / "counts.rds"
     path.write_bytes(b"x")
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="r", metadata=META)
+        ingest_sample(path, {"sample": "r", **META}, params=INGEST)
     for fmt in ("10x_h5", "10x_mtx", "h5ad", "loom", "delimited"):
         assert fmt in str(info.value)
     with pytest.raises(UserInputError, match="does not exist"):
-        ingest_sample(tmp_path / "absent.h5", sample="r", metadata=META)
+        ingest_sample(tmp_path / "absent.h5", {"sample": "r", **META}, params=INGEST)
     with pytest.raises(UserInputError, match="'csv' is not one of"):
-        ingest_sample(path, sample="r", metadata=META, format="csv")
+        ingest_sample(path, {"sample": "r", **META, "format": "csv"}, params=INGEST)
 
 
 # --------------------------------------------------------------------------- h5ad / loom synthetics
@@ -419,7 +430,7 @@ def test_h5ad_ensembl_ids_swapped_for_symbols_and_duplicates_made_unique(tmp_pat
     source.obsm["X_pca"] = np.zeros((4, 2))
     path = tmp_path / "ens.h5ad"
     source.write_h5ad(path)
-    adata = ingest_sample(path, sample="e", metadata=META)
+    adata = ingest_sample(path, {"sample": "e", **META}, params=INGEST)
     _assert_contract(adata, sample="e")
     assert list(adata.var_names) == ["CD3E", "MS4A1", "ENSG00000000002", "CD3E-1", "MT-CO1"]
     assert list(adata.var["gene_symbol"]) == [
@@ -455,14 +466,14 @@ def test_h5ad_prefers_counts_layer_then_raw(tmp_path: Path) -> None:
     source.X = sp.csr_matrix(np.log1p(counts.toarray()))
     path = tmp_path / "layer.h5ad"
     source.write_h5ad(path)
-    adata = ingest_sample(path, sample="l", metadata=META)
+    adata = ingest_sample(path, {"sample": "l", **META}, params=INGEST)
     assert adata.uns["ingest"]["counts_source"] == "layers['counts']"
     np.testing.assert_array_equal(_dense(adata), counts.toarray())
 
     del source.layers["counts"]
     source.raw = ad.AnnData(X=counts, var=source.var)
     source.write_h5ad(path)
-    adata = ingest_sample(path, sample="l", metadata=META)
+    adata = ingest_sample(path, {"sample": "l", **META}, params=INGEST)
     assert adata.uns["ingest"]["counts_source"] == ".raw.X"
     np.testing.assert_array_equal(_dense(adata), counts.toarray())
 
@@ -474,7 +485,7 @@ def test_h5ad_without_counts_names_each_candidate(tmp_path: Path) -> None:
     path = tmp_path / "bad.h5ad"
     source.write_h5ad(path)
     with pytest.raises(UserInputError) as info:
-        ingest_sample(path, sample="bad", metadata=META)
+        ingest_sample(path, {"sample": "bad", **META}, params=INGEST)
     message = str(info.value)
     assert "'bad'" in message and "layers['counts'] has non-integer values" in message
     assert "X has negative values (min -1)" in message
@@ -494,7 +505,7 @@ def test_loom_reads_counts_and_gene_ids(tmp_path: Path) -> None:
         },
         col_attrs={"CellID": np.array(BARCODES), "cluster": np.array(["1", "2", "1", "3"])},
     )
-    adata = ingest_sample(path, sample="lo", metadata=META)
+    adata = ingest_sample(path, {"sample": "lo", **META}, params=INGEST)
     _assert_contract(adata, sample="lo")
     assert adata.uns["ingest"]["format"] == "loom"
     assert list(adata.var_names) == ["CD3E", "MS4A1", "LYZ", "CD3E-1", "MT-CO1"]
@@ -508,7 +519,7 @@ def test_output_metadata_and_h5ad_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "counts.csv"
     _counts_frame().to_csv(path)
     metadata = {"donor": "D7", "condition": "adult", "sex": "", "sorted_fraction": float("nan")}
-    adata = ingest_sample(path, sample="rt", metadata=metadata)
+    adata = ingest_sample(path, {"sample": "rt", **metadata}, params=INGEST)
     assert adata.obs["donor"].eq("D7").all() and adata.obs["condition"].eq("adult").all()
     assert adata.obs["sex"].eq("unknown").all() and adata.obs["sorted_fraction"].eq("unknown").all()
     out = tmp_path / "rt.h5ad"
@@ -524,4 +535,4 @@ def test_duplicate_barcodes_are_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "dup.csv"
     frame.to_csv(path)
     with pytest.raises(UserInputError, match="duplicated cell barcode"):
-        ingest_sample(path, sample="d", metadata=META)
+        ingest_sample(path, {"sample": "d", **META}, params=INGEST)

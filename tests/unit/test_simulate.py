@@ -14,18 +14,26 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.demo.simulate import (
-    CELL_TYPES,
-    SimulatedStudy,
-    build_gene_table,
-    main,
-    simulate_study,
-    write_demo,
-)
+from cordatlas.demo.biology import CELL_TYPES
+from cordatlas.demo.cli import main
+from cordatlas.demo.simulate import SimulatedStudy, build_gene_table, simulate_study
+from cordatlas.demo.write import write_demo
 from cordatlas.errors import UserInputError
+from cordatlas.params import Contrast, DemoParams
 
 CORD, ADULT = "cord_blood", "adult"
+CONTRAST = Contrast(CORD, ADULT)
 BARCODE_RE = re.compile(r"^[ACGT]{16}-1$")
+
+
+def _demo(seed: int, n_cells_per_sample: int, n_genes: int = 2000) -> DemoParams:
+    return DemoParams(
+        outdir="demo",
+        seed=seed,
+        n_cells_per_sample=n_cells_per_sample,
+        n_genes=n_genes,
+        condition_effect=True,
+    )
 
 
 def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
@@ -399,7 +407,9 @@ def _demo_sheet() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, SimulatedStudy]:
     root = tmp_path_factory.mktemp("demo")
-    sim = write_demo(_demo_sheet(), root, truth_dir=root / "truth", seed=3, n_cells_per_sample=200)
+    sim = write_demo(
+        _demo_sheet(), _demo(3, 200), CONTRAST, base_dir=root, truth_dir=root / "truth"
+    )
     return root, sim
 
 
@@ -507,7 +517,7 @@ def test_cells_x_genes_tsv_without_prefixes(tmp_path):
     sheet = _sheet(1, 1)
     sheet["format"] = ["delimited", "auto"]
     sheet["path"] = ["cb.tsv.gz", "ad.tsv"]
-    sim = write_demo(sheet, tmp_path, seed=1, n_cells_per_sample=120, n_genes=600)
+    sim = write_demo(sheet, _demo(1, 120, 600), CONTRAST, base_dir=tmp_path)
     for sample, name in (("CB1", "cb.tsv.gz"), ("AD1", "ad.tsv")):
         read = ad.io.read_text(tmp_path / name, delimiter="\t", first_column_names=True)
         assert list(read.var_names) == list(sim.adata.var_names)  # no HUMAN_ prefix
@@ -521,7 +531,7 @@ def test_pooled_mixed_species_file(tmp_path):
     sheet["format"] = ["delimited", "delimited", "h5ad"]
     sheet["path"] = ["pooled.csv.gz", "pooled.csv.gz", "ad.h5ad"]
     sheet["barcode_pattern"] = ["^CB1-", "^CB2-", None]
-    sim = write_demo(sheet, tmp_path, seed=2, n_cells_per_sample=100, n_genes=600)
+    sim = write_demo(sheet, _demo(2, 100, 600), CONTRAST, base_dir=tmp_path)
     read = sc.read_csv(tmp_path / "pooled.csv.gz").T
     truth = sim.truth_cells
     assert list(read.obs_names) == truth.loc[truth["sample"] != "AD1", "barcode"].tolist()
@@ -549,7 +559,7 @@ def test_barcode_pattern_mismatch_raises(tmp_path, patterns, message):
     sheet["path"] = "pooled.h5"
     sheet["barcode_pattern"] = patterns
     with pytest.raises(UserInputError, match=message):
-        write_demo(sheet, tmp_path, seed=0, n_cells_per_sample=60, n_genes=600)
+        write_demo(sheet, _demo(0, 60, 600), CONTRAST, base_dir=tmp_path)
 
 
 def test_write_demo_rejects_mixed_formats_in_one_path(tmp_path):
@@ -558,7 +568,7 @@ def test_write_demo_rejects_mixed_formats_in_one_path(tmp_path):
     sheet["path"] = ["same.h5ad", "same.h5ad"]
     sheet["barcode_pattern"] = ["^CB1-", "^AD1-"]
     with pytest.raises(UserInputError, match="one format"):
-        write_demo(sheet, tmp_path, seed=0, n_cells_per_sample=60, n_genes=600)
+        write_demo(sheet, _demo(0, 60, 600), CONTRAST, base_dir=tmp_path)
 
 
 def test_cli_writes_sheet_paths_relative_to_cwd(tmp_path, monkeypatch):

@@ -1,821 +1,47 @@
-"""Read one sample's raw counts from any public format into the AnnData the workflow trusts."""
+"""Read one sample's raw counts from any public format into the AnnData the workflow trusts.
+
+The readers live in :mod:`cordatlas.io.readers` (10x, h5ad, loom) and
+:mod:`cordatlas.io.delimited` (text tables); this module detects the format, keeps one
+species of a mixed-species file, selects a pooled file's barcodes and assembles the output.
+"""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
-import math
-import os
 import re
-import tarfile
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
-import scipy.io
 import scipy.sparse as sp
-from anndata.utils import make_index_unique
 
-from cordatlas.errors import UserInputError
+from cordatlas.config import METADATA_COLUMNS, sample_metadata
+from cordatlas.io.delimited import read_delimited
+from cordatlas.io.formats import FORMATS, ORIENTATIONS
+from cordatlas.io.readers import (
+    _MTX_NAMES,
+    _clean_label,
+    _examples,
+    _fail,
+    check_raw_counts,
+    read_10x_h5,
+    read_10x_mtx,
+    read_h5ad_counts,
+    read_loom_counts,
+)
+from cordatlas.params import IngestParams
+
+__all__ = ["detect_format", "filter_barcodes", "ingest_sample", "split_species"]
 
 log = logging.getLogger(__name__)
 
-#: Values of the sample sheet's `format` column.
-FORMATS = ("auto", "10x_h5", "10x_mtx", "h5ad", "loom", "delimited")
-#: Values of the sample sheet's `orientation` column (delimited text only).
-ORIENTATIONS = ("auto", "genes_x_cells", "cells_x_genes")
-
-#: A cell barcode inside a label: a run of >= 6 A/C/G/T/N bounded by the label's ends or by
-#: non-alphanumeric characters, so `AAACCTGAGCGT-1`, `MantonBM1_HiSeq_1-AAACCTGA-1` and
-#: `CD8_off_GACCCCCCTTCT` match while gene symbols (`CACNA1A`, `GATA1`) do not.
-BARCODE_RE = re.compile(r"(?:^|[^A-Za-z0-9])[ACGTN]{6,}(?=$|[^A-Za-z0-9])")
-#: Share of an axis's labels that must look like barcodes for the axis to count as cells.
-BARCODE_AXIS_MIN_FRACTION = 0.9
-#: Mitochondrial gene symbols (human, mouse, and species-prefixed as in GEO GSE100866).
-MITO_RE = re.compile(r"^(?:HUMAN_|MOUSE_)?(?:MT-|mt-|Mt-)")
-#: Ensembl gene ids (ENSG..., ENSMUSG...), with an optional version suffix.
-ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{6,}(?:\.\d+)?$")
-#: var columns that hold gene symbols in h5ad/loom files keyed by Ensembl id, in order of trust.
-SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "feature_name", "gene_name", "symbol", "name")
-#: var columns that hold Ensembl ids in h5ad/loom files keyed by symbol.
-GENE_ID_COLUMNS = ("gene_ids", "gene_id", "Accession", "ensembl_id", "feature_id")
 #: Species prefixes recognised in mixed-species (barnyard) gene names.
 KNOWN_SPECIES = ("human", "mouse")
 #: Share of genes that must carry a species prefix for a file to count as mixed-species.
 SPECIES_PREFIX_MIN_FRACTION = 0.5
-#: A matrix whose values are non-integer and all below this looks log-transformed
-#: (log1p of 1e8 counts is 18.4; normalised-but-not-logged data goes far higher).
-LOG_SCALE_MAX = 20.0
-#: Absolute tolerance for calling a stored value an integer.
-INTEGER_TOLERANCE = 1e-6
-#: Input obs columns are kept (as `input_<name>`) only when there are at most this many.
-MAX_INPUT_OBS_COLUMNS = 20
-#: Rows parsed per chunk of delimited text (bounds memory: chunk x columns x 4 bytes).
-DELIMITED_CHUNK_ROWS = 2000
-
-_MTX_NAMES = ("matrix.mtx.gz", "matrix.mtx")
-_BARCODE_NAMES = ("barcodes.tsv.gz", "barcodes.tsv")
-_FEATURE_NAMES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
-_GEX = "Gene Expression"
-
-
-# --------------------------------------------------------------------------------------------
-# Small shared helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _fail(sample: str, message: str) -> UserInputError:
-    return UserInputError(f"sample {sample!r}: {message}")
-
-
-def _decode(values: np.ndarray) -> list[str]:
-    """Strings from an HDF5 dataset's values (fixed-length bytes or str)."""
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
-def _open_text(path: Path) -> IO[str]:
-    if _is_gzip(path):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
-def _examples(labels: Sequence[str], n: int = 3) -> str:
-    return ", ".join(repr(str(x)) for x in list(labels)[:n])
-
-
-def _to_csr_float32(matrix: Any) -> sp.csr_matrix:
-    """Any 2-D matrix (dense, sparse, anndata backed) as CSR float32 without explicit zeros."""
-    if sp.issparse(matrix):
-        out = sp.csr_matrix(matrix)
-    else:
-        out = sp.csr_matrix(np.asarray(matrix))
-    if out.dtype != np.float32:
-        out = out.astype(np.float32)
-    out.sum_duplicates()
-    out.eliminate_zeros()
-    return out
-
-
-def describe_non_counts(matrix: Any) -> str | None:
-    """Say why a matrix is not raw counts, or return None when it is.
-
-    Every stored value is checked (`.data` of a sparse matrix): raw counts are finite, >= 0 and
-    integers within 1e-6. The reason names what was found and what it looks like, e.g.
-    ``"has negative values (min -2.03): looks scaled"`` or
-    ``"has non-integer values (e.g. 1.53, max 6.49): looks log-normalised"``.
-    """
-    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
-    if values.size == 0:
-        return None
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
-        values.dtype, np.complexfloating
-    ):
-        return f"has non-numeric values (dtype {values.dtype})"
-    if np.issubdtype(values.dtype, np.integer):
-        vmin = values.min()
-        return f"has negative values (min {vmin}): looks scaled" if vmin < 0 else None
-    finite = np.isfinite(values)
-    if not finite.all():
-        return f"has {int((~finite).sum())} NaN or infinite values: not counts"
-    vmin = float(values.min())
-    if vmin < 0:
-        return f"has negative values (min {vmin:.3g}): looks scaled"
-    off_integer = np.abs(values - np.rint(values)) > INTEGER_TOLERANCE
-    if off_integer.any():
-        example = float(values[np.argmax(off_integer)])
-        vmax = float(values.max())
-        looks = "looks log-normalised" if vmax <= LOG_SCALE_MAX else "looks normalised (not counts)"
-        return f"has non-integer values (e.g. {example:.3g}, max {vmax:.3g}): {looks}"
-    return None
-
-
-def check_raw_counts(matrix: Any, *, sample: str, where: str) -> None:
-    """Raise UserInputError unless `matrix` holds raw counts (see `describe_non_counts`).
-
-    `where` names the matrix for the message, e.g. ``"X of /data/s1.csv.gz"``.
-    """
-    problem = describe_non_counts(matrix)
-    if problem is not None:
-        raise _fail(sample, f"{where} {problem}; provide raw UMI counts (integers >= 0)")
-
-
-def _pick_counts(
-    candidates: Sequence[tuple[str, Callable[[], Any]]], *, sample: str, path: Path
-) -> tuple[str, Any]:
-    """The first candidate matrix that holds raw counts, with its label; else one clear error."""
-    problems = []
-    for label, load in candidates:
-        matrix = load()
-        problem = describe_non_counts(matrix)
-        if problem is None:
-            return label, matrix
-        problems.append(f"{label} {problem}")
-    raise _fail(
-        sample,
-        f"{path} holds no raw counts: {'; '.join(problems)}; provide raw UMI counts "
-        "(integers >= 0) in layers['counts'], .raw.X or X",
-    )
-
-
-def harmonise_genes(
-    symbols: Sequence[object], *, gene_ids: Sequence[object] | None = None
-) -> pd.DataFrame:
-    """A var table indexed by unique gene symbols, in file order.
-
-    Empty or missing symbols are replaced by the gene id. Duplicates are made unique the scanpy
-    way (`anndata.utils.make_index_unique`: the second occurrence gets ``-1``, the third ``-2``
-    ...). The symbol as read is kept in ``gene_symbol``, the id (when known) in ``gene_ids``.
-    """
-    ids = None if gene_ids is None else [_clean_label(x) for x in gene_ids]
-    names = []
-    for i, symbol in enumerate(symbols):
-        name = _clean_label(symbol)
-        if not name:
-            name = ids[i] if ids is not None and ids[i] else "unnamed_gene"
-        names.append(name)
-    var = pd.DataFrame({"gene_symbol": names})
-    if ids is not None:
-        var["gene_ids"] = [x if x else names[i] for i, x in enumerate(ids)]
-    with warnings.catch_warnings():
-        # anndata warns when a symbol already ends in -<n>; its renaming still stays unique
-        warnings.simplefilter("ignore", UserWarning)
-        var.index = make_index_unique(pd.Index(names, dtype=object))
-    return var
-
-
-def _clean_label(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-    return "" if text.strip().lower() in {"", "nan", "none"} else text.strip()
-
-
-def _counts_anndata(
-    matrix: Any,
-    *,
-    barcodes: Sequence[str],
-    var: pd.DataFrame,
-    sample: str,
-    path: Path,
-    provenance: dict[str, Any],
-    obs: pd.DataFrame | None = None,
-) -> ad.AnnData:
-    """Assemble a reader's output: cells x genes CSR float32, barcodes as obs_names."""
-    barcode_index = pd.Index([str(b) for b in barcodes], dtype=object)
-    if barcode_index.has_duplicates:
-        dups = barcode_index[barcode_index.duplicated()].unique()
-        raise _fail(
-            sample,
-            f"{path} has {len(dups)} duplicated cell barcode(s) (e.g. {_examples(dups)}); "
-            "a file pooling several runs needs unique barcodes, or set `barcode_pattern` in "
-            "the sample sheet to select one run",
-        )
-    X = _to_csr_float32(matrix)
-    obs = pd.DataFrame(index=barcode_index) if obs is None else obs.set_axis(barcode_index)
-    adata = ad.AnnData(X=X, obs=obs, var=var)
-    adata.uns["ingest"] = provenance
-    return adata
-
-
-# --------------------------------------------------------------------------------------------
-# Readers: one per format, each returning cells x genes with unique symbol var_names
-# --------------------------------------------------------------------------------------------
-
-
-def read_10x_h5(path: Path | str, *, sample: str, genome: str | None = None) -> ad.AnnData:
-    """Read a Cell Ranger HDF5 matrix (v3 `matrix/features` layout or v2 one group per genome).
-
-    v3: only "Gene Expression" features are kept (the number dropped is recorded); a file with
-    several genomes needs `genome`. v2: the group named `genome` is read, or the only group.
-
-    Parameters
-    ----------
-    path
-        The `.h5` file.
-    sample
-        Sample id, for error messages.
-    genome
-        Genome to read when the file holds several (e.g. ``"GRCh38"``, ``"hg19"``).
-
-    Returns
-    -------
-    Cells x genes AnnData; var_names unique symbols, ``var["gene_ids"]`` Ensembl ids,
-    ``uns["ingest"]`` with ``format``, ``version`` ("v2"/"v3"), ``genome``,
-    ``n_features_dropped_non_gex``.
-    """
-    path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise _fail(sample, f"{path} cannot be opened as a Cell Ranger HDF5 file ({exc})") from exc
-    with handle as f:
-        if "matrix" in f:
-            return _read_10x_h5_v3(f["matrix"], sample=sample, path=path, genome=genome)
-        groups = sorted(k for k in f if isinstance(f[k], h5py.Group))
-        if not groups:
-            raise _fail(sample, f"{path} is HDF5 but not a Cell Ranger matrix (no groups)")
-        if genome is None:
-            if len(groups) > 1:
-                raise _fail(
-                    sample,
-                    f"{path} holds several genomes ({', '.join(groups)}); set `genome` in the "
-                    "sample sheet to one of them",
-                )
-            chosen = groups[0]
-        elif genome in groups:
-            chosen = genome
-        else:
-            raise _fail(
-                sample,
-                f"genome {genome!r} is not in {path} (it holds {', '.join(groups)}); fix "
-                "`genome` in the sample sheet",
-            )
-        group = f[chosen]
-        missing = [k for k in ("data", "indices", "indptr", "shape", "barcodes") if k not in group]
-        if missing or ("genes" not in group and "gene_names" not in group):
-            raise _fail(sample, f"{path} group {chosen!r} is not a Cell Ranger v2 matrix")
-        n_genes, n_cells = (int(x) for x in group["shape"][()])
-        matrix = sp.csr_matrix(
-            (group["data"][()], group["indices"][()], group["indptr"][()]),
-            shape=(n_cells, n_genes),
-        )
-        ids = _decode(group["genes"][()]) if "genes" in group else None
-        symbols = _decode(group["gene_names"][()]) if "gene_names" in group else ids
-        barcodes = _decode(group["barcodes"][()])
-    provenance = {
-        "format": "10x_h5",
-        "version": "v2",
-        "genome": chosen,
-        "n_features_dropped_non_gex": 0,
-    }
-    return _counts_anndata(
-        matrix,
-        barcodes=barcodes,
-        var=harmonise_genes(symbols, gene_ids=ids),
-        sample=sample,
-        path=path,
-        provenance=provenance,
-    )
-
-
-def _read_10x_h5_v3(
-    group: h5py.Group, *, sample: str, path: Path, genome: str | None
-) -> ad.AnnData:
-    n_genes, n_cells = (int(x) for x in group["shape"][()])
-    matrix = sp.csr_matrix(
-        (group["data"][()], group["indices"][()], group["indptr"][()]), shape=(n_cells, n_genes)
-    )
-    features = group["features"]
-    ids = _decode(features["id"][()])
-    symbols = _decode(features["name"][()])
-    types = (
-        np.array(_decode(features["feature_type"][()]))
-        if "feature_type" in features
-        else np.full(n_genes, _GEX)
-    )
-    genomes = np.array(_decode(features["genome"][()])) if "genome" in features else None
-    keep = types == _GEX
-    if not keep.any():
-        found = sorted(set(types.tolist()))
-        raise _fail(sample, f"{path} has no 'Gene Expression' features (found {found})")
-    chosen = None
-    if genomes is not None:
-        available = sorted(set(genomes[keep].tolist()))
-        if genome is not None:
-            if genome not in available:
-                raise _fail(
-                    sample,
-                    f"genome {genome!r} is not in {path} (its genomes are "
-                    f"{', '.join(available)}); fix `genome` in the sample sheet",
-                )
-            chosen = genome
-        elif len(available) > 1:
-            raise _fail(
-                sample,
-                f"{path} holds several genomes ({', '.join(available)}); set `genome` in the "
-                "sample sheet to one of them",
-            )
-        else:
-            chosen = available[0]
-        keep &= genomes == chosen
-    n_non_gex = int((types != _GEX).sum())
-    index = np.flatnonzero(keep)
-    provenance = {
-        "format": "10x_h5",
-        "version": "v3",
-        "genome": chosen if chosen is not None else "",
-        "n_features_dropped_non_gex": n_non_gex,
-    }
-    if n_non_gex:
-        log.info("sample %s: dropped %d non-Gene-Expression features", sample, n_non_gex)
-    return _counts_anndata(
-        matrix[:, index],
-        barcodes=_decode(group["barcodes"][()]),
-        var=harmonise_genes([symbols[i] for i in index], gene_ids=[ids[i] for i in index]),
-        sample=sample,
-        path=path,
-        provenance=provenance,
-    )
-
-
-def _is_mtx_folder(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in _MTX_NAMES)
-
-
-def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
-    return next((folder / n for n in names if (folder / n).is_file()), None)
-
-
-def find_mtx_folder(path: Path | str, *, sample: str, genome: str | None = None) -> Path:
-    """The Matrix Market folder at or below `path` (searched up to three levels down).
-
-    `path` may be the folder itself, the folder's `matrix.mtx[.gz]`, or a directory holding
-    exactly one such folder (Cell Ranger 2's `filtered_gene_bc_matrices/<genome>/`); with several,
-    the one named `genome` is taken.
-    """
-    path = Path(path)
-    if path.is_file() and path.name in _MTX_NAMES:
-        return path.parent
-    if not path.is_dir():
-        raise _fail(sample, f"{path} is not a directory of 10x Matrix Market files")
-    if _is_mtx_folder(path):
-        return path
-    found = []
-    root_depth = len(path.parts)
-    for dirpath, dirnames, _ in os.walk(path):
-        dirnames.sort()
-        here = Path(dirpath)
-        if len(here.parts) - root_depth >= 3:
-            dirnames.clear()
-        if here != path and _is_mtx_folder(here):
-            found.append(here)
-            dirnames.clear()
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise _fail(
-            sample,
-            f"no matrix.mtx or matrix.mtx.gz found in {path} or its subfolders; point `path` to "
-            "the Cell Ranger folder holding matrix.mtx(.gz), barcodes.tsv(.gz) and "
-            "features.tsv.gz or genes.tsv",
-        )
-    named = [f for f in found if genome is not None and f.name == genome]
-    if len(named) == 1:
-        return named[0]
-    listing = ", ".join(str(f.relative_to(path)) for f in found)
-    raise _fail(
-        sample,
-        f"{path} holds several matrix folders ({listing}); point `path` to one of them or set "
-        "`genome` to the folder's name",
-    )
-
-
-@contextmanager
-def _extracted_tarball(path: Path, *, sample: str) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="cordatlas_ingest_") as tmp:
-        try:
-            with tarfile.open(path, "r:*") as archive:
-                archive.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise _fail(sample, f"{path} cannot be extracted as a tar archive ({exc})") from exc
-        yield Path(tmp)
-
-
-def _is_tarball(path: Path) -> bool:
-    return path.is_file() and (path.name.endswith((".tar.gz", ".tgz", ".tar")))
-
-
-def read_10x_mtx(path: Path | str, *, sample: str, genome: str | None = None) -> ad.AnnData:
-    """Read a 10x Matrix Market folder (Cell Ranger v2 genes.tsv or v3 features.tsv.gz).
-
-    `path` may also be a directory holding exactly one such folder, or a `.tar.gz` of one (see
-    `find_mtx_folder`). v3: only "Gene Expression" features are kept.
-
-    Returns
-    -------
-    Cells x genes AnnData; var_names unique symbols, ``var["gene_ids"]`` the first column of the
-    features file, ``uns["ingest"]`` with ``format``, ``version``, ``mtx_folder``,
-    ``n_features_dropped_non_gex``.
-    """
-    path = Path(path)
-    if _is_tarball(path):
-        with _extracted_tarball(path, sample=sample) as tmp:
-            adata = read_10x_mtx(tmp, sample=sample, genome=genome)
-        folder = Path(adata.uns["ingest"]["mtx_folder"])
-        adata.uns["ingest"]["mtx_folder"] = f"{path}!/{folder.relative_to(tmp)}"
-        return adata
-    folder = find_mtx_folder(path, sample=sample, genome=genome)
-    mtx = _first_existing(folder, _MTX_NAMES)
-    barcodes_file = _first_existing(folder, _BARCODE_NAMES)
-    features_file = _first_existing(folder, _FEATURE_NAMES)
-    if mtx is None or barcodes_file is None or features_file is None:
-        raise _fail(
-            sample,
-            f"{folder} lacks barcodes.tsv(.gz) or features.tsv.gz/genes.tsv next to its "
-            "matrix.mtx; copy the complete Cell Ranger folder",
-        )
-    try:
-        with gzip.open(mtx, "rb") if _is_gzip(mtx) else open(mtx, "rb") as handle:
-            genes_x_cells = scipy.io.mmread(handle)
-    except (ValueError, OSError) as exc:
-        raise _fail(sample, f"{mtx} is not a readable Matrix Market file ({exc})") from exc
-    features = _read_tsv_table(features_file, sample=sample)
-    barcodes = _read_tsv_table(barcodes_file, sample=sample).iloc[:, 0].tolist()
-    n_genes, n_cells = genes_x_cells.shape
-    if n_genes != len(features) or n_cells != len(barcodes):
-        raise _fail(
-            sample,
-            f"{mtx} is {n_genes} features x {n_cells} cells but {features_file.name} lists "
-            f"{len(features)} features and {barcodes_file.name} {len(barcodes)} barcodes; "
-            "the folder mixes files from different runs",
-        )
-    version = "v3" if features_file.name.startswith("features") else "v2"
-    ids = features.iloc[:, 0].tolist()
-    symbols = features.iloc[:, 1].tolist() if features.shape[1] > 1 else ids
-    keep = np.ones(n_genes, dtype=bool)
-    if features.shape[1] > 2:
-        keep = (features.iloc[:, 2] == _GEX).to_numpy()
-        if not keep.any():
-            raise _fail(sample, f"{features_file} has no 'Gene Expression' features")
-    n_non_gex = int((~keep).sum())
-    index = np.flatnonzero(keep)
-    provenance = {
-        "format": "10x_mtx",
-        "version": version,
-        "mtx_folder": str(folder),
-        "n_features_dropped_non_gex": n_non_gex,
-    }
-    return _counts_anndata(
-        sp.csr_matrix(genes_x_cells).T.tocsr()[:, index],
-        barcodes=barcodes,
-        var=harmonise_genes([symbols[i] for i in index], gene_ids=[ids[i] for i in index]),
-        sample=sample,
-        path=path,
-        provenance=provenance,
-    )
-
-
-def _read_tsv_table(path: Path, *, sample: str) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
-    except (ValueError, OSError) as exc:
-        raise _fail(sample, f"{path} is not a readable tab-separated file ({exc})") from exc
-    return table
-
-
-def _ensembl_fraction(labels: Sequence[str]) -> float:
-    labels = list(labels)
-    if not labels:
-        return 0.0
-    return sum(bool(ENSEMBL_RE.match(str(x))) for x in labels) / len(labels)
-
-
-def _var_from_table(var: pd.DataFrame) -> pd.DataFrame:
-    """Harmonise an h5ad/loom var table: symbols as names, Ensembl ids in gene_ids."""
-    names = [str(x) for x in var.index]
-    symbol_col = next((c for c in SYMBOL_COLUMNS if c in var.columns), None)
-    if _ensembl_fraction(names) >= 0.9 and symbol_col is not None:
-        return harmonise_genes(var[symbol_col].tolist(), gene_ids=names)
-    id_col = next((c for c in GENE_ID_COLUMNS if c in var.columns), None)
-    ids = var[id_col].tolist() if id_col is not None else None
-    return harmonise_genes(names, gene_ids=ids)
-
-
-def _input_obs(obs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Input obs columns as `input_<name>` strings when few; else none. Returns (obs, n_dropped)."""
-    if len(obs.columns) > MAX_INPUT_OBS_COLUMNS:
-        return pd.DataFrame(index=obs.index), len(obs.columns)
-    kept = pd.DataFrame(index=obs.index)
-    for column in obs.columns:
-        kept[f"input_{column}"] = obs[column].astype(str).to_numpy(dtype=object)
-    return kept, 0
-
-
-def read_h5ad_counts(path: Path | str, *, sample: str) -> ad.AnnData:
-    """Read the raw counts of an h5ad file, dropping everything else.
-
-    Counts are looked for in ``layers["counts"]``, then ``.raw.X``, then ``X``; the first that
-    holds raw counts is taken and named in ``uns["ingest"]["counts_source"]``. If none does,
-    UserInputError says what each holds. obsm/obsp/varm/layers/uns are dropped; input obs
-    columns are kept as ``input_<name>`` strings when there are at most 20.
-    """
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            source = ad.read_h5ad(path)
-    except Exception as exc:  # anndata raises many types for a broken or foreign file
-        raise _fail(sample, f"{path} cannot be read as h5ad ({type(exc).__name__}: {exc})") from exc
-    candidates: list[tuple[str, Callable[[], Any]]] = []
-    if "counts" in source.layers:
-        candidates.append(("layers['counts']", lambda: _to_csr_float32(source.layers["counts"])))
-    if source.raw is not None:
-        candidates.append((".raw.X", lambda: _to_csr_float32(source.raw.X)))
-    candidates.append(("X", lambda: _to_csr_float32(source.X)))
-    label, matrix = _pick_counts(candidates, sample=sample, path=path)
-    var = source.raw.var if label == ".raw.X" else source.var
-    obs, n_obs_dropped = _input_obs(source.obs)
-    provenance = {
-        "format": "h5ad",
-        "counts_source": label,
-        "n_input_obs_columns_dropped": n_obs_dropped,
-    }
-    return _counts_anndata(
-        matrix,
-        barcodes=source.obs_names.tolist(),
-        var=_var_from_table(var),
-        sample=sample,
-        path=path,
-        provenance=provenance,
-        obs=obs,
-    )
-
-
-def read_loom_counts(path: Path | str, *, sample: str) -> ad.AnnData:
-    """Read the raw counts of a loom file (genes x cells on disk).
-
-    Counts come from the layer ``counts`` when present and raw, else the main matrix. Cell names
-    come from the column attribute ``CellID`` (or ``obs_names``/``cell_id``/``barcode``), gene
-    names from ``Gene`` (or ``var_names``/``gene_symbols``/``gene_name``), ids from
-    ``Accession``; other column attributes become ``input_<name>`` when at most 20.
-    """
-    import loompy
-
-    path = Path(path)
-    try:
-        connection = loompy.connect(str(path), "r", validate=False)
-    except Exception as exc:  # loompy/h5py raise several types for a foreign file
-        raise _fail(sample, f"{path} cannot be read as loom ({type(exc).__name__}: {exc})") from exc
-    with connection as lc:
-        col_attrs = {k: np.asarray(lc.ca[k]) for k in lc.ca.keys()}
-        row_attrs = {k: np.asarray(lc.ra[k]) for k in lc.ra.keys()}
-        candidates: list[tuple[str, Callable[[], Any]]] = []
-        if "counts" in lc.layers.keys():
-            candidates.append(
-                ("layers['counts']", lambda: _to_csr_float32(lc.layers["counts"].sparse().T))
-            )
-        candidates.append(("X", lambda: _to_csr_float32(lc.layers[""].sparse().T)))
-        label, matrix = _pick_counts(candidates, sample=sample, path=path)
-    n_cells, n_genes = matrix.shape
-    cell_key = next(
-        (k for k in ("CellID", "obs_names", "cell_id", "barcode") if k in col_attrs), None
-    )
-    if cell_key is None:
-        raise _fail(sample, f"{path} has no CellID column attribute naming the cells")
-    gene_key = next(
-        (
-            k
-            for k in ("Gene", "var_names", "gene_symbols", "gene_name", "Accession")
-            if k in row_attrs
-        ),
-        None,
-    )
-    if gene_key is None:
-        raise _fail(sample, f"{path} has no Gene row attribute naming the genes")
-    var = pd.DataFrame(
-        {k: v for k, v in row_attrs.items() if k != gene_key and np.ndim(v) == 1},
-        index=pd.Index(_decode(row_attrs[gene_key]), dtype=object),
-    )
-    obs_attrs = {k: v for k, v in col_attrs.items() if k != cell_key and np.ndim(v) == 1}
-    obs, n_obs_dropped = _input_obs(pd.DataFrame(obs_attrs, index=range(n_cells)))
-    provenance = {
-        "format": "loom",
-        "counts_source": label,
-        "n_input_obs_columns_dropped": n_obs_dropped,
-    }
-    return _counts_anndata(
-        matrix,
-        barcodes=_decode(col_attrs[cell_key]),
-        var=_var_from_table(var),
-        sample=sample,
-        path=path,
-        provenance=provenance,
-        obs=obs,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Delimited text
-# --------------------------------------------------------------------------------------------
-
-
-def _split_line(line: str, sep: str) -> list[str]:
-    if sep == " ":
-        return line.split()
-    return next(csv.reader([line], delimiter=sep))
-
-
-def sniff_separator(path: Path | str, *, sample: str) -> str:
-    """The field separator of a delimited file: tab, comma, semicolon or whitespace.
-
-    The candidate splitting the first data line into the most fields wins; the extension
-    (.csv comma, .tsv/.tab tab) breaks ties and is overruled by the content when it disagrees.
-    """
-    path = Path(path)
-    with _open_text(path) as handle:
-        handle.readline()
-        data_line = handle.readline().rstrip("\r\n")
-    name = path.name.lower().removesuffix(".gz")
-    preferred = {".csv": ",", ".tsv": "\t", ".tab": "\t"}.get(Path(name).suffix, "")
-    counts = {sep: len(_split_line(data_line, sep)) for sep in ("\t", ",", ";", " ")}
-    best = max(counts.values())
-    if best < 2:
-        raise _fail(
-            sample,
-            f"{path} does not look like a delimited table (its second line has no tab, comma, "
-            "semicolon or space separating fields); use format 10x_h5, 10x_mtx, h5ad or loom",
-        )
-    if preferred and counts[preferred] == best:
-        return preferred
-    return next(sep for sep in ("\t", ",", ";", " ") if counts[sep] == best)
-
-
-def _barcode_fraction(labels: Sequence[str]) -> float:
-    labels = list(labels)
-    if not labels:
-        return 0.0
-    return sum(bool(BARCODE_RE.search(str(x))) for x in labels) / len(labels)
-
-
-def detect_orientation(
-    row_labels: Sequence[str], column_labels: Sequence[str], *, sample: str, path: Path | str
-) -> tuple[str, str]:
-    """Which axis of a delimited table holds cells; returns (orientation, reason).
-
-    Rules, in order:
-
-    1. Barcodes: an axis whose labels are at least 90 % barcode-like (a run of >= 6 A/C/G/T/N
-       bounded by the label's ends or by separators, so prefixes like ``CD8_off_`` or
-       ``MantonBM1_HiSeq_1-`` and suffixes like ``-1`` are allowed; see `BARCODE_RE`) is the
-       cell axis, provided the other axis is not.
-    2. Mitochondrial genes: an axis with labels starting ``MT-``, ``mt-`` or ``HUMAN_MT-``/
-       ``MOUSE_mt-`` is the gene axis, provided the other axis has none.
-    3. Otherwise UserInputError asking for `orientation` in the sample sheet.
-    """
-    rows_bc = _barcode_fraction(row_labels) >= BARCODE_AXIS_MIN_FRACTION
-    cols_bc = _barcode_fraction(column_labels) >= BARCODE_AXIS_MIN_FRACTION
-    if cols_bc and not rows_bc:
-        return "genes_x_cells", "column labels look like cell barcodes"
-    if rows_bc and not cols_bc:
-        return "cells_x_genes", "row labels look like cell barcodes"
-    rows_mt = any(MITO_RE.match(str(x)) for x in row_labels)
-    cols_mt = any(MITO_RE.match(str(x)) for x in column_labels)
-    if rows_mt and not cols_mt:
-        return "genes_x_cells", "row labels include mitochondrial genes"
-    if cols_mt and not rows_mt:
-        return "cells_x_genes", "column labels include mitochondrial genes"
-    raise _fail(
-        sample,
-        f"cannot tell which axis of {path} holds the cells: neither the row labels (e.g. "
-        f"{_examples(row_labels)}) nor the column labels (e.g. {_examples(column_labels)}) look "
-        "like cell barcodes (runs of >= 6 A/C/G/T/N) on one axis only, and mitochondrial genes "
-        "(MT-/mt-) are not on one axis only; set `orientation` to genes_x_cells or "
-        "cells_x_genes in the sample sheet",
-    )
-
-
-def read_delimited(
-    path: Path | str, *, sample: str, orientation: str = "auto", sep: str | None = None
-) -> ad.AnnData:
-    """Read a csv/tsv/txt table (optionally gzipped) of counts; first column = row labels.
-
-    The header holds the column labels, with or without a corner cell. Values are parsed as
-    float32 in chunks of rows and stored sparse, so a 12,000 x 2,000 table needs about one chunk
-    of dense memory. `orientation` "auto" applies `detect_orientation`.
-
-    Returns
-    -------
-    Cells x genes AnnData; ``uns["ingest"]`` with ``format``, ``separator``, ``orientation`` and
-    ``orientation_rule``.
-    """
-    path = Path(path)
-    if orientation not in ORIENTATIONS:
-        raise _fail(sample, f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
-    sep = sep or sniff_separator(path, sample=sample)
-    with _open_text(path) as handle:
-        header = _split_line(handle.readline().rstrip("\r\n"), sep)
-        first_row = _split_line(handle.readline().rstrip("\r\n"), sep)
-    n_fields = len(first_row)
-    if len(header) == n_fields:
-        column_labels = header[1:]
-    elif len(header) == n_fields - 1:
-        column_labels = header
-    else:
-        raise _fail(
-            sample,
-            f"{path}: the header has {len(header)} fields but the first row has {n_fields}; "
-            "the first row must hold the column labels and each later row a label then values",
-        )
-    n_values = n_fields - 1
-    dtypes: dict[int, Any] = {0: str, **{i: np.float32 for i in range(1, n_fields)}}
-    blocks: list[sp.csr_matrix] = []
-    row_labels: list[str] = []
-    try:
-        reader = pd.read_csv(
-            path,
-            sep=r"\s+" if sep == " " else sep,
-            header=None,
-            skiprows=1,
-            index_col=0,
-            dtype=dtypes,
-            chunksize=DELIMITED_CHUNK_ROWS,
-            compression="gzip" if _is_gzip(path) else None,
-            keep_default_na=False,
-            # missing values count only in value columns: a gene may be called "NA"
-            na_values={i: ["", "NA", "NaN", "nan"] for i in range(1, n_fields)},
-        )
-        with reader:
-            for chunk in reader:
-                if chunk.shape[1] != n_values:
-                    raise ValueError(f"expected {n_values} values per row, got {chunk.shape[1]}")
-                row_labels.extend(chunk.index.astype(str))
-                blocks.append(sp.csr_matrix(chunk.to_numpy(dtype=np.float32, na_value=np.nan)))
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise _fail(sample, f"{path} is not a numeric table with one label column ({exc})") from exc
-    if not blocks:
-        raise _fail(sample, f"{path} has a header but no data rows")
-    table = sp.vstack(blocks, format="csr")
-    if orientation == "auto":
-        orientation, rule = detect_orientation(row_labels, column_labels, sample=sample, path=path)
-    else:
-        rule = "set in the sample sheet"
-    if orientation == "genes_x_cells":
-        matrix, barcodes, genes = table.T.tocsr(), column_labels, row_labels
-    else:
-        matrix, barcodes, genes = table, row_labels, column_labels
-    provenance = {
-        "format": "delimited",
-        "separator": {"\t": "tab", ",": "comma", ";": "semicolon", " ": "whitespace"}[sep],
-        "orientation": orientation,
-        "orientation_rule": rule,
-    }
-    return _counts_anndata(
-        matrix,
-        barcodes=barcodes,
-        var=harmonise_genes(genes),
-        sample=sample,
-        path=path,
-        provenance=provenance,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Format detection, species, barcodes, and the top-level function
-# --------------------------------------------------------------------------------------------
 
 
 def detect_format(path: Path | str, *, sample: str) -> str:
@@ -950,47 +176,37 @@ def _read_any(
     return read_delimited(path, sample=sample, orientation=orientation)
 
 
-def ingest_sample(
-    path: Path | str,
-    *,
-    sample: str,
-    metadata: Mapping[str, object],
-    format: str = "auto",
-    orientation: str = "auto",
-    species: str = "human",
-    species_min_fraction: float = 0.9,
-    barcode_pattern: str | None = None,
-    genome: str | None = None,
-) -> ad.AnnData:
+def ingest_sample(path: Path | str, row: Mapping[str, Any], *, params: IngestParams) -> ad.AnnData:
     """Read one sample's raw counts into the AnnData every later rule trusts.
 
     Parameters
     ----------
     path
-        File or folder with the counts (see `format`).
-    sample
-        Sample id; prefixes obs_names and names the sample in every error.
-    metadata
-        Sample-sheet values (donor, condition, tissue, study, technology, sex, sorted_fraction
-        ...) written as string obs columns; empty or missing values become "unknown".
-    format
-        One of `FORMATS`; "auto" uses `detect_format`.
-    orientation
-        Delimited text only: "genes_x_cells", "cells_x_genes" or "auto" (`detect_orientation`).
-    species, species_min_fraction
-        For mixed-species files (`split_species`): the species kept and the fraction of a
-        cell's counts that must fall on its genes.
-    barcode_pattern
-        Regex; keep only cells whose barcode matches (re.search), for files pooling donors.
-    genome
-        Genome to read from a 10x file holding several.
+        File or folder with the counts (see ``format``).
+    row
+        The sample's row of the sample sheet (e.g. the workflow's ``sample_row``; absent, None
+        and empty values count as not given):
+
+        - ``sample``: the id; prefixes obs_names and names the sample in every error.
+        - ``format``: one of `FORMATS`; "auto" (or not given) uses `detect_format`.
+        - ``orientation``: delimited text only: "genes_x_cells", "cells_x_genes" or "auto"
+          (`detect_orientation`, also when not given).
+        - ``barcode_pattern``: regex; keep only cells whose barcode matches (re.search), for
+          files pooling donors.
+        - ``genome``: genome to read from a 10x file holding several.
+        - the metadata columns (``config.METADATA_COLUMNS``: donor, condition, tissue, study,
+          technology, sex, sorted_fraction) the row has, written as string obs columns;
+          missing values become "unknown".
+    params
+        config ``ingest``: for mixed-species files (`split_species`), the ``species`` kept and
+        the fraction of a cell's counts (``species_min_fraction``) that must fall on its genes.
 
     Returns
     -------
     Cells x genes AnnData: X CSR float32 of integer counts; obs_names ``"{sample}:{barcode}"``;
-    obs ``barcode``, ``sample``, one column per metadata key, ``input_*`` (h5ad/loom); var_names
-    unique symbols with ``gene_symbol`` and, when known, ``gene_ids``; ``uns["ingest"]`` a
-    JSON-serialisable provenance record.
+    obs ``barcode``, ``sample``, one column per metadata column, ``input_*`` (h5ad/loom);
+    var_names unique symbols with ``gene_symbol`` and, when known, ``gene_ids``;
+    ``uns["ingest"]`` a JSON-serialisable provenance record.
 
     Raises
     ------
@@ -999,27 +215,79 @@ def ingest_sample(
         a barcode pattern matching nothing, or no cells left.
     """
     path = Path(path)
-    if format not in FORMATS:
-        raise _fail(sample, f"format {format!r} is not one of {', '.join(FORMATS)}")
+    sample = str(row["sample"])
+    requested = _sheet_value(row, "format") or "auto"
+    orientation = _sheet_value(row, "orientation") or "auto"
+    _check_request(path, sample=sample, requested=requested, orientation=orientation, params=params)
+    fmt = detect_format(path, sample=sample) if requested == "auto" else requested
+    adata, provenance = _read_counts(
+        path,
+        sample=sample,
+        fmt=fmt,
+        format_requested=requested,
+        orientation=orientation,
+        genome=_sheet_value(row, "genome"),
+    )
+    adata = _select_cells(
+        adata,
+        sample=sample,
+        barcode_pattern=_sheet_value(row, "barcode_pattern"),
+        params=params,
+        provenance=provenance,
+    )
+    out = _output_anndata(adata, sample=sample, metadata=_row_metadata(row), provenance=provenance)
+    log.info(
+        "sample %s: %d cells x %d genes from %s (%s)",
+        sample,
+        out.n_obs,
+        out.n_vars,
+        path,
+        fmt,
+    )
+    return out
+
+
+# ---- check --------------------------------------------------------------------------------
+def _sheet_value(row: Mapping[str, Any], column: str) -> str | None:
+    """A sample-sheet value as text, None when absent, None, NA or empty."""
+    value = row.get(column)
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return None
+    text = str(value)
+    return text if text else None
+
+
+def _check_request(
+    path: Path, *, sample: str, requested: str, orientation: str, params: IngestParams
+) -> None:
+    """Refuse an unknown format or orientation, a species fraction outside [0, 1], no input."""
+    if requested not in FORMATS:
+        raise _fail(sample, f"format {requested!r} is not one of {', '.join(FORMATS)}")
     if orientation not in ORIENTATIONS:
         raise _fail(sample, f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
-    if not 0.0 <= species_min_fraction <= 1.0:
+    if not 0.0 <= params.species_min_fraction <= 1.0:
         raise _fail(
             sample,
-            f"species_min_fraction {species_min_fraction} must lie between 0 and 1; fix "
+            f"species_min_fraction {params.species_min_fraction} must lie between 0 and 1; fix "
             "`ingest.species_min_fraction` in the config",
         )
-    reserved = {"barcode"} | (
-        {"sample"} if str(metadata.get("sample", sample)) != sample else set()
-    )
-    clash = sorted(reserved & set(metadata))
-    if clash:
-        raise _fail(sample, f"metadata keys {clash} clash with columns the ingest step writes")
     if not path.exists():
         raise _fail(sample, f"input {path} does not exist; fix `path` in the sample sheet")
-    fmt = detect_format(path, sample=sample) if format == "auto" else format
+
+
+# ---- compute ------------------------------------------------------------------------------
+def _read_counts(
+    path: Path,
+    *,
+    sample: str,
+    fmt: str,
+    format_requested: str,
+    orientation: str,
+    genome: str | None,
+) -> tuple[ad.AnnData, dict[str, Any]]:
+    """Read, check for raw counts and round; returns (adata, provenance so far)."""
     adata = _read_any(path, sample=sample, fmt=fmt, orientation=orientation, genome=genome)
-    provenance: dict[str, Any] = {"path": str(path), "format_requested": format}
+    provenance: dict[str, Any] = {"path": str(path), "format_requested": format_requested}
     provenance.update(adata.uns.pop("ingest"))
     provenance.setdefault("counts_source", "X")
     provenance.setdefault("orientation", "cells_x_genes (fixed by format)")
@@ -1029,44 +297,60 @@ def ingest_sample(
     adata.X.eliminate_zeros()  # values within the tolerance of 0 were rounded to 0
     provenance["n_cells_read"] = int(adata.n_obs)
     provenance["n_genes_read"] = int(adata.n_vars)
+    return adata, provenance
+
+
+def _select_cells(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    barcode_pattern: str | None,
+    params: IngestParams,
+    provenance: dict[str, Any],
+) -> ad.AnnData:
+    """Keep the pattern's barcodes and the species' cells and genes, recording both."""
     if barcode_pattern:
         adata = filter_barcodes(adata, sample=sample, pattern=barcode_pattern)
     provenance["barcode_pattern"] = barcode_pattern or ""
     provenance["n_cells_matching_pattern"] = int(adata.n_obs)
     adata, provenance["species"] = split_species(
-        adata, sample=sample, species=species, min_fraction=species_min_fraction
+        adata, sample=sample, species=params.species, min_fraction=params.species_min_fraction
     )
     if adata.n_obs == 0:
         raise _fail(
             sample,
-            f"no cells left from {path} (read {provenance['n_cells_read']}); check the file, "
-            "`barcode_pattern` and `ingest.species`",
+            f"no cells left from {provenance['path']} (read {provenance['n_cells_read']}); "
+            "check the file, `barcode_pattern` and `ingest.species`",
         )
     provenance["n_cells_kept"] = int(adata.n_obs)
     provenance["n_genes_kept"] = int(adata.n_vars)
     provenance["n_duplicate_symbols_renamed"] = int(
         (adata.var_names.astype(str) != adata.var["gene_symbol"].astype(str)).sum()
     )
+    return adata
 
+
+# ---- format -------------------------------------------------------------------------------
+def _row_metadata(row: Mapping[str, Any]) -> dict[str, str]:
+    """The row's metadata columns, as config.sample_metadata gives them (only those present)."""
+    present = {column: row[column] for column in METADATA_COLUMNS if column in row}
+    return {k: v for k, v in sample_metadata(present).items() if k in present}
+
+
+def _output_anndata(
+    adata: ad.AnnData, *, sample: str, metadata: Mapping[str, str], provenance: dict[str, Any]
+) -> ad.AnnData:
+    """obs_names ``{sample}:{barcode}``, obs barcode, sample and metadata, X CSR float32."""
     barcodes = adata.obs_names.astype(str)
     obs = pd.DataFrame(
         {"barcode": barcodes.to_numpy(dtype=object), "sample": sample},
         index=pd.Index([f"{sample}:{b}" for b in barcodes], dtype=object),
     )
     for key, value in metadata.items():
-        if key != "sample":
-            obs[str(key)] = _metadata_value(value)
+        obs[str(key)] = _metadata_value(value)
     for column in adata.obs.columns:
         obs[column] = adata.obs[column].to_numpy(dtype=object)
     X = adata.X if isinstance(adata.X, sp.csr_matrix) else sp.csr_matrix(adata.X)
     out = ad.AnnData(X=X.astype(np.float32), obs=obs, var=adata.var.copy())
     out.uns["ingest"] = provenance
-    log.info(
-        "sample %s: %d cells x %d genes from %s (%s)",
-        sample,
-        out.n_obs,
-        out.n_vars,
-        path,
-        fmt,
-    )
     return out

@@ -19,6 +19,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
+from cordatlas.io.formats import COUNT_FORMATS
 
 __all__ = [
     "COUNT_FORMATS",
@@ -30,9 +31,6 @@ __all__ = [
     "write_h5ad",
     "write_loom",
 ]
-
-#: The ``format`` vocabulary of the sample sheet that :func:`write_counts` understands.
-COUNT_FORMATS: tuple[str, ...] = ("10x_h5", "10x_mtx", "h5ad", "loom", "delimited")
 
 Orientation = Literal["genes_x_cells", "cells_x_genes"]
 
