@@ -17,9 +17,6 @@ from cordatlas.errors import UserInputError
 #: Sample-sheet columns holding numbers (fixed QC thresholds); every other column is text.
 NUMERIC_SAMPLE_COLUMNS = ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_counts_mt")
 
-#: Sample ids whose per-sample files would collide with the workflow's aggregate tables.
-RESERVED_SAMPLE_IDS = ("qc",)
-
 #: Sample metadata carried into every cell's obs (missing optional values become "unknown").
 METADATA_COLUMNS = (
     "donor",
@@ -250,13 +247,7 @@ def _record_error(
 
 
 def _check_sheet(samples: pd.DataFrame, path: Path, levels: tuple[str, str]) -> None:
-    """Checks across rows: reserved and duplicated ids, pooled files, both contrast levels."""
-    reserved = sorted(set(samples["sample"]) & set(RESERVED_SAMPLE_IDS))
-    if reserved:
-        raise UserInputError(
-            f"sample sheet {path}: sample id(s) {reserved} are reserved for the workflow's own "
-            "tables (e.g. results/qc/qc_summary.tsv); rename the sample(s)"
-        )
+    """Checks across rows: duplicated ids, pooled files, both contrast levels."""
     duplicated = samples["sample"][samples["sample"].duplicated()].unique().tolist()
     if duplicated:
         raise UserInputError(f"sample sheet {path}: sample id(s) {duplicated} occur more than once")

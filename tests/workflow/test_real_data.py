@@ -12,14 +12,18 @@ import yaml
 
 from cordatlas.io.download import cache_path, file_sha256
 
-from .conftest import make_workdir, run_snakemake
+from .conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
 
+#: Where a sheet named real_samples.tsv writes (config study_dir null): its own folder.
+STUDY = "studies/real_samples"
+
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory, shared_data: Path) -> Path:
-    workdir = make_workdir(tmp_path_factory.mktemp("real"))
+def real_run(demo_run: Path, shared_data: Path) -> Path:
+    """The real sheet run in the folder where the demo already ran (as a new user would)."""
+    workdir = demo_run
     pbmc = shared_data / "adult_pbmc_10x_donorA_mudan/pbmcA_adult.h5ad"
     rows = [
         {
@@ -67,42 +71,46 @@ def real_run(tmp_path_factory, shared_data: Path) -> Path:
     config["samples"] = "config/real_samples.tsv"
     # the ICA extract holds 50 cells: allow a small sample rather than stopping
     config["qc"]["min_cells_per_sample"] = 20
-    (workdir / "config/config.yaml").write_text(yaml.safe_dump(config))
-    run_snakemake(workdir, "--cores", "2")
+    (workdir / REAL_CONFIG).write_text(yaml.safe_dump(config))
+    run_snakemake(workdir, "--cores", "2", "--configfile", REAL_CONFIG)
     return workdir
+
+
+REAL_CONFIG = "config/real_config.yaml"
 
 
 def test_every_sample_ingested_with_its_real_size(real_run):
     sizes = {}
     for sample in ("CBMC_CD8", "PBMC_A", "BM1"):
-        adata = ad.read_h5ad(real_run / f"results/ingest/{sample}.h5ad")
+        adata = ad.read_h5ad(real_run / STUDY / f"results/ingest/{sample}.h5ad")
         sizes[sample] = adata.shape
         assert np.allclose(adata.X.data, np.round(adata.X.data))
     assert sizes["CBMC_CD8"] == (1774, 11757)
     assert sizes["PBMC_A"][0] == 2896
     assert sizes["BM1"][0] == 50
-    assert not (real_run / "resources/demo").exists()  # a user's sheet never runs the simulator
     sheet = pd.read_csv(real_run / "config/real_samples.tsv", sep="\t").set_index("sample")
     cached = real_run / cache_path(sheet.loc["PBMC_A", "url"], Path("resources/downloads"))
     assert file_sha256(cached) == sheet.loc["PBMC_A", "sha256"]
 
 
 def test_thresholds_differ_per_sample_and_are_reported(real_run):
-    summary = pd.read_csv(real_run / "results/qc/qc_summary.tsv", sep="\t").set_index("sample")
+    summary = pd.read_csv(real_run / STUDY / "results/qc/qc_summary.tsv", sep="\t").set_index(
+        "sample"
+    )
     assert set(summary.index) == {"CBMC_CD8", "PBMC_A", "BM1"}
     assert (summary["cells_out"] > 0).all()
     assert (summary["cells_out"] + summary["removed_total"] == summary["cells_in"]).all()
     # low-depth Drop-seq and 10x get their own adaptive bounds
     for bound in ("total_counts_lower", "total_counts_upper", "pct_counts_mt_upper"):
         assert summary[bound].nunique() == 3, bound
-    thresholds = pd.read_csv(real_run / "results/qc/qc_thresholds.tsv", sep="\t")
+    thresholds = pd.read_csv(real_run / STUDY / "results/qc/qc_thresholds.tsv", sep="\t")
     bm_doublets = thresholds.query("sample == 'BM1' and metric == 'doublet_score'")
     assert "not called" in bm_doublets["detail"].iloc[0]  # 50 cells: too few for scrublet, said so
 
 
 def test_atlas_joins_the_real_gene_universes(real_run):
-    atlas = ad.read_h5ad(real_run / "results/atlas.h5ad")
-    merge = pd.read_csv(real_run / "results/merge/merge_summary.tsv", sep="\t").set_index(
+    atlas = ad.read_h5ad(real_run / STUDY / "results/atlas.h5ad")
+    merge = pd.read_csv(real_run / STUDY / "results/merge/merge_summary.tsv", sep="\t").set_index(
         "quantity"
     )
     assert int(merge.loc["genes_dropped_by_join", "value"]) > 0  # Drop-seq and 10x differ
@@ -114,7 +122,7 @@ def test_atlas_joins_the_real_gene_universes(real_run):
 
 
 def test_design_check_flags_aliasing_and_missing_replication(real_run):
-    findings = pd.read_csv(real_run / "results/design/design_findings.tsv", sep="\t")
+    findings = pd.read_csv(real_run / STUDY / "results/design/design_findings.tsv", sep="\t")
     warnings = set(findings.query("severity == 'warning'")["topic"])
     # one technology and one study per condition: Drop-seq cord vs 10x adult
     assert {"aliasing:technology", "aliasing:study", "replication:cord_blood"} <= warnings
@@ -122,7 +130,7 @@ def test_design_check_flags_aliasing_and_missing_replication(real_run):
 
 
 def test_adult_pbmc_resolves_into_t_nk_b_and_monocytes(real_run):
-    atlas = ad.read_h5ad(real_run / "results/atlas.h5ad")
+    atlas = ad.read_h5ad(real_run / STUDY / "results/atlas.h5ad")
     labels = atlas.obs.loc[atlas.obs["sample"] == "PBMC_A", "cell_type"].astype(str)
     groups = {
         "T": ("CD4_", "CD8_", "Treg", "MAIT", "gamma_delta", "T_lineage"),
@@ -137,21 +145,42 @@ def test_adult_pbmc_resolves_into_t_nk_b_and_monocytes(real_run):
 
 def test_comparison_without_replication_is_exploratory_everywhere(real_run):
     """One cord donor: no donor-level test anywhere, and every output says so."""
-    plan = pd.read_csv(real_run / "results/de/de_plan.tsv", sep="\t", keep_default_na=False)
+    plan = pd.read_csv(real_run / STUDY / "results/de/de_plan.tsv", sep="\t", keep_default_na=False)
     assert set(plan["method"]) <= {"cell_level_wilcoxon", "not_tested"}
     assert "cell_level_wilcoxon" in set(plan["method"])
-    assert not list((real_run / "results/de/pseudobulk").glob("*.tsv"))
-    de = pd.read_csv(real_run / "results/de/de_all.tsv.gz", sep="\t")
+    assert not list((real_run / STUDY / "results/de/pseudobulk").glob("*.tsv"))
+    de = pd.read_csv(real_run / STUDY / "results/de/de_all.tsv.gz", sep="\t")
     assert len(de) > 0
     assert (de["evidence"] == "exploratory_no_replication").all()
     assert (de["method"] == "cell_level_wilcoxon").all()
-    log = "".join(p.read_text() for p in (real_run / "logs/test_cell_level_de").glob("*.log"))
+    log = "".join(
+        p.read_text() for p in (real_run / STUDY / "logs/test_cell_level_de").glob("*.log")
+    )
     assert "not donor-level evidence" in log or "no biological replication" in log
-    composition = pd.read_csv(real_run / "results/composition/composition_tests.tsv", sep="\t")
+    composition = pd.read_csv(
+        real_run / STUDY / "results/composition/composition_tests.tsv", sep="\t"
+    )
     assert composition["pvalue"].isna().all()
     assert composition["evidence"].str.startswith("not_testable").all()
-    signatures = pd.read_csv(real_run / "results/signatures/signature_tests.tsv", sep="\t")
+    signatures = pd.read_csv(real_run / STUDY / "results/signatures/signature_tests.tsv", sep="\t")
     assert signatures["pvalue"].isna().all()
     assert set(signatures["concordance"]) == {"not_testable"}
-    enrichment = pd.read_csv(real_run / "results/enrichment/enrichment.tsv", sep="\t")
+    enrichment = pd.read_csv(real_run / STUDY / "results/enrichment/enrichment.tsv", sep="\t")
     assert (enrichment["evidence"] == "exploratory_no_replication").all()
+
+
+def test_a_second_study_never_sees_the_demo(real_run):
+    """The demo ran first in this folder: the real study reads, lists and reports none of it."""
+    study = real_run / STUDY
+    assert (real_run / "results/atlas.h5ad").exists()  # the demo's outputs are still there
+    assert (study / "results/atlas.h5ad").exists()
+    summary = run_snakemake(real_run, "--configfile", REAL_CONFIG, "--summary").stdout
+    listed = [line.split("\t")[0] for line in summary.splitlines()[1:] if line.strip()]
+    assert listed, summary[:2000]
+    foreign = [p for p in listed if not p.startswith((f"{STUDY}/", "resources/downloads/"))]
+    assert foreign == [], foreign[:10]
+    report = study / "report.html"
+    run_snakemake(real_run, "--configfile", REAL_CONFIG, "--report", str(report))
+    html = report.read_text(errors="replace")
+    for demo_only in ("resources/demo", "truth_cells", '"results/atlas.h5ad"'):
+        assert demo_only not in html, demo_only

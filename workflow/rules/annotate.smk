@@ -3,36 +3,36 @@
 
 rule annotate_cells:
     input:
-        h5ad="results/cluster/clustered.h5ad",
+        h5ad=study_path("results/cluster/clustered.h5ad"),
         panel=shipped_file(PARAMS.annotation.panel),
         extra_panel=optional_file(PARAMS.annotation.extra_panel),
         celltypist_model=optional_file(PARAMS.annotation.celltypist_model),
     output:
-        h5ad="results/atlas.h5ad",
+        h5ad=study_path("results/atlas.h5ad"),
         clusters=report(
-            "results/annotate/cluster_labels.tsv",
+            study_path("results/annotate/cluster_labels.tsv"),
             caption="../report/cluster_labels.rst",
             category="Annotation",
         ),
         panel_genes=report(
-            "results/annotate/panel_genes.tsv",
+            study_path("results/annotate/panel_genes.tsv"),
             caption="../report/panel_genes.rst",
             category="Annotation",
         ),
         umap=report(
-            "results/annotate/umap_cell_type.png",
+            study_path("results/annotate/umap_cell_type.png"),
             caption="../report/umap_cell_type.rst",
             category="Annotation",
         ),
         dotplot=report(
-            "results/annotate/panel_dotplot.png",
+            study_path("results/annotate/panel_dotplot.png"),
             caption="../report/panel_dotplot.rst",
             category="Annotation",
         ),
     log:
-        "logs/annotate_cells/annotate_cells.log",
+        study_path("logs/annotate_cells/annotate_cells.log"),
     benchmark:
-        "benchmarks/annotate_cells/annotate_cells.tsv"
+        study_path("benchmarks/annotate_cells/annotate_cells.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:

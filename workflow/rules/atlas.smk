@@ -4,18 +4,18 @@
 
 rule merge_samples:
     input:
-        h5ads=expand("results/qc/{sample}/qc.h5ad", sample=SAMPLES.index),
+        h5ads=expand(study_path("results/qc/{sample}/qc.h5ad"), sample=SAMPLES.index),
     output:
-        h5ad="results/merge/merged.h5ad",
+        h5ad=study_path("results/merge/merged.h5ad"),
         summary=report(
-            "results/merge/merge_summary.tsv",
+            study_path("results/merge/merge_summary.tsv"),
             caption="../report/merge_summary.rst",
             category="Atlas",
         ),
     log:
-        "logs/merge_samples/merge_samples.log",
+        study_path("logs/merge_samples/merge_samples.log"),
     benchmark:
-        "benchmarks/merge_samples/merge_samples.tsv"
+        study_path("benchmarks/merge_samples/merge_samples.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -30,13 +30,13 @@ rule merge_samples:
 
 rule normalise_select_genes:
     input:
-        h5ad="results/merge/merged.h5ad",
+        h5ad=study_path("results/merge/merged.h5ad"),
     output:
-        h5ad="results/normalise/normalised.h5ad",
+        h5ad=study_path("results/normalise/normalised.h5ad"),
     log:
-        "logs/normalise_select_genes/normalise_select_genes.log",
+        study_path("logs/normalise_select_genes/normalise_select_genes.log"),
     benchmark:
-        "benchmarks/normalise_select_genes/normalise_select_genes.tsv"
+        study_path("benchmarks/normalise_select_genes/normalise_select_genes.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -52,13 +52,13 @@ rule normalise_select_genes:
 
 rule integrate_samples:
     input:
-        h5ad="results/normalise/normalised.h5ad",
+        h5ad=study_path("results/normalise/normalised.h5ad"),
     output:
-        h5ad="results/integrate/integrated.h5ad",
+        h5ad=study_path("results/integrate/integrated.h5ad"),
     log:
-        "logs/integrate_samples/integrate_samples.log",
+        study_path("logs/integrate_samples/integrate_samples.log"),
     benchmark:
-        "benchmarks/integrate_samples/integrate_samples.tsv"
+        study_path("benchmarks/integrate_samples/integrate_samples.tsv")
     conda:
         "../../envs/scanpy.yaml"
     threads: 2
@@ -76,23 +76,23 @@ rule integrate_samples:
 
 rule cluster_cells:
     input:
-        h5ad="results/integrate/integrated.h5ad",
+        h5ad=study_path("results/integrate/integrated.h5ad"),
     output:
-        h5ad="results/cluster/clustered.h5ad",
+        h5ad=study_path("results/cluster/clustered.h5ad"),
         sizes=report(
-            "results/cluster/cluster_sizes.tsv",
+            study_path("results/cluster/cluster_sizes.tsv"),
             caption="../report/cluster_sizes.rst",
             category="Atlas",
         ),
         umap=report(
-            "results/cluster/umap.png",
+            study_path("results/cluster/umap.png"),
             caption="../report/umap.rst",
             category="Atlas",
         ),
     log:
-        "logs/cluster_cells/cluster_cells.log",
+        study_path("logs/cluster_cells/cluster_cells.log"),
     benchmark:
-        "benchmarks/cluster_cells/cluster_cells.tsv"
+        study_path("benchmarks/cluster_cells/cluster_cells.tsv")
     conda:
         "../../envs/scanpy.yaml"
     threads: 2
@@ -111,22 +111,22 @@ rule cluster_cells:
 
 rule find_markers:
     input:
-        h5ad="results/atlas.h5ad",
+        h5ad=study_path("results/atlas.h5ad"),
     output:
         table=report(
-            "results/cluster/markers.tsv",
+            study_path("results/cluster/markers.tsv"),
             caption="../report/markers.rst",
             category="Atlas",
         ),
         dotplot=report(
-            "results/cluster/markers_dotplot.png",
+            study_path("results/cluster/markers_dotplot.png"),
             caption="../report/markers.rst",
             category="Atlas",
         ),
     log:
-        "logs/find_markers/find_markers.log",
+        study_path("logs/find_markers/find_markers.log"),
     benchmark:
-        "benchmarks/find_markers/find_markers.tsv"
+        study_path("benchmarks/find_markers/find_markers.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -140,17 +140,17 @@ rule find_markers:
 
 rule evaluate_integration:
     input:
-        h5ad="results/atlas.h5ad",
+        h5ad=study_path("results/atlas.h5ad"),
     output:
         report(
-            "results/annotate/integration_metrics.tsv",
+            study_path("results/annotate/integration_metrics.tsv"),
             caption="../report/integration_metrics.rst",
             category="Atlas",
         ),
     log:
-        "logs/evaluate_integration/evaluate_integration.log",
+        study_path("logs/evaluate_integration/evaluate_integration.log"),
     benchmark:
-        "benchmarks/evaluate_integration/evaluate_integration.tsv"
+        study_path("benchmarks/evaluate_integration/evaluate_integration.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:

@@ -1,24 +1,35 @@
 # Config and sample-sheet validation, and the input functions every rule shares.
+# Only light modules are imported here (no anndata, h5py or scanpy while Snakemake parses).
+import os
 import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+# This checkout's package, for the Snakefile and (through PYTHONPATH, which every job inherits,
+# locally and on a cluster node, where the Snakefile is parsed again) for every rule script: a
+# job never runs library code from another copy of cordatlas that pip installed elsewhere.
+PACKAGE_ROOT = str(Path(workflow.basedir).parent / "scripts")
+sys.path.insert(0, PACKAGE_ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
 
+from cordatlas.compare.plan import read_plan
 from cordatlas.config import (
     check_replicates,
     read_samples,
     read_schema,
-    sample_metadata,
     validate_config,
 )
-from cordatlas.io.download import cache_path
 from cordatlas.design import DESIGN_FACTORS
 from cordatlas.errors import UserInputError
-from cordatlas.compare.pseudobulk import read_plan
-from cordatlas.demo.simulate import infer_format
+from cordatlas.io.download import cache_path
+from cordatlas.io.formats import infer_format
+from cordatlas.params import WorkflowParams
+from cordatlas.study import in_study, study_dir
+from cordatlas.vocabulary import SAFE_NAME_PATTERN
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
 
@@ -56,6 +67,24 @@ def is_demo_path(path):
 
 
 DEMO_SAMPLES = SAMPLES[SAMPLES["path"].map(is_demo_path)]
+
+# Each study's outputs are its own: the demo's at the top level (results/, logs/, benchmarks/),
+# any other sheet's under studies/<sheet name>/ unless config study_dir says otherwise.
+try:
+    STUDY_DIR = study_dir(
+        config["study_dir"],
+        sheet=config["samples"],
+        demo_only=len(DEMO_SAMPLES) == len(SAMPLES),
+    )
+except UserInputError as err:
+    raise WorkflowError(f"\n{err}") from None
+
+
+def study_path(path):
+    """A results/, logs/ or benchmarks/ path inside this study's folder."""
+    return in_study(STUDY_DIR, path)
+
+
 DEMO_TRUTH = [
     str(DEMO_DIR / "truth" / f"{name}.tsv")
     for name in (
@@ -119,7 +148,7 @@ def de_tables(wildcards):
     plan = read_plan(checkpoints.aggregate_pseudobulk.get().output.plan)
     folders = {"pseudobulk_deseq2": "pseudobulk", "cell_level_wilcoxon": "cell_level"}
     return [
-        f"results/de/{folders[method]}/{slug}.tsv"
+        study_path(f"results/de/{folders[method]}/{slug}.tsv")
         for slug, method in zip(plan["slug"], plan["method"])
         if method in folders
     ]
@@ -128,25 +157,25 @@ def de_tables(wildcards):
 def all_outputs():
     """What `snakemake` builds by default."""
     outputs = [
-        "results/qc/qc_summary.tsv",
-        "results/qc/qc_thresholds.tsv",
-        "results/qc/qc_overview.png",
-        *expand("results/qc/{sample}/qc.png", sample=SAMPLES.index),
-        "results/merge/merge_summary.tsv",
-        "results/design/design.tsv",
-        "results/design/design_findings.tsv",
-        "results/atlas.h5ad",
-        "results/cluster/cluster_sizes.tsv",
-        "results/cluster/umap.png",
-        "results/cluster/markers.tsv",
-        "results/cluster/markers_dotplot.png",
-        "results/annotate/cluster_labels.tsv",
-        "results/annotate/integration_metrics.tsv",
-        "results/de/de_summary.tsv",
-        "results/composition/composition_tests.tsv",
-        "results/signatures/signature_tests.tsv",
-        "results/signatures/development_axis.tsv",
-        "results/enrichment/enrichment.tsv",
+        study_path("results/qc/qc_summary.tsv"),
+        study_path("results/qc/qc_thresholds.tsv"),
+        study_path("results/qc/qc_overview.png"),
+        *expand(study_path("results/qc/{sample}/qc.png"), sample=SAMPLES.index),
+        study_path("results/merge/merge_summary.tsv"),
+        study_path("results/design/design.tsv"),
+        study_path("results/design/design_findings.tsv"),
+        study_path("results/atlas.h5ad"),
+        study_path("results/cluster/cluster_sizes.tsv"),
+        study_path("results/cluster/umap.png"),
+        study_path("results/cluster/markers.tsv"),
+        study_path("results/cluster/markers_dotplot.png"),
+        study_path("results/annotate/cluster_labels.tsv"),
+        study_path("results/annotate/integration_metrics.tsv"),
+        study_path("results/de/de_summary.tsv"),
+        study_path("results/composition/composition_tests.tsv"),
+        study_path("results/signatures/signature_tests.tsv"),
+        study_path("results/signatures/development_axis.tsv"),
+        study_path("results/enrichment/enrichment.tsv"),
     ]
     if not DEMO_SAMPLES.empty:
         outputs += DEMO_TRUTH

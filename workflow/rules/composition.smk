@@ -3,27 +3,27 @@
 
 rule test_composition:
     input:
-        h5ad="results/atlas.h5ad",
+        h5ad=study_path("results/atlas.h5ad"),
     output:
         proportions=report(
-            "results/composition/proportions.tsv",
+            study_path("results/composition/proportions.tsv"),
             caption="../report/composition.rst",
             category="Composition",
         ),
         tests=report(
-            "results/composition/composition_tests.tsv",
+            study_path("results/composition/composition_tests.tsv"),
             caption="../report/composition.rst",
             category="Composition",
         ),
         figure=report(
-            "results/composition/composition.png",
+            study_path("results/composition/composition.png"),
             caption="../report/composition.rst",
             category="Composition",
         ),
     log:
-        "logs/test_composition/test_composition.log",
+        study_path("logs/test_composition/test_composition.log"),
     benchmark:
-        "benchmarks/test_composition/test_composition.tsv"
+        study_path("benchmarks/test_composition/test_composition.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:

@@ -4,18 +4,18 @@
 
 checkpoint aggregate_pseudobulk:
     input:
-        h5ad="results/atlas.h5ad",
+        h5ad=study_path("results/atlas.h5ad"),
     output:
-        h5ad="results/de/pseudobulks.h5ad",
+        h5ad=study_path("results/de/pseudobulks.h5ad"),
         plan=report(
-            "results/de/de_plan.tsv",
+            study_path("results/de/de_plan.tsv"),
             caption="../report/de_plan.rst",
             category="Differential expression",
         ),
     log:
-        "logs/aggregate_pseudobulk/aggregate_pseudobulk.log",
+        study_path("logs/aggregate_pseudobulk/aggregate_pseudobulk.log"),
     benchmark:
-        "benchmarks/aggregate_pseudobulk/aggregate_pseudobulk.tsv"
+        study_path("benchmarks/aggregate_pseudobulk/aggregate_pseudobulk.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -30,33 +30,35 @@ checkpoint aggregate_pseudobulk:
 
 rule test_pseudobulk_de:
     input:
-        h5ad="results/de/pseudobulks.h5ad",
-        plan="results/de/de_plan.tsv",
+        h5ad=study_path("results/de/pseudobulks.h5ad"),
+        plan=study_path("results/de/de_plan.tsv"),
     output:
         table=report(
-            "results/de/pseudobulk/{cell_type}.tsv",
+            study_path("results/de/pseudobulk/{cell_type}.tsv"),
             caption="../report/pseudobulk_de.rst",
             category="Differential expression",
             subcategory="{cell_type}",
         ),
-        counts="results/de/pseudobulk/counts/{cell_type}_counts.tsv.gz",
-        pseudobulks="results/de/pseudobulk/counts/{cell_type}_pseudobulks.tsv",
+        counts=study_path("results/de/pseudobulk/counts/{cell_type}_counts.tsv.gz"),
+        pseudobulks=study_path(
+            "results/de/pseudobulk/counts/{cell_type}_pseudobulks.tsv"
+        ),
         volcano=report(
-            "results/de/pseudobulk/figures/{cell_type}_volcano.png",
+            study_path("results/de/pseudobulk/figures/{cell_type}_volcano.png"),
             caption="../report/volcano.rst",
             category="Differential expression",
             subcategory="{cell_type}",
         ),
         heatmap=report(
-            "results/de/pseudobulk/figures/{cell_type}_heatmap.png",
+            study_path("results/de/pseudobulk/figures/{cell_type}_heatmap.png"),
             caption="../report/de_heatmap.rst",
             category="Differential expression",
             subcategory="{cell_type}",
         ),
     log:
-        "logs/test_pseudobulk_de/{cell_type}.log",
+        study_path("logs/test_pseudobulk_de/{cell_type}.log"),
     benchmark:
-        "benchmarks/test_pseudobulk_de/{cell_type}.tsv"
+        study_path("benchmarks/test_pseudobulk_de/{cell_type}.tsv")
     conda:
         "../../envs/scanpy.yaml"
     threads: 2
@@ -72,25 +74,25 @@ rule test_pseudobulk_de:
 
 rule test_cell_level_de:
     input:
-        h5ad="results/atlas.h5ad",
-        plan="results/de/de_plan.tsv",
+        h5ad=study_path("results/atlas.h5ad"),
+        plan=study_path("results/de/de_plan.tsv"),
     output:
         table=report(
-            "results/de/cell_level/{cell_type}.tsv",
+            study_path("results/de/cell_level/{cell_type}.tsv"),
             caption="../report/cell_level_de.rst",
             category="Differential expression",
             subcategory="{cell_type} (exploratory)",
         ),
         volcano=report(
-            "results/de/cell_level/figures/{cell_type}_volcano.png",
+            study_path("results/de/cell_level/figures/{cell_type}_volcano.png"),
             caption="../report/cell_level_de.rst",
             category="Differential expression",
             subcategory="{cell_type} (exploratory)",
         ),
     log:
-        "logs/test_cell_level_de/{cell_type}.log",
+        study_path("logs/test_cell_level_de/{cell_type}.log"),
     benchmark:
-        "benchmarks/test_cell_level_de/{cell_type}.tsv"
+        study_path("benchmarks/test_cell_level_de/{cell_type}.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -105,19 +107,19 @@ rule test_cell_level_de:
 
 rule summarise_de:
     input:
-        plan="results/de/de_plan.tsv",
+        plan=study_path("results/de/de_plan.tsv"),
         tables=de_tables,
     output:
         summary=report(
-            "results/de/de_summary.tsv",
+            study_path("results/de/de_summary.tsv"),
             caption="../report/de_summary.rst",
             category="Differential expression",
         ),
-        table="results/de/de_all.tsv.gz",
+        table=study_path("results/de/de_all.tsv.gz"),
     log:
-        "logs/summarise_de/summarise_de.log",
+        study_path("logs/summarise_de/summarise_de.log"),
     benchmark:
-        "benchmarks/summarise_de/summarise_de.tsv"
+        study_path("benchmarks/summarise_de/summarise_de.tsv")
     localrule: True
     conda:
         "../../envs/scanpy.yaml"
@@ -132,24 +134,24 @@ rule summarise_de:
 
 rule enrich_de:
     input:
-        table="results/de/de_all.tsv.gz",
+        table=study_path("results/de/de_all.tsv.gz"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:
         table=report(
-            "results/enrichment/enrichment.tsv",
+            study_path("results/enrichment/enrichment.tsv"),
             caption="../report/enrichment.rst",
             category="Enrichment",
         ),
         figure=report(
-            "results/enrichment/enrichment.png",
+            study_path("results/enrichment/enrichment.png"),
             caption="../report/enrichment.rst",
             category="Enrichment",
         ),
     log:
-        "logs/enrich_de/enrich_de.log",
+        study_path("logs/enrich_de/enrich_de.log"),
     benchmark:
-        "benchmarks/enrich_de/enrich_de.tsv"
+        study_path("benchmarks/enrich_de/enrich_de.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:

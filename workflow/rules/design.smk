@@ -3,22 +3,22 @@
 
 rule check_design:
     input:
-        qc_summary="results/qc/qc_summary.tsv",
+        qc_summary=study_path("results/qc/qc_summary.tsv"),
     output:
         table=report(
-            "results/design/design.tsv",
+            study_path("results/design/design.tsv"),
             caption="../report/design.rst",
             category="Study design",
         ),
         findings=report(
-            "results/design/design_findings.tsv",
+            study_path("results/design/design_findings.tsv"),
             caption="../report/design_findings.rst",
             category="Study design",
         ),
     log:
-        "logs/check_design/check_design.log",
+        study_path("logs/check_design/check_design.log"),
     benchmark:
-        "benchmarks/check_design/check_design.tsv"
+        study_path("benchmarks/check_design/check_design.tsv")
     localrule: True
     conda:
         "../../envs/scanpy.yaml"

@@ -35,11 +35,11 @@ rule ingest_sample:
     input:
         counts=sample_source,
     output:
-        h5ad="results/ingest/{sample}.h5ad",
+        h5ad=study_path("results/ingest/{sample}.h5ad"),
     log:
-        "logs/ingest_sample/{sample}.log",
+        study_path("logs/ingest_sample/{sample}.log"),
     benchmark:
-        "benchmarks/ingest_sample/{sample}.tsv"
+        study_path("benchmarks/ingest_sample/{sample}.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:

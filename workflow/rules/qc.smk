@@ -3,16 +3,16 @@
 
 rule qc_sample:
     input:
-        h5ad="results/ingest/{sample}.h5ad",
+        h5ad=study_path("results/ingest/{sample}.h5ad"),
     output:
-        h5ad="results/qc/{sample}/qc.h5ad",
-        cells="results/qc/{sample}/cells.tsv",
-        thresholds="results/qc/{sample}/thresholds.tsv",
-        summary="results/qc/{sample}/summary.tsv",
+        h5ad=study_path("results/qc/{sample}/qc.h5ad"),
+        cells=study_path("results/qc/{sample}/cells.tsv"),
+        thresholds=study_path("results/qc/{sample}/thresholds.tsv"),
+        summary=study_path("results/qc/{sample}/summary.tsv"),
     log:
-        "logs/qc_sample/{sample}.log",
+        study_path("logs/qc_sample/{sample}.log"),
     benchmark:
-        "benchmarks/qc_sample/{sample}.tsv"
+        study_path("benchmarks/qc_sample/{sample}.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -37,23 +37,27 @@ rule qc_sample:
 
 rule summarise_qc:
     input:
-        summaries=expand("results/qc/{sample}/summary.tsv", sample=SAMPLES.index),
-        thresholds=expand("results/qc/{sample}/thresholds.tsv", sample=SAMPLES.index),
+        summaries=expand(
+            study_path("results/qc/{sample}/summary.tsv"), sample=SAMPLES.index
+        ),
+        thresholds=expand(
+            study_path("results/qc/{sample}/thresholds.tsv"), sample=SAMPLES.index
+        ),
     output:
         summary=report(
-            "results/qc/qc_summary.tsv",
+            study_path("results/qc/qc_summary.tsv"),
             caption="../report/qc_summary.rst",
             category="Quality control",
         ),
         thresholds=report(
-            "results/qc/qc_thresholds.tsv",
+            study_path("results/qc/qc_thresholds.tsv"),
             caption="../report/qc_thresholds.rst",
             category="Quality control",
         ),
     log:
-        "logs/summarise_qc/summarise_qc.log",
+        study_path("logs/summarise_qc/summarise_qc.log"),
     benchmark:
-        "benchmarks/summarise_qc/summarise_qc.tsv"
+        study_path("benchmarks/summarise_qc/summarise_qc.tsv")
     localrule: True
     conda:
         "../../envs/scanpy.yaml"
@@ -66,20 +70,20 @@ rule summarise_qc:
 
 rule plot_qc_sample:
     input:
-        cells="results/qc/{sample}/cells.tsv",
-        thresholds="results/qc/{sample}/thresholds.tsv",
+        cells=study_path("results/qc/{sample}/cells.tsv"),
+        thresholds=study_path("results/qc/{sample}/thresholds.tsv"),
     output:
         report(
-            "results/qc/{sample}/qc.png",
+            study_path("results/qc/{sample}/qc.png"),
             caption="../report/qc_sample.rst",
             category="Quality control",
             subcategory="Per sample",
             labels={"sample": "{sample}"},
         ),
     log:
-        "logs/plot_qc_sample/{sample}.log",
+        study_path("logs/plot_qc_sample/{sample}.log"),
     benchmark:
-        "benchmarks/plot_qc_sample/{sample}.tsv"
+        study_path("benchmarks/plot_qc_sample/{sample}.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -91,18 +95,18 @@ rule plot_qc_sample:
 
 rule plot_qc_overview:
     input:
-        cells=expand("results/qc/{sample}/cells.tsv", sample=SAMPLES.index),
+        cells=expand(study_path("results/qc/{sample}/cells.tsv"), sample=SAMPLES.index),
     output:
         report(
-            "results/qc/qc_overview.png",
+            study_path("results/qc/qc_overview.png"),
             caption="../report/qc_overview.rst",
             category="Quality control",
             labels={"figure": "cells kept and removed"},
         ),
     log:
-        "logs/plot_qc_overview/plot_qc_overview.log",
+        study_path("logs/plot_qc_overview/plot_qc_overview.log"),
     benchmark:
-        "benchmarks/plot_qc_overview/plot_qc_overview.tsv"
+        study_path("benchmarks/plot_qc_overview/plot_qc_overview.tsv")
     localrule: True
     conda:
         "../../envs/scanpy.yaml"

@@ -4,21 +4,21 @@
 
 rule score_signatures:
     input:
-        h5ad="results/atlas.h5ad",
+        h5ad=study_path("results/atlas.h5ad"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:
-        cells="results/signatures/cell_scores.tsv.gz",
+        cells=study_path("results/signatures/cell_scores.tsv.gz"),
         genes=report(
-            "results/signatures/signature_genes.tsv",
+            study_path("results/signatures/signature_genes.tsv"),
             caption="../report/signature_genes.rst",
             category="Signatures",
         ),
-        replicates="results/signatures/replicate_scores.tsv",
+        replicates=study_path("results/signatures/replicate_scores.tsv"),
     log:
-        "logs/score_signatures/score_signatures.log",
+        study_path("logs/score_signatures/score_signatures.log"),
     benchmark:
-        "benchmarks/score_signatures/score_signatures.tsv"
+        study_path("benchmarks/score_signatures/score_signatures.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -34,32 +34,32 @@ rule score_signatures:
 
 rule test_signatures:
     input:
-        replicates="results/signatures/replicate_scores.tsv",
-        h5ad="results/atlas.h5ad",
+        replicates=study_path("results/signatures/replicate_scores.tsv"),
+        h5ad=study_path("results/atlas.h5ad"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:
         tests=report(
-            "results/signatures/signature_tests.tsv",
+            study_path("results/signatures/signature_tests.tsv"),
             caption="../report/signature_tests.rst",
             category="Signatures",
         ),
         heatmap=report(
-            "results/signatures/signature_heatmap.png",
+            study_path("results/signatures/signature_heatmap.png"),
             caption="../report/signature_tests.rst",
             category="Signatures",
         ),
         donors=report(
-            directory("results/signatures/donors"),
+            directory(study_path("results/signatures/donors")),
             patterns=["{signature}.png"],
             caption="../report/signature_donors.rst",
             category="Signatures",
             subcategory="Per donor",
         ),
     log:
-        "logs/test_signatures/test_signatures.log",
+        study_path("logs/test_signatures/test_signatures.log"),
     benchmark:
-        "benchmarks/test_signatures/test_signatures.tsv"
+        study_path("benchmarks/test_signatures/test_signatures.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -74,27 +74,27 @@ rule test_signatures:
 
 rule score_development:
     input:
-        replicates="results/signatures/replicate_scores.tsv",
-        genes="results/signatures/signature_genes.tsv",
-        h5ad="results/atlas.h5ad",
+        replicates=study_path("results/signatures/replicate_scores.tsv"),
+        genes=study_path("results/signatures/signature_genes.tsv"),
+        h5ad=study_path("results/atlas.h5ad"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
         reference=optional_file(PARAMS.signatures.development_reference),
     output:
         table=report(
-            "results/signatures/development_axis.tsv",
+            study_path("results/signatures/development_axis.tsv"),
             caption="../report/development_axis.rst",
             category="Signatures",
         ),
         figure=report(
-            "results/signatures/development_axis.png",
+            study_path("results/signatures/development_axis.png"),
             caption="../report/development_axis.rst",
             category="Signatures",
         ),
     log:
-        "logs/score_development/score_development.log",
+        study_path("logs/score_development/score_development.log"),
     benchmark:
-        "benchmarks/score_development/score_development.tsv"
+        study_path("benchmarks/score_development/score_development.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
