@@ -2,18 +2,16 @@
 
 import anndata as ad
 
-from cordatlas.annotate.panel import (
-    annotate_clusters,
-    celltypist_annotate,
-    load_panel,
-    merge_panels,
-    score_cell_types,
-)
+from cordatlas.annotate.celltypist import celltypist_annotate
+from cordatlas.annotate.labels import annotate_clusters, score_cell_types
+from cordatlas.annotate.panel import load_panel, merge_panels
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
 
 with rule_logging(snakemake.log[0]) as log:
+    annotation = snakemake.params.annotation
     adata = ad.read_h5ad(snakemake.input.h5ad)
+    # the panel files come as inputs (annotation.panel / extra_panel, resolved by the rule)
     panel = load_panel(snakemake.input.panel)
     if snakemake.input.extra_panel:
         panel = merge_panels(panel, load_panel(snakemake.input.extra_panel))
@@ -22,8 +20,8 @@ with rule_logging(snakemake.log[0]) as log:
         adata,
         scores,
         cluster_key="leiden",
-        min_score=snakemake.params.min_score,
-        min_margin=snakemake.params.min_margin,
+        min_score=annotation.min_score,
+        min_margin=annotation.min_margin,
         lineages={n: e.get("lineage") for n, e in panel["cell_types"].items()},
     )
     adata.uns["annotation"] = {"panel_version": str(panel["version"])}

@@ -11,7 +11,7 @@ with rule_logging(snakemake.log[0]):
     samples = snakemake.params.samples
     check = check_design(
         samples[~samples["sample"].isin(dropped)],
-        contrast=snakemake.params.contrast,
+        contrast=snakemake.params.contrast.as_tuple(),
         batch_key=snakemake.params.batch_key,
     )
     check.table.to_csv(snakemake.output.table, sep="\t", index=False)

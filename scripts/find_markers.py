@@ -7,13 +7,14 @@ from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_marker_dotplot
 
 with rule_logging(snakemake.log[0]):
+    markers_params = snakemake.params.markers
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    markers = find_markers(adata, groupby="leiden", n_genes=snakemake.params.n_genes)
+    markers = find_markers(adata, groupby="leiden", n_genes=markers_params.n_genes)
     markers.to_csv(snakemake.output.table, sep="\t", index=False)
     plot_marker_dotplot(
         adata,
         markers,
         groupby="leiden",
-        n_per_cluster=snakemake.params.n_dotplot,
+        n_per_cluster=markers_params.n_dotplot,
         path=snakemake.output.dotplot,
     )

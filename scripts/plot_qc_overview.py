@@ -3,7 +3,7 @@
 import pandas as pd
 
 from cordatlas.logs import rule_logging
-from cordatlas.plotting.atlas import plot_qc_overview
+from cordatlas.plotting.qc import plot_qc_overview
 
 with rule_logging(snakemake.log[0]):
     cells = pd.concat(

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from cordatlas.logs import rule_logging
-from cordatlas.plotting.atlas import plot_qc_sample
+from cordatlas.plotting.qc import plot_qc_sample
 
 with rule_logging(snakemake.log[0]):
     plot_qc_sample(

@@ -7,27 +7,11 @@ from cordatlas.logs import rule_logging
 from cordatlas.qc.sample import run_sample_qc
 
 with rule_logging(snakemake.log[0]) as log:
-    qc = snakemake.params.qc
     sample = snakemake.wildcards.sample
     result = run_sample_qc(
         ad.read_h5ad(snakemake.input.h5ad),
         sample=sample,
-        mito_prefix=qc["mito_prefix"],
-        ribo_prefixes=qc["ribo_prefixes"],
-        hb_pattern=qc["hb_pattern"],
-        nmads=qc["nmads"],
-        max_pct_counts_mt=qc["max_pct_counts_mt"],
-        min_counts=qc["min_counts"],
-        min_genes=qc["min_genes"],
-        max_pct_counts_hb=qc["max_pct_counts_hb"],
-        top20_exempt_min_pct_hb=qc["top20_exempt_min_pct_hb"],
-        remove_doublets=qc["doublets"]["remove"],
-        doublet_method=qc["doublets"]["method"],
-        expected_doublet_rate=qc["doublets"]["expected_doublet_rate"],
-        doublet_threshold=qc["doublets"]["threshold"],
-        doublet_threshold_method=qc["doublets"]["threshold_method"],
-        min_cells_per_sample=qc["min_cells_per_sample"],
-        on_small_sample=qc["on_small_sample"],
+        params=snakemake.params.qc,
         fixed=snakemake.params.fixed,
         seed=snakemake.params.seed,
     )

@@ -8,10 +8,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cordatlas.checks import check_contrast, require_columns
+
 log = logging.getLogger(__name__)
 
 #: Sample-sheet columns checked against condition.
 DESIGN_FACTORS = ("study", "technology", "tissue", "sorted_fraction", "sex")
+
+#: Columns of the design table and of the findings table.
+TABLE_COLUMNS = ["factor", "level", "condition", "n_samples", "n_donors"]
+FINDING_COLUMNS = ["severity", "topic", "message"]
 
 
 @dataclass(frozen=True)
@@ -20,13 +26,6 @@ class DesignCheck:
 
     table: pd.DataFrame  # factor, level, condition, n_samples, n_donors
     findings: pd.DataFrame  # severity (warning/info), topic, message
-
-
-def _levels_by_condition(samples: pd.DataFrame, factor: str) -> dict[str, set[str]]:
-    return {
-        str(condition): set(group[factor].astype(str))
-        for condition, group in samples.groupby("condition", observed=True)
-    }
 
 
 def check_design(
@@ -48,16 +47,63 @@ def check_design(
     samples
         One row per sample kept after QC, with `sample`, `donor`, `condition` and the factors.
     contrast
-        (condition of interest, reference).
+        (condition of interest, reference), e.g. ``params.Contrast.as_tuple()``.
     batch_key
         The obs column integration corrects for (config atlas.integration_key), or None.
     factors
         Sample-sheet columns to check; missing or all-unknown columns are skipped.
     """
+    # check
+    contrast = check_contrast(contrast)
+    require_columns(
+        samples.columns,
+        ["sample", "donor", "condition"],
+        table="sample sheet",
+        fix="give every sample its sample, donor and condition",
+    )
+    # compute
     samples = samples[samples["condition"].isin(contrast)].copy()
-    rows = []
+    keys = list(dict.fromkeys([*factors, *([batch_key] if batch_key else [])]))
+    rows, findings = _check_factors(samples, keys=keys, contrast=contrast)
+    if batch_key and batch_key in samples:
+        findings += _integration_findings(samples, batch_key=batch_key, contrast=contrast)
+    findings += _replication_findings(samples, contrast=contrast)
+    # format
+    for finding in findings:
+        (log.warning if finding["severity"] == "warning" else log.info)(
+            "design: %s", finding["message"]
+        )
+    return DesignCheck(
+        table=_design_table(samples, rows),
+        findings=pd.DataFrame(findings, columns=FINDING_COLUMNS),
+    )
+
+
+def _levels_by_condition(samples: pd.DataFrame, factor: str) -> dict[str, set[str]]:
+    return {
+        str(condition): set(group[factor].astype(str))
+        for condition, group in samples.groupby("condition", observed=True)
+    }
+
+
+def _shared_levels(levels: dict[str, set[str]], contrast: Sequence[str]) -> set[str]:
+    """Levels holding samples of both conditions (none when a condition has no sample)."""
+    return set.intersection(*levels.values()) if len(levels) == len(contrast) else set()
+
+
+def _finding(severity: str, topic: str, message: str) -> dict[str, str]:
+    return {"severity": severity, "topic": topic, "message": message}
+
+
+def _check_factors(
+    samples: pd.DataFrame, *, keys: Sequence[str], contrast: Sequence[str]
+) -> tuple[list[dict[str, object]], list[dict[str, str]]]:
+    """Cross-tabulation rows and aliasing findings of each factor, in order.
+
+    Missing values of each factor become "unknown" in `samples` (in place) as it is reached.
+    """
+    rows: list[dict[str, object]] = []
     findings: list[dict[str, str]] = []
-    keys = [f for f in dict.fromkeys([*factors, *([batch_key] if batch_key else [])])]
     for factor in keys:
         if factor not in samples or factor == "condition":
             continue
@@ -75,113 +121,119 @@ def check_design(
             )
         if factor in ("sample", "donor"):
             continue
-        levels = _levels_by_condition(samples, factor)
-        all_levels = set(values)
-        if len(all_levels) < 2 or all_levels == {"unknown"}:
-            continue
-        shared = set.intersection(*levels.values()) if len(levels) == len(contrast) else set()
-        if not shared and factor == "tissue":
-            # cord blood is a tissue of its own: tissue differs by construction, not by accident
-            findings.append(
-                {
-                    "severity": "info",
-                    "topic": "tissue",
-                    "message": (
-                        "tissue differs between conditions by construction ("
-                        + "; ".join(f"{c}: {sorted(v)}" for c, v in levels.items())
-                        + "); differences include the tissue of origin (e.g. marrow vs blood)."
-                    ),
-                }
+        finding = _aliasing_finding(samples, factor=factor, contrast=contrast)
+        if finding is not None:
+            findings.append(finding)
+    return rows, findings
+
+
+def _aliasing_finding(
+    samples: pd.DataFrame, *, factor: str, contrast: Sequence[str]
+) -> dict[str, str] | None:
+    """Whether `factor` is aliased with condition, differs by construction, or is imbalanced."""
+    levels = _levels_by_condition(samples, factor)
+    all_levels = set(samples[factor])
+    if len(all_levels) < 2 or all_levels == {"unknown"}:
+        return None
+    shared = _shared_levels(levels, contrast)
+    if not shared and factor == "tissue":
+        # cord blood is a tissue of its own: tissue differs by construction, not by accident
+        return _finding(
+            "info",
+            "tissue",
+            "tissue differs between conditions by construction ("
+            + "; ".join(f"{c}: {sorted(v)}" for c, v in levels.items())
+            + "); differences include the tissue of origin (e.g. marrow vs blood).",
+        )
+    if not shared:
+        described = "; ".join(
+            f"every {c} sample has {factor} {sorted(v)}" for c, v in levels.items()
+        )
+        return _finding(
+            "warning",
+            f"aliasing:{factor}",
+            f"condition is aliased with {factor} ({described}): cord-vs-adult "
+            f"differences in expression, composition and signatures cannot be told "
+            f"apart from {factor} effects. Still valid: comparisons within one "
+            f"condition (between cell types, between donors) and the cell-type "
+            f"labels themselves. Add samples of both conditions from one {factor} "
+            f"to separate them.",
+        )
+    if shared != all_levels:
+        return _finding(
+            "info",
+            f"imbalance:{factor}",
+            f"{factor} is partly confounded with condition: only {sorted(shared)} "
+            f"hold samples of both conditions; consider {factor} as a covariate.",
+        )
+    return None
+
+
+def _integration_findings(
+    samples: pd.DataFrame, *, batch_key: str, contrast: Sequence[str]
+) -> list[dict[str, str]]:
+    """Whether integrating on `batch_key` would remove (or shrink) the condition difference."""
+    levels = _levels_by_condition(samples, batch_key)
+    per_condition = {c: len(v) for c, v in levels.items()}
+    shared = _shared_levels(levels, contrast)
+    if not shared and all(n == 1 for n in per_condition.values()):
+        return [
+            _finding(
+                "warning",
+                "integration",
+                f"the integration key {batch_key!r} is the condition itself (one level "
+                f"per condition): integrating on it removes the cord-vs-adult difference. "
+                f"Set atlas.integration: none or integrate on a key with both conditions "
+                f"in some level.",
             )
-        elif not shared:
-            described = "; ".join(
-                f"every {c} sample has {factor} {sorted(v)}" for c, v in levels.items()
+        ]
+    if not shared:
+        return [
+            _finding(
+                "info",
+                "integration",
+                f"the integration key {batch_key!r} is nested within condition: "
+                f"integration aligns its levels across conditions, so condition "
+                f"differences in the integrated embedding shrink; differential "
+                f"expression uses raw counts and is not affected.",
             )
-            findings.append(
-                {
-                    "severity": "warning",
-                    "topic": f"aliasing:{factor}",
-                    "message": (
-                        f"condition is aliased with {factor} ({described}): cord-vs-adult "
-                        f"differences in expression, composition and signatures cannot be told "
-                        f"apart from {factor} effects. Still valid: comparisons within one "
-                        f"condition (between cell types, between donors) and the cell-type "
-                        f"labels themselves. Add samples of both conditions from one {factor} "
-                        f"to separate them."
-                    ),
-                }
-            )
-        elif shared != all_levels:
-            findings.append(
-                {
-                    "severity": "info",
-                    "topic": f"imbalance:{factor}",
-                    "message": (
-                        f"{factor} is partly confounded with condition: only {sorted(shared)} "
-                        f"hold samples of both conditions; consider {factor} as a covariate."
-                    ),
-                }
-            )
-    if batch_key and batch_key in samples:
-        levels = _levels_by_condition(samples, batch_key)
-        per_condition = {c: len(v) for c, v in levels.items()}
-        shared = set.intersection(*levels.values()) if len(levels) == len(contrast) else set()
-        if not shared and all(n == 1 for n in per_condition.values()):
-            findings.append(
-                {
-                    "severity": "warning",
-                    "topic": "integration",
-                    "message": (
-                        f"the integration key {batch_key!r} is the condition itself (one level "
-                        f"per condition): integrating on it removes the cord-vs-adult difference. "
-                        f"Set atlas.integration: none or integrate on a key with both conditions "
-                        f"in some level."
-                    ),
-                }
-            )
-        elif not shared:
-            findings.append(
-                {
-                    "severity": "info",
-                    "topic": "integration",
-                    "message": (
-                        f"the integration key {batch_key!r} is nested within condition: "
-                        f"integration aligns its levels across conditions, so condition "
-                        f"differences in the integrated embedding shrink; differential "
-                        f"expression uses raw counts and is not affected."
-                    ),
-                }
-            )
+        ]
+    return []
+
+
+def _replication_findings(
+    samples: pd.DataFrame, *, contrast: Sequence[str]
+) -> list[dict[str, str]]:
+    """A warning for each condition with fewer than two donors."""
     donors = samples.groupby("condition", observed=True)["donor"].nunique()
+    findings = []
     for condition in contrast:
         n = int(donors.get(condition, 0))
         if n < 2:
             findings.append(
-                {
-                    "severity": "warning",
-                    "topic": f"replication:{condition}",
-                    "message": (
-                        f"{condition} has {n} donor(s): no biological replication; any "
-                        f"cord-vs-adult test is exploratory (cells of one donor are not "
-                        f"independent replicates)."
-                    ),
-                }
+                _finding(
+                    "warning",
+                    f"replication:{condition}",
+                    f"{condition} has {n} donor(s): no biological replication; any "
+                    f"cord-vs-adult test is exploratory (cells of one donor are not "
+                    f"independent replicates).",
+                )
             )
-    for finding in findings:
-        (log.warning if finding["severity"] == "warning" else log.info)(
-            "design: %s", finding["message"]
-        )
-    table = pd.DataFrame(rows, columns=["factor", "level", "condition", "n_samples", "n_donors"])
+    return findings
+
+
+def _design_table(samples: pd.DataFrame, rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Donor and sample counts per condition first, then the factor cross-tabulations."""
+    by_condition = samples.groupby("condition", observed=True)
+    donors = by_condition["donor"].nunique()
     donors_row = pd.DataFrame(
         {
             "factor": "donor_count",
             "level": "all",
             "condition": list(donors.index.astype(str)),
-            "n_samples": samples.groupby("condition", observed=True)["sample"].nunique().to_list(),
+            "n_samples": by_condition["sample"].nunique().to_list(),
             "n_donors": donors.to_list(),
         }
     )
-    table = pd.concat([donors_row, table], ignore_index=True)
-    return DesignCheck(
-        table=table, findings=pd.DataFrame(findings, columns=["severity", "topic", "message"])
-    )
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return pd.concat([donors_row, table], ignore_index=True)

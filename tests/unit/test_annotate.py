@@ -11,14 +11,9 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from cordatlas.annotate.panel import (
-    UNASSIGNED,
-    annotate_clusters,
-    celltypist_annotate,
-    load_panel,
-    merge_panels,
-    score_cell_types,
-)
+from cordatlas.annotate.celltypist import celltypist_annotate
+from cordatlas.annotate.labels import annotate_clusters, score_cell_types
+from cordatlas.annotate.panel import UNASSIGNED, load_panel, merge_panels
 from cordatlas.atlas.build import (
     cluster,
     integrate,
@@ -28,6 +23,11 @@ from cordatlas.atlas.build import (
 )
 from cordatlas.demo.simulate import CELL_TYPES, simulate_study
 from cordatlas.errors import UserInputError
+from cordatlas.params import default_params
+
+#: The schema's cut-offs (config annotation.min_score, annotation.min_margin).
+ANNOTATION = default_params().annotation
+CUTOFFS = {"min_score": ANNOTATION.min_score, "min_margin": ANNOTATION.min_margin}
 
 PANEL = Path(__file__).resolve().parents[2] / "config" / "marker_panel.yaml"
 
@@ -193,7 +193,7 @@ def test_raw_counts_and_unknown_genes_are_refused(atlas, panel):
 def test_annotation_recovers_the_simulated_cell_types(atlas, panel):
     adata = atlas.copy()
     scores, _ = score_cell_types(adata, panel, seed=0)
-    table = annotate_clusters(adata, scores, cluster_key="leiden")
+    table = annotate_clusters(adata, scores, cluster_key="leiden", **CUTOFFS)
     truth = adata.obs["true_cell_type"].astype(str)
     in_panel = truth.isin(list(panel["cell_types"]))
     assert in_panel.all() and set(CELL_TYPES) <= set(panel["cell_types"])
@@ -240,7 +240,9 @@ def test_cluster_without_recognisable_markers_is_unassigned(atlas, panel):
     combined = ad.concat([adata, blank], merge="same")
     combined.obs["leiden"] = combined.obs["leiden"].astype(str).astype("category")
     scores, _ = score_cell_types(combined, panel, seed=0)
-    table = annotate_clusters(combined, scores, cluster_key="leiden").set_index("cluster")
+    table = annotate_clusters(combined, scores, cluster_key="leiden", **CUTOFFS).set_index(
+        "cluster"
+    )
     assert table.loc["blank", "cell_type"] == UNASSIGNED
     assert not table.loc["blank", "assigned"]
     assert (combined.obs.loc[combined.obs["leiden"] == "blank", "cell_type"] == UNASSIGNED).all()
@@ -255,8 +257,8 @@ def test_thresholds_decide_assignment(atlas, panel):
     strict = annotate_clusters(adata, scores, min_score=0.0, min_margin=np.inf)
     assert not strict["assigned"].any()
     assert set(adata.obs["cell_type"].cat.categories) == {UNASSIGNED}
-    with pytest.raises(UserInputError, match="not an obs column"):
-        annotate_clusters(adata, scores, cluster_key="louvain")
+    with pytest.raises(UserInputError, match=r"lacks column\(s\) \['louvain'\]"):
+        annotate_clusters(adata, scores, cluster_key="louvain", **CUTOFFS)
 
 
 def test_same_seed_gives_identical_labels(atlas, panel):
@@ -264,8 +266,8 @@ def test_same_seed_gives_identical_labels(atlas, panel):
     scores_1, _ = score_cell_types(first, panel, seed=7)
     scores_2, _ = score_cell_types(second, panel, seed=7)
     pd.testing.assert_frame_equal(scores_1, scores_2)
-    table_1 = annotate_clusters(first, scores_1)
-    table_2 = annotate_clusters(second, scores_2)
+    table_1 = annotate_clusters(first, scores_1, **CUTOFFS)
+    table_2 = annotate_clusters(second, scores_2, **CUTOFFS)
     pd.testing.assert_frame_equal(table_1, table_2)
     assert first.obs["cell_type"].equals(second.obs["cell_type"])
 

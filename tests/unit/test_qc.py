@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -9,40 +11,37 @@ import pytest
 import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
-from cordatlas.qc.sample import (
-    apply_thresholds,
+from cordatlas.params import default_params
+from cordatlas.qc.doublets import (
     call_doublets,
     classifier_doublet_scores,
-    compute_qc_metrics,
     doublet_features,
-    mad_bounds,
-    qc_thresholds,
-    run_sample_qc,
     simulate_doublets,
 )
+from cordatlas.qc.metrics import apply_thresholds, compute_qc_metrics, mad_bounds, qc_thresholds
+from cordatlas.qc.sample import run_sample_qc
 
-NMADS = {
-    "log1p_total_counts": 5,
-    "log1p_n_genes_by_counts": 5,
-    "pct_counts_in_top_20_genes": 5,
-    "pct_counts_mt": 3,
-}
-QC_ARGS = dict(
-    mito_prefix="MT-",
-    ribo_prefixes=("RPS", "RPL"),
-    hb_pattern=r"^HB(A[12]?|B|D|G[12]|E1|M|Q1|Z)$",
-    nmads=NMADS,
-    max_pct_counts_mt=20,
-    min_counts=200,
-    min_genes=100,
-    max_pct_counts_hb=None,
-    top20_exempt_min_pct_hb=20,
-    remove_doublets=True,
-    expected_doublet_rate=0.06,
-    doublet_threshold=None,
-    min_cells_per_sample=20,
-    on_small_sample="fail",
+#: The schema's QC defaults, with a smaller minimum sample (the test samples are small).
+QC = dataclasses.replace(default_params().qc, min_cells_per_sample=20, on_small_sample="fail")
+NMADS = QC.nmads
+GENE_SETS = dict(
+    mito_prefix=QC.mito_prefix, ribo_prefixes=QC.ribo_prefixes, hb_pattern=QC.hb_pattern
 )
+BOUNDS = dict(
+    nmads=NMADS,
+    max_pct_counts_mt=QC.max_pct_counts_mt,
+    min_counts=QC.min_counts,
+    min_genes=QC.min_genes,
+)
+DOUBLETS = dict(threshold_method=QC.doublets.threshold_method)
+
+
+def run_qc(adata, *, sample="S", doublets=None, **changes):
+    """run_sample_qc with QC, some fields (and some of qc.doublets) changed."""
+    params = dataclasses.replace(
+        QC, **changes, doublets=dataclasses.replace(QC.doublets, **(doublets or {}))
+    )
+    return run_sample_qc(adata, sample=sample, params=params, fixed=None, seed=0)
 
 
 def make_sample(
@@ -91,28 +90,21 @@ def test_zero_variance_gives_no_adaptive_bound():
         },
         index=[f"c{i}" for i in range(40)],
     )
-    thresholds = qc_thresholds(
-        obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
-    )
+    thresholds = qc_thresholds(obs, **BOUNDS)
     flags = apply_thresholds(obs, thresholds)
     assert not flags.to_numpy().any(), "identical cells must all pass"
     by_metric = {t.metric: t for t in thresholds}
-    assert by_metric["total_counts"].lower == 200  # the floor still applies
-    assert by_metric["pct_counts_mt"].upper == 20  # the ceiling still applies
+    assert by_metric["total_counts"].lower == QC.min_counts  # the floor still applies
+    assert by_metric["pct_counts_mt"].upper == QC.max_pct_counts_mt  # the ceiling still applies
 
 
 def test_mito_is_one_sided_and_capped():
     adata = make_sample(n_damaged=20)
-    compute_qc_metrics(adata)
-    thresholds = {
-        t.metric: t
-        for t in qc_thresholds(
-            adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
-        )
-    }
+    compute_qc_metrics(adata, **GENE_SETS)
+    thresholds = {t.metric: t for t in qc_thresholds(adata.obs, **BOUNDS)}
     assert thresholds["pct_counts_mt"].lower is None
     assert thresholds["pct_counts_in_top_20_genes"].lower is None
-    assert thresholds["pct_counts_mt"].upper <= 20
+    assert thresholds["pct_counts_mt"].upper <= QC.max_pct_counts_mt
     # a very low mito % is never a reason to remove a cell
     obs = adata.obs.copy()
     obs.iloc[0, obs.columns.get_loc("pct_counts_mt")] = 0.0
@@ -122,14 +114,9 @@ def test_mito_is_one_sided_and_capped():
 
 def test_fixed_thresholds_replace_adaptive_ones():
     adata = make_sample()
-    compute_qc_metrics(adata)
+    compute_qc_metrics(adata, **GENE_SETS)
     fixed = {"min_counts": 2400.0, "max_pct_counts_mt": 1.0, "max_counts": None}
-    thresholds = {
-        t.metric: t
-        for t in qc_thresholds(
-            adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100, fixed=fixed
-        )
-    }
+    thresholds = {t.metric: t for t in qc_thresholds(adata.obs, **BOUNDS, fixed=fixed)}
     assert thresholds["total_counts"].lower == 2400.0
     assert thresholds["total_counts"].source == "fixed"
     assert thresholds["total_counts"].upper is not None  # other side stays adaptive
@@ -140,7 +127,7 @@ def test_fixed_thresholds_replace_adaptive_ones():
 
 def test_damaged_and_empty_cells_removed_with_reasons():
     adata = make_sample(n_cells=400, n_damaged=25, n_empty=25)
-    result = run_sample_qc(adata, sample="S", **QC_ARGS)
+    result = run_qc(adata)
     cells = result.cells
     damaged = cells.iloc[400:425]
     empty = cells.iloc[425:]
@@ -161,13 +148,12 @@ def test_every_cell_failing_stops_with_the_sample_named():
     with pytest.raises(
         UserInputError, match=r"sample 'EMPTY': 0 of 60 cells passed QC.*low_counts 60"
     ):
-        run_sample_qc(adata, sample="EMPTY", **QC_ARGS)
+        run_qc(adata, sample="EMPTY")
 
 
 def test_small_sample_dropped_when_configured():
     adata = make_sample(n_cells=0, n_empty=60)
-    args = {**QC_ARGS, "on_small_sample": "drop"}
-    result = run_sample_qc(adata, sample="EMPTY", **args)
+    result = run_qc(adata, sample="EMPTY", on_small_sample="drop")
     assert result.adata.n_obs == 0
     assert result.summary["dropped_sample"] is True
     assert not result.cells["passed_qc"].any()
@@ -180,10 +166,10 @@ def test_haemoglobin_is_reported_not_filtered_by_default():
     X = adata.X.toarray()
     X[:40, adata.var_names.get_loc("HBB")] = 3000  # erythroid-like cells
     adata.X = sp.csr_matrix(X)
-    result = run_sample_qc(adata, sample="S", **{**QC_ARGS, "remove_doublets": False})
+    result = run_qc(adata, doublets={"remove": False})
     assert result.cells["pct_counts_hb"].iloc[:40].min() > 40
     assert "high_hb" not in ";".join(result.cells["qc_reasons"])
-    filtered = run_sample_qc(adata, sample="S", **{**QC_ARGS, "max_pct_counts_hb": 20.0})
+    filtered = run_qc(adata, max_pct_counts_hb=20.0)
     assert filtered.cells["qc_reasons"].iloc[:40].str.contains("high_hb").all()
 
 
@@ -192,17 +178,15 @@ def test_haemoglobin_rich_cells_are_not_judged_on_top20():
     X = adata.X.toarray()
     X[:30, adata.var_names.get_loc("HBB")] = 6000  # globin-dominated, low-complexity red cells
     adata.X = sp.csr_matrix(X)
-    args = {**QC_ARGS, "remove_doublets": False}
-    kept = run_sample_qc(adata, sample="S", **args)
+    kept = run_qc(adata, doublets={"remove": False})
     assert kept.cells["passed_qc"].iloc[:30].all()
-    judged = run_sample_qc(adata, sample="S", **{**args, "top20_exempt_min_pct_hb": None})
+    judged = run_qc(adata, doublets={"remove": False}, top20_exempt_min_pct_hb=None)
     assert judged.cells["qc_reasons"].iloc[:30].str.contains("high_top20").all()
 
 
 def test_dropped_sample_marks_its_passing_cells():
     adata = make_sample(n_cells=30, n_empty=10)
-    args = {**QC_ARGS, "on_small_sample": "drop", "min_cells_per_sample": 50}
-    result = run_sample_qc(adata, sample="SMALL", **args)
+    result = run_qc(adata, sample="SMALL", on_small_sample="drop", min_cells_per_sample=50)
     assert result.adata.n_obs == 0
     assert not result.cells["passed_qc"].any()
     healthy = result.cells["qc_reasons"].iloc[:30]
@@ -255,7 +239,7 @@ def test_doublet_cut_methods(method):
     assert cut == 0.5 and "fixed" in note
     assert fixed["predicted_doublet"].sum() == (fixed["doublet_score"] > 0.5).sum()
     small, cut, note = call_doublets(
-        adata[:50], expected_doublet_rate=0.06, threshold=None, method=method, seed=0
+        adata[:50], expected_doublet_rate=0.06, threshold=None, method=method, seed=0, **DOUBLETS
     )
     assert cut is None and "not called" in note and not small["predicted_doublet"].any()
     assert small["doublet_score"].isna().all()
@@ -264,13 +248,8 @@ def test_doublet_cut_methods(method):
 def test_empty_barcodes_do_not_drag_the_adaptive_bounds():
     """An unfiltered matrix: thousands of near-empty barcodes must not push real cells out."""
     adata = make_sample(n_cells=300, n_empty=3000)
-    compute_qc_metrics(adata)
-    thresholds = {
-        t.metric: t
-        for t in qc_thresholds(
-            adata.obs, nmads=NMADS, max_pct_counts_mt=20, min_counts=200, min_genes=100
-        )
-    }
+    compute_qc_metrics(adata, **GENE_SETS)
+    thresholds = {t.metric: t for t in qc_thresholds(adata.obs, **BOUNDS)}
     real = adata.obs.iloc[:300]
     assert thresholds["total_counts"].upper > real["total_counts"].max()
     assert thresholds["n_genes_by_counts"].upper > real["n_genes_by_counts"].max()
@@ -343,7 +322,7 @@ def test_classifier_finds_homotypic_doublets_scrublet_misses(seed):
     called = {}
     for method in ("classifier", "scrublet"):
         calls, _, _ = call_doublets(
-            adata, expected_doublet_rate=0.06, threshold=None, method=method, seed=0
+            adata, expected_doublet_rate=0.06, threshold=None, method=method, seed=0, **DOUBLETS
         )
         called[method] = calls["predicted_doublet"].to_numpy()
     assert called["classifier"][heterotypic].mean() >= 0.9
@@ -356,7 +335,12 @@ def test_doublet_settings_are_checked():
     adata = make_sample(n_cells=150, seed=6)
     with pytest.raises(UserInputError, match=r"qc.doublets.method is 'doubletfinder'"):
         call_doublets(
-            adata, expected_doublet_rate=0.06, threshold=None, method="doubletfinder", seed=0
+            adata,
+            expected_doublet_rate=0.06,
+            threshold=None,
+            method="doubletfinder",
+            seed=0,
+            **DOUBLETS,
         )
     with pytest.raises(UserInputError, match=r"threshold_method 'scrublet'.*needs"):
         call_doublets(
@@ -369,19 +353,24 @@ def test_doublet_settings_are_checked():
         )
     with pytest.raises(UserInputError, match=r"threshold_method is 'valley'"):
         call_doublets(
-            adata, expected_doublet_rate=0.06, threshold=None, threshold_method="valley", seed=0
+            adata,
+            expected_doublet_rate=0.06,
+            threshold=None,
+            threshold_method="valley",
+            method=QC.doublets.method,
+            seed=0,
         )
 
 
 def test_sample_qc_uses_the_chosen_doublet_method():
     adata = with_doublets(make_sample(n_cells=400, seed=7), 24)
     for method in ("classifier", "scrublet"):
-        result = run_sample_qc(adata, sample="S", doublet_method=method, **QC_ARGS)
+        result = run_qc(adata, doublets={"method": method})
         row = result.thresholds.query("metric == 'doublet_score'").iloc[0]
         assert row["source"] == method
         assert row["detail"].startswith(f"{method} doublet score threshold")
         metric_pass = ~result.cells["qc_reasons"].str.replace("doublet", "").str.strip(";").ne("")
         assert result.summary["predicted_doublets"] == round(0.06 * metric_pass.sum())
         assert "doublet" in ";".join(result.cells["qc_reasons"])
-    default = run_sample_qc(adata, sample="S", **QC_ARGS)
+    default = run_qc(adata)
     assert default.thresholds.query("metric == 'doublet_score'")["source"].iloc[0] == "classifier"

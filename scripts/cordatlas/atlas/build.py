@@ -12,6 +12,7 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from cordatlas.checks import require_columns
 from cordatlas.config import METADATA_COLUMNS
 from cordatlas.errors import UserInputError
 
@@ -129,11 +130,12 @@ def select_highly_variable_genes(
     n_top = min(n_top_genes, adata.n_vars)
     key = batch_key
     if key is not None:
-        if key not in adata.obs:
-            raise UserInputError(
-                f"config atlas.hvg_batch_key: {key!r} is not an obs column; "
-                f"use one of {sorted(adata.obs.columns)} or null"
-            )
+        require_columns(
+            adata.obs.columns,
+            [key],
+            table="the merged atlas's obs",
+            fix=f"set config atlas.hvg_batch_key to one of {sorted(adata.obs.columns)} or null",
+        )
         if adata.obs[key].nunique() < 2 or adata.obs[key].value_counts().min() < 50:
             log.warning(
                 "HVG: batch key %r has a group with < 50 cells or a single group; ranking genes "
@@ -170,11 +172,12 @@ def integrate(adata: ad.AnnData, *, method: str, key: str, seed: int, threads: i
         return "X_pca"
     if method != "harmony":
         raise UserInputError(f"config atlas.integration: {method!r}; use 'none' or 'harmony'")
-    if key not in adata.obs:
-        raise UserInputError(
-            f"config atlas.integration_key: {key!r} is not an obs column; "
-            f"use one of {sorted(adata.obs.columns)}"
-        )
+    require_columns(
+        adata.obs.columns,
+        [key],
+        table="the merged atlas's obs",
+        fix=f"set config atlas.integration_key to one of {sorted(adata.obs.columns)}",
+    )
     import harmonypy
 
     result = harmonypy.run_harmony(

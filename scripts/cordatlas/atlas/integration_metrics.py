@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from sklearn.metrics import silhouette_score
 
 from cordatlas.atlas.build import leiden_key
+from cordatlas.checks import require_columns
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,12 @@ def knn_batch_entropy(
         One value per cell in [0, 1]; NaN for cells without neighbours, and for every cell
         when the data hold fewer than two batches.
     """
-    if batch_key not in adata.obs:
-        raise UserInputError(
-            f"batch key {batch_key!r} is not an obs column; use one of {sorted(adata.obs.columns)}"
-        )
+    require_columns(
+        adata.obs.columns,
+        [batch_key],
+        table="the atlas's obs",
+        fix=f"pass batch_key= one of {sorted(adata.obs.columns)}",
+    )
     codes = _batch_codes(adata.obs[batch_key], what=f"obs[{batch_key!r}]")
     n_batches = int(codes.max()) + 1 if codes.size else 0
     graph = sp.csr_matrix(adata.obsp[_distances_key(adata, neighbors_key=neighbors_key)])
@@ -302,49 +305,35 @@ def integration_metrics(
         One row per resolution; columns are explained in the module docstring and
         :func:`integration_metrics_note`.
     """
-    if batch_key not in adata.obs:
-        raise UserInputError(
-            f"batch key {batch_key!r} is not an obs column; use one of {sorted(adata.obs.columns)}"
-        )
+    # check
+    needed = [batch_key, *([cell_type_key] if cell_type_key is not None else [])]
+    require_columns(
+        adata.obs.columns,
+        needed,
+        table="the atlas's obs",
+        fix=f"pass batch_key= (and cell_type_key=) one of {sorted(adata.obs.columns)}",
+    )
     integrated = _obsm(adata, use_rep, what="use_rep")
     graph_params = adata.uns.get(neighbors_key or "neighbors", {}).get("params", {})
     graph_rep = graph_params.get("use_rep")
     if graph_rep is not None and graph_rep != use_rep:
         log.warning("the kNN graph was built on %r, not on use_rep %r", graph_rep, use_rep)
-
-    batches = adata.obs[batch_key]
-    n_batches = int(pd.Series(np.asarray(batches, dtype=object)).nunique())
-    if n_batches < 2:
-        log.warning("only %d batch in obs[%r]: batch entropies are NaN", n_batches, batch_key)
-    knn_entropy = knn_batch_entropy(adata, batch_key=batch_key, neighbors_key=neighbors_key)
-    knn_mean = float(np.nanmean(knn_entropy)) if np.isfinite(knn_entropy).any() else np.nan
-    knn_random = random_mixing_entropy(batches)
-
-    cell_type_integrated = cell_type_unintegrated = float("nan")
-    if cell_type_key is not None:
-        if cell_type_key not in adata.obs:
-            raise UserInputError(
-                f"cell type key {cell_type_key!r} is not an obs column; "
-                f"use one of {sorted(adata.obs.columns)}"
-            )
-        cell_types = adata.obs[cell_type_key]
-        unintegrated = _obsm(adata, unintegrated_rep, what="unintegrated_rep")
-        cell_type_integrated = silhouette(
-            integrated, cell_types, sample_size=sample_size, seed=seed
+    # compute: the resolution-free columns, then one row per resolution
+    shared = _batch_mixing(adata, batch_key=batch_key, neighbors_key=neighbors_key)
+    shared.update(
+        _cell_type_silhouettes(
+            adata,
+            integrated,
+            cell_type_key=cell_type_key,
+            unintegrated_rep=unintegrated_rep,
+            sample_size=sample_size,
+            seed=seed,
         )
-        cell_type_unintegrated = silhouette(
-            unintegrated, cell_types, sample_size=sample_size, seed=seed
-        )
-
+    )
     rows = []
     for resolution in resolutions:
-        key = leiden_key(resolution)
-        if key not in adata.obs:
-            raise UserInputError(
-                f"no Leiden clustering at resolution {resolution}: obs[{key!r}] is missing; "
-                "list the resolution in config atlas.leiden_resolutions"
-            )
-        clusters = cluster_batch_entropy(adata.obs[key], batches)
+        key = _leiden_column(adata, resolution)
+        clusters = cluster_batch_entropy(adata.obs[key], adata.obs[batch_key])
         weights = clusters["n_cells"].to_numpy(dtype=np.float64)
         entropy = clusters["batch_entropy"].to_numpy()
         rows.append(
@@ -354,7 +343,7 @@ def integration_metrics(
                 "n_clusters": len(clusters),
                 "cluster_batch_entropy": (
                     float(np.sum(weights * entropy) / weights.sum())
-                    if n_batches >= 2
+                    if shared["n_batches"] >= 2
                     else float("nan")
                 ),
                 "frac_clusters_batch_dominated": float(
@@ -363,14 +352,64 @@ def integration_metrics(
                 "cluster_silhouette": silhouette(
                     integrated, adata.obs[key], sample_size=sample_size, seed=seed
                 ),
-                "n_batches": n_batches,
-                "knn_batch_entropy": knn_mean,
-                "knn_batch_entropy_random": knn_random,
-                "cell_type_silhouette": cell_type_integrated,
-                "cell_type_silhouette_unintegrated": cell_type_unintegrated,
+                **shared,
             }
         )
+    # format
     return pd.DataFrame(rows)
+
+
+def _leiden_column(adata: ad.AnnData, resolution: float) -> str:
+    """obs column of the Leiden clustering at `resolution`; refused when it was not run."""
+    key = leiden_key(resolution)
+    if key not in adata.obs:
+        raise UserInputError(
+            f"no Leiden clustering at resolution {resolution}: obs[{key!r}] is missing; "
+            "list the resolution in config atlas.leiden_resolutions"
+        )
+    return key
+
+
+def _batch_mixing(
+    adata: ad.AnnData, *, batch_key: str, neighbors_key: str | None
+) -> dict[str, float | int]:
+    """`n_batches`, `knn_batch_entropy` (mean over cells) and `knn_batch_entropy_random`."""
+    batches = adata.obs[batch_key]
+    n_batches = int(pd.Series(np.asarray(batches, dtype=object)).nunique())
+    if n_batches < 2:
+        log.warning("only %d batch in obs[%r]: batch entropies are NaN", n_batches, batch_key)
+    knn_entropy = knn_batch_entropy(adata, batch_key=batch_key, neighbors_key=neighbors_key)
+    return {
+        "n_batches": n_batches,
+        "knn_batch_entropy": (
+            float(np.nanmean(knn_entropy)) if np.isfinite(knn_entropy).any() else np.nan
+        ),
+        "knn_batch_entropy_random": random_mixing_entropy(batches),
+    }
+
+
+def _cell_type_silhouettes(
+    adata: ad.AnnData,
+    integrated: np.ndarray,
+    *,
+    cell_type_key: str | None,
+    unintegrated_rep: str,
+    sample_size: int,
+    seed: int,
+) -> dict[str, float]:
+    """Silhouette of the cell-type labels on the integrated and unintegrated embeddings."""
+    integrated_value = unintegrated_value = float("nan")
+    if cell_type_key is not None:
+        cell_types = adata.obs[cell_type_key]
+        unintegrated = _obsm(adata, unintegrated_rep, what="unintegrated_rep")
+        integrated_value = silhouette(integrated, cell_types, sample_size=sample_size, seed=seed)
+        unintegrated_value = silhouette(
+            unintegrated, cell_types, sample_size=sample_size, seed=seed
+        )
+    return {
+        "cell_type_silhouette": integrated_value,
+        "cell_type_silhouette_unintegrated": unintegrated_value,
+    }
 
 
 def integration_metrics_note(
