@@ -2,29 +2,17 @@
 
 import anndata as ad
 
-from cordatlas.compare.pseudobulk import aggregate_pseudobulk, plan_comparisons
+from cordatlas.compare.plan import METHOD_CELL_LEVEL, plan_comparisons
+from cordatlas.compare.pseudobulk import aggregate_pseudobulk
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
-    cfg = snakemake.params.comparison
+    comparison = snakemake.params.comparison
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    pseudobulk = aggregate_pseudobulk(
-        adata,
-        cell_type_key=cfg["cell_type_key"],
-        replicate_key=cfg["replicate_key"],
-        metadata=cfg["covariates"],
-    )
-    plan = plan_comparisons(
-        pseudobulk.obs,
-        contrast=snakemake.params.contrast,
-        cell_type_key=cfg["cell_type_key"],
-        replicate_key=cfg["replicate_key"],
-        min_cells=cfg["min_cells_per_replicate"],
-        min_replicates=cfg["min_replicates_per_group"],
-        exclude=cfg["exclude_cell_types"],
-    )
+    pseudobulk = aggregate_pseudobulk(adata, comparison)
+    plan = plan_comparisons(pseudobulk.obs, comparison, snakemake.params.contrast)
     for row in plan.itertuples():
-        level = log.warning if row.method == "cell_level_wilcoxon" else log.info
-        level("%s: %s (%s)", row.cell_type, row.method, row.reason)
+        level = log.warning if row.method == METHOD_CELL_LEVEL else log.info
+        level("%s: %s, %s (%s)", row.cell_type, row.method, row.evidence, row.note)
     pseudobulk.write_h5ad(snakemake.output.h5ad)
     plan.to_csv(snakemake.output.plan, sep="\t", index=False)

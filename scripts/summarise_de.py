@@ -1,8 +1,9 @@
-"""Adapter for rule summarise_de: one row per cell type (test, donors, hits) and every DE table in one file."""
+"""Adapter for rule summarise_de: one row per cell type (test, evidence, donors, hits) and every DE table in one file."""
 
 import pandas as pd
 
-from cordatlas.compare.pseudobulk import DE_COLUMNS, de_summary, read_de_table, read_plan
+from cordatlas.compare.de_summary import DE_COLUMNS, de_summary, read_de_table
+from cordatlas.compare.plan import read_plan
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

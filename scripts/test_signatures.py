@@ -5,31 +5,30 @@ from pathlib import Path
 import anndata as ad
 
 from cordatlas.compare.donor_stats import replicate_table
-from cordatlas.compare.signatures import load_library, read_replicate_scores, test_signatures
+from cordatlas.compare.signature_tests import signature_tests
+from cordatlas.compare.signatures import read_replicate_scores
+from cordatlas.genesets.library import load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
 
 with rule_logging(snakemake.log[0]) as log:
-    cfg = snakemake.params.comparison
+    comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
     summary = read_replicate_scores(snakemake.input.replicates)
     obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
-    design = replicate_table(obs, replicate_key=cfg["replicate_key"], columns=cfg["covariates"])
-    library = load_library(snakemake.input.library, snakemake.input.extra_sets)
-    results = test_signatures(
-        summary,
-        design,
-        library,
-        contrast=contrast,
-        covariates=cfg["covariates"],
-        min_replicates=cfg["min_replicates_per_group"],
-        alpha=cfg["alpha"],
+    design = replicate_table(
+        obs, replicate_key=comparison.replicate_key, columns=comparison.covariates
     )
+    library = load_library(snakemake.input.library, snakemake.input.extra_sets)
+    results = signature_tests(summary, design, library, comparison, contrast)
     for row in results.query("concordance in ['agree', 'disagree']").itertuples():
-        log.info("%s in %s: %s (%s)", row.signature, row.cell_type, row.concordance, row.evidence)
+        log.info("%s in %s: %s (%s)", row.signature, row.cell_type, row.concordance, row.note)
     results.to_csv(snakemake.output.tests, sep="\t", index=False)
     plot_signature_heatmap(
-        results, path=snakemake.output.heatmap, contrast=contrast, alpha=cfg["alpha"]
+        results,
+        path=snakemake.output.heatmap,
+        contrast=contrast.as_tuple(),
+        alpha=comparison.alpha,
     )
     folder = Path(snakemake.output.donors)
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,5 +38,5 @@ with rule_logging(snakemake.log[0]) as log:
             signature=signature,
             path=folder / f"{signature}.png",
             results=results,
-            contrast=contrast,
+            contrast=contrast.as_tuple(),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +12,13 @@ from cordatlas.compare import composition
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.demo.simulate import CELL_TYPES, simulate_study
 from cordatlas.errors import UserInputError
-from cordatlas.plotting.compare import plot_composition
+from cordatlas.params import Contrast, default_params
+from cordatlas.plotting.composition import plot_composition
+from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE_LABELS, NOT_TESTABLE
 
 CORD, ADULT = "cord_blood", "adult"
-CONTRAST = (CORD, ADULT)
+CONTRAST = Contrast(CORD, ADULT)
+COMPARISON = default_params().comparison
 #: The largest planted shifts (simulate.COMPOSITION): expected sign of cord vs adult.
 LARGEST_SHIFTS = {"CD4_memory": -1, "CD8_effector": -1, "CD4_naive": 1, "erythroid": 1}
 
@@ -42,13 +47,18 @@ def _healthy_obs(seed: int, *, condition_effect: bool = True, **sheet) -> pd.Dat
     return obs[obs["artefact"] == "none"].copy()
 
 
-def _run(obs: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    covariates = kwargs.get("covariates", ())
-    proportions = composition.replicate_proportions(obs)
-    design = replicate_table(obs, replicate_key="donor", columns=covariates)
-    return proportions, composition.test_composition(
-        proportions, design, contrast=CONTRAST, **kwargs
-    )
+def _params(**changes):
+    """The default comparison parameters with some changed (as a config would)."""
+    return dataclasses.replace(COMPARISON, **changes)
+
+
+def _run(obs: pd.DataFrame, **changes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    comparison = _params(**changes)
+    proportions = composition.replicate_proportions(obs, comparison)
+    design = replicate_table(obs, replicate_key="donor", columns=comparison.covariates)
+    tests = composition.composition_tests(proportions, design, comparison, CONTRAST)
+    assert tests["evidence"].isin(EVIDENCE_LABELS).all()
+    return proportions, tests
 
 
 def _planted_sign() -> pd.Series:
@@ -96,7 +106,7 @@ def test_excluded_labels_leave_numerator_and_denominator(obs):
     labelled["cell_type"] = labelled["cell_type"].astype(str)
     hidden = labelled.index[labelled["cell_type"] == "B_naive"]
     labelled.loc[hidden, "cell_type"] = "unassigned"
-    table = composition.replicate_proportions(labelled, exclude=["unassigned"])
+    table = composition.replicate_proportions(labelled, _params(exclude_cell_types=("unassigned",)))
     assert "unassigned" not in set(table["cell_type"])
     assert "B_naive" not in set(table["cell_type"])  # all its cells were relabelled
     n_kept = (labelled["cell_type"] != "unassigned").groupby(labelled["donor"], observed=True).sum()
@@ -108,7 +118,8 @@ def test_excluded_labels_leave_numerator_and_denominator(obs):
 def test_planted_shifts_detected_with_right_sign(result):
     _, tests = result
     assert len(tests) == len(CELL_TYPES)
-    assert (tests["evidence"] == composition.DONOR_LEVEL).all()
+    assert (tests["evidence"] == DONOR_LEVEL).all()
+    assert (tests["note"] == "").all()
     assert (tests["presence"] == "both").all()
     by_type = tests.set_index("cell_type")
     for cell_type, sign in LARGEST_SHIFTS.items():
@@ -147,7 +158,8 @@ def test_one_donor_per_group_is_not_testable():
     assert len(tests) == len(CELL_TYPES)
     assert tests["pvalue"].isna().all() and tests["padj"].isna().all()
     assert tests["t"].isna().all() and tests["se"].isna().all()
-    assert (tests["evidence"] == "not_testable: fewer than 2 replicates in a group").all()
+    assert (tests["evidence"] == NOT_TESTABLE).all()
+    assert (tests["note"] == "fewer than 2 replicates in a group").all()
     # the proportions are still reported
     expected = proportions[proportions["condition"] == CORD].set_index("cell_type")["proportion"]
     np.testing.assert_allclose(
@@ -177,13 +189,13 @@ def test_type_absent_in_one_condition_is_flagged(obs):
 
 
 def test_covariates_used_or_dropped_and_asin_transform(obs):
-    _, tests = _run(obs, covariates=["sex"], transform="asin")
+    _, tests = _run(obs, covariates=("sex",), composition_transform="asin")
     assert (tests["covariates"] == "sex").all()
     assert (tests["transform"] == "asin").all()
     assert (tests["df"] == 5).all()  # 8 donors - intercept, condition, sex
     assert tests.set_index("cell_type").loc["CD4_memory", "padj"] < 0.05
     aliased = obs.assign(batch=obs["condition"].astype(str))
-    _, tests = _run(aliased, covariates=["batch"])
+    _, tests = _run(aliased, covariates=("batch",))
     assert (tests["covariates"] == "").all() and (tests["df"] == 6).all()
 
 
@@ -191,9 +203,11 @@ def test_donor_without_kept_cells_is_left_out(obs):
     labelled = obs.copy()
     labelled["cell_type"] = labelled["cell_type"].astype(str)
     labelled.loc[labelled["donor"] == "AD1", "cell_type"] = "unassigned"
-    proportions = composition.replicate_proportions(labelled, exclude=["unassigned"])
+    proportions = composition.replicate_proportions(labelled, COMPARISON)
     assert proportions.loc[proportions["donor"] == "AD1", "proportion"].isna().all()
-    tests = composition.test_composition(proportions, replicate_table(labelled), contrast=CONTRAST)
+    tests = composition.composition_tests(
+        proportions, replicate_table(labelled), COMPARISON, CONTRAST
+    )
     assert (tests["n_reference"] == 3).all() and (tests["n_condition"] == 4).all()
     assert tests["pvalue"].notna().all()
 
@@ -201,32 +215,37 @@ def test_donor_without_kept_cells_is_left_out(obs):
 def test_user_errors_name_the_problem(obs, result):
     proportions, _ = result
     design = replicate_table(obs)
+    tests = composition.composition_tests
     with pytest.raises(UserInputError, match="transform 'probit'"):
-        composition.test_composition(proportions, design, contrast=CONTRAST, transform="probit")
+        tests(proportions, design, _params(composition_transform="probit"), CONTRAST)
     with pytest.raises(UserInputError, match="newborn"):
-        composition.test_composition(proportions, design, contrast=("newborn", ADULT))
+        tests(proportions, design, COMPARISON, Contrast("newborn", ADULT))
+    with pytest.raises(UserInputError, match="two different conditions"):
+        tests(proportions, design, COMPARISON, Contrast(ADULT, ADULT))
     with pytest.raises(UserInputError, match="'AD1'"):
-        composition.test_composition(proportions, design.drop("AD1"), contrast=CONTRAST)
+        tests(proportions, design.drop("AD1"), COMPARISON, CONTRAST)
     with pytest.raises(UserInputError, match="sex"):
-        composition.test_composition(proportions, design, contrast=CONTRAST, covariates=["sex"])
+        tests(proportions, design, _params(covariates=("sex",)), CONTRAST)
     with pytest.raises(UserInputError, match="majority_voting"):
-        composition.replicate_proportions(obs, cell_type_key="majority_voting")
+        composition.replicate_proportions(obs, _params(cell_type_key="majority_voting"))
     unlabelled = obs.copy()
     unlabelled["cell_type"] = unlabelled["cell_type"].astype(object)
     unlabelled.iloc[:3, unlabelled.columns.get_loc("cell_type")] = None
     with pytest.raises(UserInputError, match="3 cells have no 'cell_type' label"):
-        composition.replicate_proportions(unlabelled)
+        composition.replicate_proportions(unlabelled, COMPARISON)
 
 
 def test_composition_figure_normal_and_empty(tmp_path, obs, result):
     proportions, tests = result
     path = tmp_path / "composition.png"
-    plot_composition(proportions, tests, path=path, contrast=CONTRAST)
+    plot_composition(proportions, tests, path=path, contrast=CONTRAST.as_tuple())
     assert path.stat().st_size > 20_000
     _, untestable = _run(_healthy_obs(3, n_cord=1, n_adult=1))
     path = tmp_path / "untestable.png"
-    plot_composition(proportions, untestable, path=path, contrast=CONTRAST)
+    plot_composition(proportions, untestable, path=path, contrast=CONTRAST.as_tuple())
     assert path.stat().st_size > 20_000
     empty = tmp_path / "empty.png"
-    plot_composition(proportions.iloc[0:0], tests.iloc[0:0], path=empty, contrast=CONTRAST)
+    plot_composition(
+        proportions.iloc[0:0], tests.iloc[0:0], path=empty, contrast=CONTRAST.as_tuple()
+    )
     assert empty.stat().st_size > 1_000

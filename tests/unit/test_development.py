@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import anndata as ad
@@ -20,15 +21,18 @@ from cordatlas.compare.development import (
     read_development_reference,
     replicate_gene_means,
 )
-from cordatlas.compare.signatures import load_gene_sets, score_signatures, summarise_by_replicate
+from cordatlas.compare.signatures import score_signatures, summarise_by_replicate
 from cordatlas.demo.simulate import simulate_study
 from cordatlas.errors import UserInputError
+from cordatlas.genesets.library import load_gene_sets
+from cordatlas.params import default_params
 from cordatlas.plotting.signatures import plot_development_axis
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"
 #: Adult donors have few progenitors in the simulator; see tests/unit/test_signatures.py.
 MIN_CELLS = 3
+COMPARISON = dataclasses.replace(default_params().comparison, min_cells_per_replicate=MIN_CELLS)
 PROGENITORS_AND_ERYTHROID = ("HSC_MPP", "myeloid_progenitor", "erythroid_progenitor", "erythroid")
 
 
@@ -51,7 +55,7 @@ def _atlas(*, condition_effect: bool, seed: int) -> ad.AnnData:
 
 def _axis(adata: ad.AnnData, library: dict) -> pd.DataFrame:
     scores, report = score_signatures(adata, library, seed=0, potency=False)
-    summary = summarise_by_replicate(scores, adata.obs, min_cells=MIN_CELLS)
+    summary = summarise_by_replicate(scores, adata.obs, COMPARISON)
     return development_axis(summary, library, scoring_report=report)
 
 
@@ -168,7 +172,7 @@ def test_reference_from_an_independent_study(tmp_path, atlas, library):
     """A reference built from another simulated study (cord cells standing in for fetal)."""
     other = _atlas(condition_effect=True, seed=12)
     genes = ontogeny_genes(library)
-    ref_means = replicate_gene_means(other, genes, min_cells=MIN_CELLS)
+    ref_means = replicate_gene_means(other, genes, COMPARISON)
     reference = (
         ref_means.groupby(["gene", "cell_type", "condition"])["mean_expression"]
         .mean()
@@ -179,7 +183,7 @@ def test_reference_from_an_independent_study(tmp_path, atlas, library):
     )
     path = tmp_path / "reference.tsv"
     reference.to_csv(path, sep="\t", index=False)
-    expression = replicate_gene_means(atlas, genes, min_cells=MIN_CELLS)
+    expression = replicate_gene_means(atlas, genes, COMPARISON)
     axis = project_development_axis(expression, read_development_reference(path), library=library)
     # only where an ontogeny claim applies: no T, B, NK or myeloid cells on the axis
     assert set(axis["cell_type"]) <= set(PROGENITORS_AND_ERYTHROID)
@@ -212,7 +216,7 @@ def test_reference_that_barely_separates_fetal_from_adult_is_skipped():
 
 
 def test_gene_means_match_a_direct_average(atlas):
-    means = replicate_gene_means(atlas, ["HBG2", "NOTAGENE"], min_cells=MIN_CELLS)
+    means = replicate_gene_means(atlas, ["HBG2", "NOTAGENE"], COMPARISON)
     assert set(means["gene"]) == {"HBG2"}
     row = means[(means["cell_type"] == "erythroid") & (means["replicate"] == "CB2")].iloc[0]
     cells = ((atlas.obs["cell_type"] == "erythroid") & (atlas.obs["donor"] == "CB2")).to_numpy()

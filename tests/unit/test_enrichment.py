@@ -12,11 +12,15 @@ from cordatlas.compare.enrichment import (
     rank_enrichment,
     rank_enrichment_by_cell_type,
 )
-from cordatlas.compare.signatures import gene_lists, load_gene_sets
 from cordatlas.errors import UserInputError
-from cordatlas.plotting.compare import plot_enrichment
+from cordatlas.genesets.library import gene_lists, load_gene_sets
+from cordatlas.params import EnrichmentParams
+from cordatlas.plotting.enrichment import plot_enrichment
+from cordatlas.vocabulary import EVIDENCE_LABELS, EXPLORATORY
 
 N_GENES = 2000
+#: Set-size limits of these tests (the config's default minimum is 3).
+LIMITS = EnrichmentParams(min_set_size=5, max_set_size=500)
 
 
 def _de(seed: int = 0, *, shifts: dict[str, tuple[list[str], float]] | None = None) -> pd.DataFrame:
@@ -45,8 +49,9 @@ DOWN = [f"G{i:04d}" for i in range(100, 130)]
 def test_shifted_sets_found_in_the_right_direction():
     de = _de(shifts={"up": (UP, 1.0), "down": (DOWN, -1.0)})
     null = [f"G{i:04d}" for i in range(500, 540)]
-    result = rank_enrichment(de, {"up": UP, "down": DOWN, "null": null}, n_leading=5)
+    result = rank_enrichment(de, {"up": UP, "down": DOWN, "null": null}, LIMITS, n_leading=5)
     assert list(result.columns) == ENRICHMENT_COLUMNS
+    assert result["evidence"].isin(EVIDENCE_LABELS).all()
     by_set = result.set_index("gene_set")
     assert by_set.loc["up", "direction"] == "up" and by_set.loc["up", "pvalue"] < 1e-4
     assert by_set.loc["down", "direction"] == "down" and by_set.loc["down", "pvalue"] < 1e-4
@@ -69,7 +74,7 @@ def test_shifted_sets_found_in_the_right_direction():
 def test_auc_is_the_pairwise_probability_and_padj_is_bh():
     de = _de(seed=1, shifts={"up": (UP, 0.5)})
     sets = {"up": UP, "down": DOWN, "small": UP[:3]}
-    result = rank_enrichment(de, sets)
+    result = rank_enrichment(de, sets, LIMITS)
     stat = de.set_index("gene")["stat"]
     inside = stat[UP].to_numpy()
     outside = stat.drop(UP).to_numpy()
@@ -88,7 +93,7 @@ def test_random_sets_are_roughly_uniform():
     rng = np.random.default_rng(7)
     genes = de["gene"].to_numpy()
     sets = {f"random_{k}": list(rng.choice(genes, 25, replace=False)) for k in range(200)}
-    result = rank_enrichment(de, sets)
+    result = rank_enrichment(de, sets, LIMITS)
     p = result["pvalue"].to_numpy()
     assert np.isfinite(p).all()
     assert (p < 0.05).mean() < 0.10
@@ -106,7 +111,7 @@ def test_size_limits_missing_genes_and_case_sensitivity():
         "large": [f"G{i:04d}" for i in range(600)],
         "fits": UP + ["NOT_A_GENE", "G0000"],
     }
-    result = rank_enrichment(de, sets, min_size=5, max_size=500).set_index("gene_set")
+    result = rank_enrichment(de, sets, LIMITS).set_index("gene_set")
     assert result.loc["small", "n_genes"] == 3 and result.loc["small", "n_missing"] == 2
     assert "fewer than min_size=5" in result.loc["small", "note"]
     assert result.loc["lowercase", "n_genes"] == 0 and result.loc["lowercase", "n_missing"] == 30
@@ -120,11 +125,23 @@ def test_size_limits_missing_genes_and_case_sensitivity():
 
 
 def test_exploratory_evidence_is_carried_and_empty_sets_give_empty_table():
-    de = _de(seed=4).assign(evidence="exploratory_no_replication")
-    result = rank_enrichment(de, {"up": UP})
-    assert result.loc[0, "evidence"] == "exploratory_no_replication"
-    empty = rank_enrichment(de, {})
+    de = _de(seed=4).assign(evidence=EXPLORATORY)
+    result = rank_enrichment(de, {"up": UP, "tiny": UP[:2]}, LIMITS)
+    assert (result["evidence"] == EXPLORATORY).all()  # untested sets too: one label per table
+    assert result["evidence"].isin(EVIDENCE_LABELS).all()
+    empty = rank_enrichment(de, {}, LIMITS)
     assert empty.empty and list(empty.columns) == ENRICHMENT_COLUMNS
+
+
+def test_evidence_must_be_one_label_of_the_vocabulary():
+    de = _de(seed=4)
+    mixed = de.assign(evidence=np.where(np.arange(len(de)) < 10, EXPLORATORY, "donor_level"))
+    with pytest.raises(UserInputError, match="mixes evidence labels"):
+        rank_enrichment(mixed, {"up": UP}, LIMITS)
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        rank_enrichment(de.assign(evidence="donor_level;exploratory"), {"up": UP}, LIMITS)
+    with pytest.raises(UserInputError, match="evidence"):
+        rank_enrichment(de.drop(columns="evidence"), {"up": UP}, LIMITS)
 
 
 def test_each_cell_type_ranked_on_its_own():
@@ -134,28 +151,29 @@ def test_each_cell_type_ranked_on_its_own():
         ignore_index=True,
     )
     sets = {"up": UP, "down": DOWN}
-    result = rank_enrichment_by_cell_type(de, sets)
+    result = rank_enrichment_by_cell_type(de, sets, LIMITS)
+    assert result["evidence"].isin(EVIDENCE_LABELS).all()
     assert result["cell_type"].tolist() == ["CD4_naive", "CD4_naive", "Treg", "Treg"]
     by_key = result.set_index(["cell_type", "gene_set"])
     assert by_key.loc[("Treg", "up"), "padj"] < 1e-3
     assert by_key.loc[("CD4_naive", "up"), "pvalue"] > 0.05
-    alone = rank_enrichment(de[de["cell_type"] == "Treg"], sets)
+    alone = rank_enrichment(de[de["cell_type"] == "Treg"], sets, LIMITS)
     np.testing.assert_allclose(result.loc[result["cell_type"] == "Treg", "padj"], alone["padj"])
-    empty = rank_enrichment_by_cell_type(de.iloc[0:0], sets)
+    empty = rank_enrichment_by_cell_type(de.iloc[0:0], sets, LIMITS)
     assert empty.empty and list(empty.columns) == ENRICHMENT_COLUMNS
 
 
 def test_bad_de_tables_raise():
     de = _de()
     with pytest.raises(UserInputError, match="wald"):
-        rank_enrichment(de, {"up": UP}, rank_by="wald")
+        rank_enrichment(de, {"up": UP}, LIMITS, rank_by="wald")
     two = pd.concat([de, de.assign(cell_type="Treg")])
     with pytest.raises(UserInputError, match="several cell types"):
-        rank_enrichment(two, {"up": UP})
+        rank_enrichment(two, {"up": UP}, LIMITS)
     with pytest.raises(UserInputError, match="'G0000' appears more than once"):
-        rank_enrichment(pd.concat([de, de.iloc[:1]]), {"up": UP})
+        rank_enrichment(pd.concat([de, de.iloc[:1]]), {"up": UP}, LIMITS)
     with pytest.raises(UserInputError, match="min_size"):
-        rank_enrichment(de, {"up": UP}, min_size=10, max_size=5)
+        rank_enrichment(de, {"up": UP}, EnrichmentParams(min_set_size=10, max_set_size=5))
 
 
 def test_gmt_sets_reach_the_enrichment(tmp_path):
@@ -197,7 +215,9 @@ def test_enrichment_figure_normal_and_empty(tmp_path):
     sets = {"up": UP, "down": DOWN, "null": [f"G{i:04d}" for i in range(500, 540)], "tiny": UP[:2]}
     tables = [
         rank_enrichment(
-            _de(seed, shifts={"up": (UP, 1.0), "down": (DOWN, -1.0)}).assign(cell_type=name), sets
+            _de(seed, shifts={"up": (UP, 1.0), "down": (DOWN, -1.0)}).assign(cell_type=name),
+            sets,
+            LIMITS,
         )
         for seed, name in enumerate(["CD4_naive", "CD8_naive", "B_naive"])
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anndata as ad
 import matplotlib.figure
 import matplotlib.pyplot as plt
@@ -11,13 +13,38 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cordatlas.compare import pseudobulk as pb
+from cordatlas.compare.cell_level import cell_level_de
+from cordatlas.compare.de_summary import DE_COLUMNS, de_summary
+from cordatlas.compare.deseq2 import pseudobulk_de
+from cordatlas.compare.plan import (
+    METHOD_CELL_LEVEL,
+    METHOD_NOT_TESTED,
+    METHOD_PSEUDOBULK,
+    PLAN_COLUMNS,
+    plan_comparisons,
+)
+from cordatlas.compare.pseudobulk import aggregate_pseudobulk, cell_type_slug
 from cordatlas.demo.simulate import CELL_TYPES, simulate_study
 from cordatlas.errors import UserInputError
+from cordatlas.params import ComparisonParams, Contrast, default_params
 from cordatlas.plotting.de import EXPLORATORY_BANNER, plot_de_heatmap, plot_volcano
+from cordatlas.vocabulary import (
+    DONOR_LEVEL,
+    EVIDENCE_LABELS,
+    EXPLORATORY,
+    NOT_TESTABLE,
+    SAFE_NAME,
+)
 
-CONTRAST = ("cord_blood", "adult")
-ALPHA = 0.05
+CONTRAST = Contrast("cord_blood", "adult")
+#: The config's defaults: 10 cells per donor, 2 donors per group, 10 counts per gene.
+COMPARISON = default_params().comparison
+ALPHA = COMPARISON.alpha
+
+
+def _params(**changes) -> ComparisonParams:
+    """The default comparison parameters with some changed (as a config would)."""
+    return dataclasses.replace(COMPARISON, **changes)
 
 
 def _sheet() -> pd.DataFrame:
@@ -52,13 +79,13 @@ def _run_plan(
 ) -> dict[str, pd.DataFrame]:
     results = {}
     for row in plan.itertuples():
-        if row.method == pb.METHOD_PSEUDOBULK:
-            results[row.cell_type], _ = pb.test_pseudobulk_de(
-                pseudobulk, cell_type=row.cell_type, contrast=CONTRAST
+        if row.method == METHOD_PSEUDOBULK:
+            results[row.cell_type], _ = pseudobulk_de(
+                pseudobulk, COMPARISON, CONTRAST, cell_type=row.cell_type
             )
-        elif row.method == pb.METHOD_CELL_LEVEL:
-            results[row.cell_type], _ = pb.test_cell_level_de(
-                cells, cell_type=row.cell_type, contrast=CONTRAST
+        elif row.method == METHOD_CELL_LEVEL:
+            results[row.cell_type], _ = cell_level_de(
+                cells, COMPARISON, CONTRAST, cell_type=row.cell_type
             )
     return results
 
@@ -66,8 +93,8 @@ def _run_plan(
 @pytest.fixture(scope="module")
 def study() -> dict:
     cells, truth = _healthy_cells(condition_effect=True)
-    pseudobulk = pb.aggregate_pseudobulk(cells, metadata=["sex"])
-    plan = pb.plan_comparisons(pseudobulk.obs, contrast=CONTRAST)
+    pseudobulk = aggregate_pseudobulk(cells, _params(covariates=("sex",)))
+    plan = plan_comparisons(pseudobulk.obs, COMPARISON, CONTRAST)
     return {
         "cells": cells,
         "truth": truth,
@@ -80,8 +107,8 @@ def study() -> dict:
 @pytest.fixture(scope="module")
 def null_study() -> dict:
     cells, truth = _healthy_cells(condition_effect=False)
-    pseudobulk = pb.aggregate_pseudobulk(cells)
-    plan = pb.plan_comparisons(pseudobulk.obs, contrast=CONTRAST)
+    pseudobulk = aggregate_pseudobulk(cells, COMPARISON)
+    plan = plan_comparisons(pseudobulk.obs, COMPARISON, CONTRAST)
     return {
         "truth": truth,
         "plan": plan,
@@ -134,7 +161,7 @@ def _truth_table(study: dict) -> pd.DataFrame:
 def test_pseudobulk_recovers_planted_genes_with_few_false_discoveries(study: dict) -> None:
     table = _truth_table(study)
     print("\n" + table.to_string(float_format=lambda v: f"{v:.3f}"))
-    donor_level = table[table["method"] == pb.METHOD_PSEUDOBULK]
+    donor_level = table[table["method"] == METHOD_PSEUDOBULK]
     # the criterion is only meaningful if most cell types got a donor-level test
     assert len(donor_level) >= 8, table
     recall = donor_level["recovered"].sum() / donor_level["planted"].sum()
@@ -152,7 +179,7 @@ def test_null_study_is_calibrated(null_study: dict) -> None:
     assert null_study["truth"].empty  # nothing planted: every significant gene is false
     rates = {}
     for cell_type, results in null_study["results"].items():
-        if len(results) and results["method"].iloc[0] == pb.METHOD_PSEUDOBULK:
+        if len(results) and results["method"].iloc[0] == METHOD_PSEUDOBULK:
             rates[cell_type] = float((results["padj"] < ALPHA).mean())
     print("\nnull study, share of tested genes with padj < 0.05:", rates)
     assert len(rates) >= 8
@@ -161,27 +188,31 @@ def test_null_study_is_calibrated(null_study: dict) -> None:
 
 def test_results_table_contract(study: dict) -> None:
     for cell_type, results in study["results"].items():
-        assert list(results.columns) == pb.DE_COLUMNS
+        assert list(results.columns) == DE_COLUMNS
+        assert results["evidence"].isin(EVIDENCE_LABELS).all()
         assert (results["cell_type"] == cell_type).all()
         assert results["gene"].is_unique
         p = results["pvalue"].dropna().to_numpy()
         assert np.all(np.diff(p) >= 0), f"{cell_type} not sorted by p-value"
         tested = results["pvalue"].notna()
         assert (results.loc[tested, "padj"] >= results.loc[tested, "pvalue"] * (1 - 1e-12)).all()
-        if results["method"].iloc[0] == pb.METHOD_PSEUDOBULK:
-            assert set(results["evidence"]) == {pb.EVIDENCE_DONOR}
+        if results["method"].iloc[0] == METHOD_PSEUDOBULK:
+            assert set(results["evidence"]) == {DONOR_LEVEL}
             assert (results["lfcSE"].dropna() > 0).all()
             assert (results["n_replicates_condition"] >= 2).all()
         else:
-            assert set(results["evidence"]) == {pb.EVIDENCE_EXPLORATORY}
+            assert set(results["evidence"]) == {EXPLORATORY}
 
 
 def test_log2fc_sign_follows_the_contrast(study: dict) -> None:
     # planted: cytotoxicity genes lower in cord blood NK cells, fetal haemoglobin higher
     nk = study["results"]["NK_CD56dim"].set_index("gene")
     assert nk.loc["GZMB", "log2FC"] < -0.7 and nk.loc["GZMB", "padj"] < ALPHA
-    swapped, _ = pb.test_pseudobulk_de(
-        _small(study["pseudobulk"], 1000), cell_type="NK_CD56dim", contrast=CONTRAST[::-1]
+    swapped, _ = pseudobulk_de(
+        _small(study["pseudobulk"], 1000),
+        COMPARISON,
+        Contrast(CONTRAST.reference, CONTRAST.condition),
+        cell_type="NK_CD56dim",
     )
     swapped = swapped.set_index("gene")
     assert swapped.loc["GZMB", "log2FC"] == pytest.approx(-nk.loc["GZMB", "log2FC"], rel=0.05)
@@ -189,8 +220,8 @@ def test_log2fc_sign_follows_the_contrast(study: dict) -> None:
 
 def test_pseudobulk_de_is_deterministic(study: dict) -> None:
     small = _small(study["pseudobulk"])
-    first, notes_first = pb.test_pseudobulk_de(small, cell_type="B_naive", contrast=CONTRAST)
-    second, notes_second = pb.test_pseudobulk_de(small, cell_type="B_naive", contrast=CONTRAST)
+    first, notes_first = pseudobulk_de(small, COMPARISON, CONTRAST, cell_type="B_naive")
+    second, notes_second = pseudobulk_de(small, COMPARISON, CONTRAST, cell_type="B_naive")
     pd.testing.assert_frame_equal(first, second)
     assert notes_first == notes_second
 
@@ -248,7 +279,7 @@ def _toy_cells() -> ad.AnnData:
 
 
 def test_aggregation_merges_samples_of_a_donor_and_skips_empty_categories() -> None:
-    pseudobulk = pb.aggregate_pseudobulk(_toy_cells(), metadata=["sex"])
+    pseudobulk = aggregate_pseudobulk(_toy_cells(), _params(covariates=("sex",)))
     assert list(pseudobulk.obs_names) == ["T__d1", "T__d2", "B__d1", "B__d2"]
     np.testing.assert_array_equal(
         pseudobulk.X.toarray(), [[8, 3, 4], [2, 0, 0], [4, 4, 0], [0, 1, 5]]
@@ -262,8 +293,8 @@ def test_aggregation_of_dense_counts_matches_sparse() -> None:
     sparse_input = _toy_cells()
     dense_input = sparse_input.copy()
     dense_input.layers["counts"] = sparse_input.layers["counts"].toarray()
-    from_sparse = pb.aggregate_pseudobulk(sparse_input)
-    from_dense = pb.aggregate_pseudobulk(dense_input)
+    from_sparse = aggregate_pseudobulk(sparse_input, COMPARISON)
+    from_dense = aggregate_pseudobulk(dense_input, COMPARISON)
     np.testing.assert_array_equal(from_sparse.X.toarray(), from_dense.X)
 
 
@@ -274,30 +305,30 @@ def test_aggregation_refuses_non_count_values(bad_value: float) -> None:
     layer[1, 1] = bad_value
     adata.layers["counts"] = sp.csr_matrix(layer)
     with pytest.raises(UserInputError, match="not raw counts"):
-        pb.aggregate_pseudobulk(adata)
+        aggregate_pseudobulk(adata, COMPARISON)
 
 
 def test_aggregation_refuses_normalised_data_from_a_study(study: dict) -> None:
     cells = study["cells"][:200].copy()
     with pytest.raises(UserInputError, match="not raw counts"):
-        pb.aggregate_pseudobulk(cells, counts_layer=None)  # X is log-normalised
+        aggregate_pseudobulk(cells, COMPARISON, counts_layer=None)  # X is log-normalised
 
 
 def test_aggregation_reports_missing_layer_and_labels() -> None:
     adata = _toy_cells()
     with pytest.raises(UserInputError, match="layer 'raw'"):
-        pb.aggregate_pseudobulk(adata, counts_layer="raw")
+        aggregate_pseudobulk(adata, COMPARISON, counts_layer="raw")
     adata.obs["cell_type"] = adata.obs["cell_type"].astype(object)
     adata.obs.loc["c2", "cell_type"] = np.nan
     with pytest.raises(UserInputError, match="'c2'.*unassigned"):
-        pb.aggregate_pseudobulk(adata)
+        aggregate_pseudobulk(adata, COMPARISON)
 
 
 def test_aggregation_refuses_covariate_varying_within_donor() -> None:
     adata = _toy_cells()
     adata.obs.loc["c1", "sex"] = "m"  # donor d1 is f in its other cells
     with pytest.raises(UserInputError, match="donor 'd1'.*'sex'"):
-        pb.aggregate_pseudobulk(adata, metadata=["sex"])
+        aggregate_pseudobulk(adata, _params(covariates=("sex",)))
 
 
 # ============================================================================================
@@ -331,9 +362,9 @@ def test_plan_routes_each_cell_type() -> None:
         ("thin_adult", "a2", "adult", 4),
         ("thin_adult", "a3", "adult", 3),
     ]
-    plan = pb.plan_comparisons(_obs(rows), contrast=CONTRAST).set_index("cell_type")
-    assert list(plan.columns) == pb.PLAN_COLUMNS[1:]
-    assert plan.loc["both", "method"] == pb.METHOD_PSEUDOBULK
+    plan = plan_comparisons(_obs(rows), COMPARISON, CONTRAST).set_index("cell_type")
+    assert list(plan.columns) == PLAN_COLUMNS[1:]
+    assert plan.loc["both", "method"] == METHOD_PSEUDOBULK
     assert (
         plan.loc["both", "n_replicates_condition"],
         plan.loc["both", "n_replicates_reference"],
@@ -342,42 +373,47 @@ def test_plan_routes_each_cell_type() -> None:
         90,
         75,
     )
-    assert plan.loc["adult_only", "method"] == pb.METHOD_NOT_TESTED
-    assert plan.loc["adult_only", "reason"] == "absent in cord_blood"
-    assert plan.loc["one_each", "method"] == pb.METHOD_CELL_LEVEL
-    assert "no biological replication" in plan.loc["one_each", "reason"]
-    assert plan.loc["few_cord", "method"] == pb.METHOD_NOT_TESTED
-    assert "5 cells in cord_blood" in plan.loc["few_cord", "reason"]
-    assert plan.loc["thin_adult", "method"] == pb.METHOD_CELL_LEVEL
+    assert plan.loc["adult_only", "method"] == METHOD_NOT_TESTED
+    assert plan.loc["adult_only", "note"] == "absent in cord_blood"
+    assert plan.loc["one_each", "method"] == METHOD_CELL_LEVEL
+    assert "no biological replication" in plan.loc["one_each", "note"]
+    assert plan.loc["few_cord", "method"] == METHOD_NOT_TESTED
+    assert "5 cells in cord_blood" in plan.loc["few_cord", "note"]
+    assert plan.loc["thin_adult", "method"] == METHOD_CELL_LEVEL
     assert plan.loc["thin_adult", "n_replicates_reference"] == 1
     assert plan.loc["thin_adult", "n_cells_reference"] == 22
-    assert plan.loc["unassigned", "method"] == pb.METHOD_NOT_TESTED
-    assert plan.loc["unassigned", "reason"] == "excluded by config"
+    assert plan.loc["unassigned", "method"] == METHOD_NOT_TESTED
+    assert plan.loc["unassigned", "note"] == "excluded by config"
+    assert plan.loc["both", "evidence"] == DONOR_LEVEL
+    assert plan.loc["one_each", "evidence"] == EXPLORATORY
+    assert (plan.loc[plan["method"] == METHOD_NOT_TESTED, "evidence"] == NOT_TESTABLE).all()
+    assert set(plan["evidence"]) <= set(EVIDENCE_LABELS)
 
 
 def test_plan_covers_every_simulated_cell_type(study: dict) -> None:
     plan = study["plan"]
     assert sorted(plan["cell_type"]) == sorted(CELL_TYPES)
-    assert set(plan["method"]) <= {pb.METHOD_PSEUDOBULK, pb.METHOD_CELL_LEVEL, pb.METHOD_NOT_TESTED}
+    assert set(plan["method"]) <= {METHOD_PSEUDOBULK, METHOD_CELL_LEVEL, METHOD_NOT_TESTED}
+    assert set(plan["evidence"]) <= set(EVIDENCE_LABELS)
     assert (plan["slug"] == plan["cell_type"]).all()  # simulator names are already safe
 
 
 def test_slugs_are_safe_and_distinct() -> None:
     names = ["CD4+ T cells", "CD4- T cells", "CD4_T_cells", "γδ T", "B naive"]
-    slugs = [pb.cell_type_slug(n) for n in names]
-    assert all(pb.SAFE_NAME.match(s) for s in slugs)
+    slugs = [cell_type_slug(n) for n in names]
+    assert all(SAFE_NAME.match(s) for s in slugs)
     assert len(set(slugs)) == len(slugs)
-    assert pb.cell_type_slug("CD14_monocyte") == "CD14_monocyte"
+    assert cell_type_slug("CD14_monocyte") == "CD14_monocyte"
 
 
 def test_plan_refuses_bad_configuration() -> None:
     obs = _obs([("T", "c1", "cord_blood", 20), ("T", "a1", "adult", 20)])
     with pytest.raises(UserInputError, match="'cord_bood'.*config's contrast"):
-        pb.plan_comparisons(obs, contrast=("cord_bood", "adult"))
+        plan_comparisons(obs, COMPARISON, Contrast("cord_bood", "adult"))
     with pytest.raises(UserInputError, match="min_replicates"):
-        pb.plan_comparisons(obs, contrast=CONTRAST, min_replicates=1)
+        plan_comparisons(obs, _params(min_replicates_per_group=1), CONTRAST)
     with pytest.raises(UserInputError, match="two different conditions"):
-        pb.plan_comparisons(obs, contrast=("adult", "adult"))
+        plan_comparisons(obs, COMPARISON, Contrast("adult", "adult"))
 
 
 # ============================================================================================
@@ -386,8 +422,8 @@ def test_plan_refuses_bad_configuration() -> None:
 def test_covariate_aliased_with_condition_is_dropped_with_a_note(study: dict) -> None:
     small = _small(study["pseudobulk"])
     small.obs["site"] = np.where(small.obs["condition"] == "cord_blood", "maternity", "blood_bank")
-    results, notes = pb.test_pseudobulk_de(
-        small, cell_type="B_naive", contrast=CONTRAST, covariates=["site", "sex"]
+    results, notes = pseudobulk_de(
+        small, _params(covariates=("site", "sex")), CONTRAST, cell_type="B_naive"
     )
     assert any("'site'" in n and "aliased with condition" in n for n in notes), notes
     assert set(results["covariates"]) == {"sex"}  # balanced sex is kept
@@ -397,29 +433,30 @@ def test_covariate_aliased_with_condition_is_dropped_with_a_note(study: dict) ->
 def test_covariate_errors_name_the_field(study: dict) -> None:
     small = _small(study["pseudobulk"])
     with pytest.raises(UserInputError, match="'age'"):
-        pb.test_pseudobulk_de(small, cell_type="B_naive", contrast=CONTRAST, covariates=["age"])
+        pseudobulk_de(small, _params(covariates=("age",)), CONTRAST, cell_type="B_naive")
     with pytest.raises(UserInputError, match="condition itself"):
-        pb.test_pseudobulk_de(
-            small, cell_type="B_naive", contrast=CONTRAST, covariates=["condition"]
-        )
+        pseudobulk_de(small, _params(covariates=("condition",)), CONTRAST, cell_type="B_naive")
 
 
 def test_pseudobulk_de_refuses_unreplicated_or_unknown_cell_types(study: dict) -> None:
     small = _small(study["pseudobulk"])
-    unreplicated = study["plan"].query("method == @pb.METHOD_CELL_LEVEL")["cell_type"].iloc[0]
+    unreplicated = study["plan"].query("method == @METHOD_CELL_LEVEL")["cell_type"].iloc[0]
     with pytest.raises(UserInputError, match=f"cell type '{unreplicated}'.*>= 2 per group"):
-        pb.test_pseudobulk_de(small, cell_type=unreplicated, contrast=CONTRAST)
+        pseudobulk_de(small, COMPARISON, CONTRAST, cell_type=unreplicated)
     with pytest.raises(UserInputError, match="'plasma'"):
-        pb.test_pseudobulk_de(small, cell_type="plasma", contrast=CONTRAST)
+        pseudobulk_de(small, COMPARISON, CONTRAST, cell_type="plasma")
 
 
 def test_no_gene_passing_the_filter_gives_an_empty_table(study: dict) -> None:
-    results, notes = pb.test_pseudobulk_de(
-        _small(study["pseudobulk"]), cell_type="B_naive", contrast=CONTRAST, min_gene_counts=10**9
+    results, notes = pseudobulk_de(
+        _small(study["pseudobulk"]),
+        _params(min_gene_counts=10**9),
+        CONTRAST,
+        cell_type="B_naive",
     )
-    assert results.empty and list(results.columns) == pb.DE_COLUMNS
+    assert results.empty and list(results.columns) == DE_COLUMNS
     assert any("0 of 300 genes tested" in n for n in notes), notes
-    summary = pb.de_summary(study["plan"], {"B_naive": results})
+    summary = de_summary(study["plan"], {"B_naive": results}, alpha=ALPHA)
     row = summary.set_index("cell_type").loc["B_naive"]
     assert (row["n_genes_tested"], row["n_significant"]) == (0, 0)
 
@@ -428,13 +465,13 @@ def test_no_gene_passing_the_filter_gives_an_empty_table(study: dict) -> None:
 # Exploratory cell-level fallback
 # ============================================================================================
 def test_cell_level_fallback_is_marked_exploratory(study: dict) -> None:
-    cell_level = study["plan"].query("method == @pb.METHOD_CELL_LEVEL")
+    cell_level = study["plan"].query("method == @METHOD_CELL_LEVEL")
     assert not cell_level.empty
     cell_type = cell_level["cell_type"].iloc[0]
-    results, notes = pb.test_cell_level_de(study["cells"], cell_type=cell_type, contrast=CONTRAST)
+    results, notes = cell_level_de(study["cells"], COMPARISON, CONTRAST, cell_type=cell_type)
     assert len(results) > 1000
-    assert (results["method"] == pb.METHOD_CELL_LEVEL).all()
-    assert (results["evidence"] == pb.EVIDENCE_EXPLORATORY).all()
+    assert (results["method"] == METHOD_CELL_LEVEL).all()
+    assert (results["evidence"] == EXPLORATORY).all()
     assert results["lfcSE"].isna().all()
     assert "not independent replicates" in notes[0] and "not donor-level evidence" in notes[0]
     assert (results["base_mean"] >= 0).all()
@@ -451,16 +488,16 @@ def test_cell_level_fallback_refuses_raw_counts_and_too_few_cells(study: dict) -
     cells = study["cells"]
     raw = ad.AnnData(X=cells.layers["counts"].copy(), obs=cells.obs.copy(), var=cells.var.copy())
     with pytest.raises(UserInputError, match="raw counts"):
-        pb.test_cell_level_de(raw, cell_type="B_naive", contrast=CONTRAST)
+        cell_level_de(raw, COMPARISON, CONTRAST, cell_type="B_naive")
     with pytest.raises(UserInputError, match="'B_naive'.*>= 100000"):
-        pb.test_cell_level_de(cells, cell_type="B_naive", contrast=CONTRAST, min_cells=100000)
+        cell_level_de(cells, _params(min_cells_per_replicate=100000), CONTRAST, cell_type="B_naive")
 
 
 # ============================================================================================
 # Summary
 # ============================================================================================
 def test_summary_counts_significant_genes(study: dict) -> None:
-    summary = pb.de_summary(study["plan"], study["results"], alpha=ALPHA).set_index("cell_type")
+    summary = de_summary(study["plan"], study["results"], alpha=ALPHA).set_index("cell_type")
     assert len(summary) == len(study["plan"])
     for cell_type, results in study["results"].items():
         significant = results[results["padj"] < ALPHA]
@@ -468,10 +505,17 @@ def test_summary_counts_significant_genes(study: dict) -> None:
         assert summary.loc[cell_type, "n_significant"] == len(significant)
         assert summary.loc[cell_type, "n_up"] == (significant["log2FC"] > 0).sum()
         assert summary.loc[cell_type, "n_down"] == (significant["log2FC"] < 0).sum()
-    untested = summary[summary["method"] == pb.METHOD_NOT_TESTED]
+    untested = summary[summary["method"] == METHOD_NOT_TESTED]
     assert (untested["n_genes_tested"] == 0).all()
+    # one label per row: the plan's, never a joined set
+    assert summary["evidence"].isin(EVIDENCE_LABELS).all()
+    assert (summary["evidence"] == study["plan"].set_index("cell_type")["evidence"]).all()
+    assert (untested["evidence"] == NOT_TESTABLE).all()
+    relabelled = study["results"]["B_naive"].assign(evidence=EXPLORATORY)
+    with pytest.raises(UserInputError, match="'B_naive'.*plan gives it 'donor_level'"):
+        de_summary(study["plan"], {"B_naive": relabelled}, alpha=ALPHA)
     with pytest.raises(UserInputError, match="'plasma'"):
-        pb.de_summary(study["plan"], {"plasma": study["results"]["B_naive"]})
+        de_summary(study["plan"], {"plasma": study["results"]["B_naive"]}, alpha=ALPHA)
 
 
 # ============================================================================================
@@ -504,7 +548,7 @@ def test_figures_for_donor_level_results(study: dict, tmp_path, titles: list[str
         results,
         cell_type="NK_CD56dim",
         path=tmp_path / "heatmap.png",
-        contrast=CONTRAST,
+        contrast=CONTRAST.as_tuple(),
         min_cells=10,
     )
     assert _is_image(tmp_path / "volcano.png") and _is_image(tmp_path / "heatmap.png")
@@ -515,7 +559,7 @@ def test_figures_for_donor_level_results(study: dict, tmp_path, titles: list[str
 def test_figures_for_exploratory_and_empty_results(
     study: dict, tmp_path, titles: list[str]
 ) -> None:
-    cell_type = study["plan"].query("method == @pb.METHOD_CELL_LEVEL")["cell_type"].iloc[0]
+    cell_type = study["plan"].query("method == @METHOD_CELL_LEVEL")["cell_type"].iloc[0]
     results = study["results"][cell_type]
     plot_volcano(results, path=tmp_path / "exploratory.png", title=cell_type)
     assert any(t.startswith(EXPLORATORY_BANNER) for t in titles)

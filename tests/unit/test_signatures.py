@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import anndata as ad
@@ -15,27 +16,28 @@ from scipy import stats
 from cordatlas.annotate.panel import load_panel
 from cordatlas.atlas.build import normalise
 from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.compare.signature_tests import RESULT_COLUMNS, signature_tests
 from cordatlas.compare.signatures import (
-    RESULT_COLUMNS,
     SUMMARY_COLUMNS,
-    load_gene_sets,
-    merge_gene_sets,
     potency_score,
     score_signatures,
     summarise_by_replicate,
 )
-from cordatlas.compare.signatures import test_signatures as run_signature_tests
 from cordatlas.demo.simulate import CELL_CYCLE_G2M, CELL_CYCLE_S, simulate_study
 from cordatlas.errors import UserInputError
+from cordatlas.genesets.library import load_gene_sets, merge_gene_sets
+from cordatlas.params import Contrast, default_params
 from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
+from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE_LABELS, NOT_TESTABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"
 PANEL = ROOT / "config" / "marker_panel.yaml"
-CONTRAST = ("cord_blood", "adult")
+CONTRAST = Contrast("cord_blood", "adult")
 #: Adult donors have few progenitors and erythroid cells in the simulator (1-1.5 % of cells),
 #: so a donor mean over 3+ cells is accepted here; the workflow default is 10.
 MIN_CELLS = 3
+COMPARISON = dataclasses.replace(default_params().comparison, min_cells_per_replicate=MIN_CELLS)
 
 
 def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
@@ -44,7 +46,7 @@ def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
         {
             "sample": samples,
             "donor": samples,
-            "condition": [CONTRAST[0]] * n_cord + [CONTRAST[1]] * n_adult,
+            "condition": [CONTRAST.condition] * n_cord + [CONTRAST.reference] * n_adult,
         }
     )
 
@@ -84,13 +86,13 @@ def scored(atlas, library):
 
 @pytest.fixture(scope="module")
 def summary(atlas, scored) -> pd.DataFrame:
-    return summarise_by_replicate(scored[0], atlas.obs, min_cells=MIN_CELLS)
+    return summarise_by_replicate(scored[0], atlas.obs, COMPARISON)
 
 
 @pytest.fixture(scope="module")
 def results(atlas, summary, library) -> pd.DataFrame:
     design = replicate_table(atlas.obs)
-    return run_signature_tests(summary, design, library, contrast=CONTRAST)
+    return signature_tests(summary, design, library, COMPARISON, CONTRAST)
 
 
 def _row(results: pd.DataFrame, cell_type: str, signature: str) -> pd.Series:
@@ -157,7 +159,7 @@ def test_library_cell_types_are_marker_panel_names(library):
             lambda d: d["gene_sets"]["stress_processing_delay"].update(expected_direction="up"),
             "control",
         ),
-        (lambda d: d["gene_sets"].update({"bad name!": {}}), "not allowed"),
+        (lambda d: d["gene_sets"].update({"bad name!": {}}), "not a valid name"),
     ],
 )
 def test_library_validation_names_file_set_and_field(tmp_path, mutate, needle):
@@ -331,15 +333,21 @@ def test_summary_drops_small_groups_and_unassigned(scored, atlas):
     obs = atlas.obs.copy()
     obs["cell_type"] = obs["cell_type"].astype(str)
     obs.loc[obs["cell_type"] == "pDC", "cell_type"] = "unassigned"
-    table = summarise_by_replicate(scored[0], obs, min_cells=20)
+    table = summarise_by_replicate(
+        scored[0], obs, dataclasses.replace(COMPARISON, min_cells_per_replicate=20)
+    )
     assert "unassigned" not in set(table["cell_type"])
     assert (table["n_cells"] >= 20).all()
     with pytest.raises(UserInputError, match="lacks column"):
-        summarise_by_replicate(scored[0], obs.drop(columns="donor"))
+        summarise_by_replicate(scored[0], obs.drop(columns="donor"), COMPARISON)
 
 
 def test_planted_effects_agree_with_the_literature(results):
     assert list(results.columns) == RESULT_COLUMNS
+    assert results["evidence"].isin(EVIDENCE_LABELS).all()
+    tested = results["pvalue"].notna()
+    assert (results.loc[tested, "evidence"] == DONOR_LEVEL).all()
+    assert (results.loc[~tested, "evidence"] == NOT_TESTABLE).all()
     for cell_type in ("HSC_MPP", "myeloid_progenitor", "erythroid_progenitor"):
         row = _row(results, cell_type, "fetal_programme")
         assert row["difference"] > 0 and row["padj"] < 0.05, cell_type
@@ -370,15 +378,16 @@ def test_control_sits_beside_each_contrast(results):
                 control.at[row["cell_type"], "difference"], nan_ok=True
             )
     row = _row(results, "HSC_MPP", "fetal_programme")
-    assert "stress_processing_delay control here" in row["evidence"]
-    assert "expected up -> agree" in row["evidence"]
+    assert row["evidence"] == DONOR_LEVEL
+    assert "stress_processing_delay control here" in row["note"]
+    assert "expected up -> agree" in row["note"]
 
 
 def test_null_study_gives_few_significant(library):
     atlas = _atlas(condition_effect=False)
     scores, _ = score_signatures(atlas, library, seed=0)
-    summary = summarise_by_replicate(scores, atlas.obs, min_cells=MIN_CELLS)
-    results = run_signature_tests(summary, replicate_table(atlas.obs), library, contrast=CONTRAST)
+    summary = summarise_by_replicate(scores, atlas.obs, COMPARISON)
+    results = signature_tests(summary, replicate_table(atlas.obs), library, COMPARISON, CONTRAST)
     tested = results["padj"].notna()
     assert tested.sum() > 150
     assert (results.loc[tested, "padj"] < 0.05).sum() <= 0.02 * tested.sum()
@@ -388,18 +397,19 @@ def test_null_study_gives_few_significant(library):
 def test_one_donor_per_group_is_not_testable(atlas, scored, library):
     keep = atlas.obs["donor"].isin(["CB1", "AD1"]).to_numpy()
     obs = atlas.obs[keep]
-    summary = summarise_by_replicate(scored[0][keep], obs, min_cells=MIN_CELLS)
-    results = run_signature_tests(summary, replicate_table(obs), library, contrast=CONTRAST)
+    summary = summarise_by_replicate(scored[0][keep], obs, COMPARISON)
+    results = signature_tests(summary, replicate_table(obs), library, COMPARISON, CONTRAST)
     assert not results.empty
     assert (results["concordance"] == "not_testable").all()
     assert results["padj"].isna().all()
-    assert results["evidence"].str.startswith("not testable").all()
+    assert (results["evidence"] == NOT_TESTABLE).all()
+    assert results["note"].str.startswith("not testable").all()
 
 
 def test_unknown_contrast_level_is_a_user_error(summary, atlas, library):
     with pytest.raises(UserInputError, match="contrast level"):
-        run_signature_tests(
-            summary, replicate_table(atlas.obs), library, contrast=("newborn", "adult")
+        signature_tests(
+            summary, replicate_table(atlas.obs), library, COMPARISON, Contrast("newborn", "adult")
         )
 
 

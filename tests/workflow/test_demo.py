@@ -223,7 +223,7 @@ def de_plan(demo_run) -> pd.DataFrame:
 
 def test_every_cell_type_gets_a_donor_level_test_or_a_reason(demo_run, de_plan):
     assert set(de_plan["method"]) <= {"pseudobulk_deseq2", "cell_level_wilcoxon", "not_tested"}
-    assert (de_plan.query("method == 'not_tested'")["reason"] != "").all()
+    assert (de_plan.query("method == 'not_tested'")["note"] != "").all()
     tested = de_plan.query("method == 'pseudobulk_deseq2'")
     # 4 cord and 4 adult donors: the common types are tested at donor level
     assert {"CD14_monocyte", "CD4_naive", "NK_CD56dim", "CD8_effector", "erythroid"} <= set(
@@ -326,7 +326,7 @@ def test_development_axis_projects_onto_a_supplied_reference(demo_run, tmp_path)
     import shutil
 
     from cordatlas.compare.development import ontogeny_genes
-    from cordatlas.compare.signatures import load_gene_sets
+    from cordatlas.genesets.library import load_gene_sets
 
     from .conftest import ROOT, make_workdir, run_snakemake
 

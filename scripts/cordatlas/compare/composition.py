@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.donor_stats import bh_adjust, compare_groups, replicate_table
 from cordatlas.errors import UserInputError
+from cordatlas.params import ComparisonParams, Contrast
+from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE, NOT_TESTABLE, NOTE, check_evidence
 
 log = logging.getLogger(__name__)
 
 #: Transformations of a replicate's proportion before the linear model.
 TRANSFORMS = ("logit", "asin")
 
-#: Columns of :func:`test_composition`'s result.
+#: Columns of :func:`composition_tests`' result.
 COMPOSITION_COLUMNS = [
     "cell_type",
     "n_condition",
@@ -32,47 +35,43 @@ COMPOSITION_COLUMNS = [
     "padj",
     "transform",
     "covariates",
-    "evidence",
+    EVIDENCE,
+    NOTE,
     "presence",
 ]
-
-#: Value of the ``evidence`` column for a cell type tested with donors as the unit.
-DONOR_LEVEL = "donor_level"
 
 
 def replicate_proportions(
     obs: pd.DataFrame,
+    comparison: ComparisonParams,
     *,
-    cell_type_key: str = "cell_type",
-    replicate_key: str = "donor",
     condition_key: str = "condition",
-    exclude: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Cell counts and proportions of every cell type in every replicate (donor), zeros included.
 
-    Labels in `exclude` (e.g. ``unassigned`` clusters) are dropped from both the numerator and
-    the denominator: proportions are of the labelled cells, so they sum to one per replicate,
-    and a donor with more unlabelled cells does not look depleted of every type. The cell types
-    are the labels seen in at least one replicate (a categorical's unused categories are not
-    cell types of these data); their order is the categorical order, else alphabetical.
+    Labels in ``comparison.exclude_cell_types`` (e.g. ``unassigned`` clusters) are dropped from
+    both the numerator and the denominator: proportions are of the labelled cells, so they sum
+    to one per replicate, and a donor with more unlabelled cells does not look depleted of
+    every type. The cell types are the labels seen in at least one replicate (a categorical's
+    unused categories are not cell types of these data); their order is the categorical order,
+    else alphabetical.
 
     Parameters
     ----------
     obs
-        One row per cell (after QC) with `cell_type_key`, `replicate_key`, `condition_key`.
-    cell_type_key
-        Column of cell-type labels (config comparison.cell_type_key).
-    replicate_key
-        The unit of replication (config comparison.replicate_key).
+        One row per cell (after QC) with the config's ``cell_type_key`` and
+        ``replicate_key``, and `condition_key`.
+    comparison
+        config ``comparison``: ``cell_type_key`` (the annotation column), ``replicate_key``
+        (the unit of replication), ``exclude_cell_types`` (labels left out of counts and
+        totals).
     condition_key
         Column holding each replicate's condition (constant within a replicate).
-    exclude
-        Labels left out of counts and totals (config comparison.exclude_cell_types).
 
     Returns
     -------
     DataFrame
-        Long table, one row per replicate x cell type: `replicate_key`, `condition_key`,
+        Long table, one row per replicate x cell type: the replicate key, `condition_key`,
         ``cell_type``, ``n_cells``, ``n_total`` (the replicate's cells with a kept label),
         ``proportion`` (``n_cells / n_total``; NaN when the replicate has no kept cell).
 
@@ -81,6 +80,8 @@ def replicate_proportions(
     UserInputError
         A column is missing, a cell has no label, or a replicate has two conditions.
     """
+    cell_type_key, replicate_key = comparison.cell_type_key, comparison.replicate_key
+    exclude = comparison.exclude_cell_types
     if cell_type_key not in obs.columns:
         raise UserInputError(
             f"cell-type column {cell_type_key!r} is not in the data (available: "
@@ -161,15 +162,23 @@ def transform_proportions(
     return np.where(total > 0, out, np.nan)
 
 
-def test_composition(
+@dataclass(frozen=True)
+class _Groups:
+    """Per replicate x cell type: transformed proportion, proportion and cells (replicates of
+    the contrast only), and which replicates are the condition's."""
+
+    transformed: pd.DataFrame
+    proportion: pd.DataFrame
+    n_cells: pd.DataFrame
+    is_condition: pd.Series
+
+
+def composition_tests(
     proportions: pd.DataFrame,
     design: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: Contrast,
     *,
-    contrast: Sequence[str],
-    covariates: Sequence[str] = (),
-    transform: str = "logit",
-    min_replicates: int = 2,
-    replicate_key: str = "donor",
     condition_key: str = "condition",
 ) -> pd.DataFrame:
     """Test each cell type's proportion between conditions with replicates (donors) as the unit.
@@ -193,24 +202,23 @@ def test_composition(
     Parameters
     ----------
     proportions
-        :func:`replicate_proportions` output (columns `replicate_key`, ``cell_type``,
+        :func:`replicate_proportions` output (columns: the replicate key, ``cell_type``,
         ``n_cells``, ``n_total``, ``proportion``).
     design
-        Replicates (index) x `condition_key` and `covariates`:
+        Replicates (index) x `condition_key` and the covariates:
         ``donor_stats.replicate_table(obs, replicate_key=..., columns=covariates)``.
+    comparison
+        config ``comparison``. ``covariates``: columns of `design` adjusted for; per cell type
+        those unusable (constant, aliased with condition, no residual degrees of freedom) are
+        left out and ``covariates`` lists those used. ``composition_transform``: ``logit`` or
+        ``asin``. ``min_replicates_per_group``: replicates with cells needed in each group for
+        a test; with fewer the mean proportions are reported, the statistics are NaN, evidence
+        is ``not_testable`` and ``note`` says why. ``replicate_key``: as in
+        :func:`replicate_proportions`.
     contrast
         (condition, reference); replicates of other conditions are ignored.
-    covariates
-        Columns of `design` adjusted for; per cell type those unusable (constant, aliased with
-        condition, no residual degrees of freedom) are left out and ``covariates`` lists those
-        used.
-    transform
-        ``logit`` (default) or ``asin``.
-    min_replicates
-        Replicates with cells needed in each group for a test; with fewer the mean proportions
-        are reported and the statistics are NaN (``evidence`` says why).
-    replicate_key, condition_key
-        Column names as in :func:`replicate_proportions`.
+    condition_key
+        Column name as in :func:`replicate_proportions`.
 
     Returns
     -------
@@ -218,38 +226,75 @@ def test_composition(
         :data:`COMPOSITION_COLUMNS`, one row per cell type. ``mean_proportion_*`` are means of
         the replicates' proportions; ``log2_ratio`` is log2 of their ratio (+-inf when one is
         0); ``difference`` is condition - reference on the transformed scale (adjusted for the
-        covariates when tested); ``presence`` is ``both``, ``only in <condition>``,
-        ``only in <reference>`` or ``in neither``.
+        covariates when tested); ``evidence`` is ``donor_level`` or ``not_testable``;
+        ``presence`` is ``both``, ``only in <condition>``, ``only in <reference>`` or
+        ``in neither``.
 
     Raises
     ------
     UserInputError
         Bad contrast, missing columns, unknown transform, or replicates absent from `design`.
     """
-    if len(contrast) != 2 or contrast[0] == contrast[1]:
-        raise UserInputError(
-            f"contrast {tuple(contrast)!r} must be two different conditions (condition, "
-            "reference); fix contrast in the config."
-        )
-    condition, reference = (str(c) for c in contrast)
-    _check_transform(transform)
-    needed = [replicate_key, "cell_type", "n_cells", "n_total"]
-    missing = [c for c in needed if c not in proportions.columns]
-    if missing:
-        raise UserInputError(
-            f"proportions table lacks column(s) {missing}; build it with "
-            "replicate_proportions() using the same replicate_key."
-        )
-    missing = [c for c in [condition_key, *covariates] if c not in design.columns]
-    if missing:
-        raise UserInputError(
-            f"design lacks column(s) {missing}; build it with replicate_table(obs, "
-            "columns=covariates) and check comparison.covariates."
-        )
+    pair = check_contrast(contrast.as_tuple())
+    _check_transform(comparison.composition_transform)
+    props, design = _check_composition_inputs(
+        proportions, design, comparison, pair, condition_key=condition_key
+    )
+    types = list(dict.fromkeys(proportions["cell_type"].astype(str)))
+    if not types:
+        return pd.DataFrame(columns=COMPOSITION_COLUMNS)
+    groups = _group_values(props, design, comparison, pair, types, condition_key=condition_key)
+    result = compare_groups(
+        groups.transformed,
+        design,
+        contrast=pair,
+        condition_key=condition_key,
+        covariates=comparison.covariates,
+        min_replicates=comparison.min_replicates_per_group,
+    ).rename(columns={"feature": "cell_type"})
+    out = _format_composition(result, groups, comparison, pair, types)
+    check_evidence(out[EVIDENCE], table="composition tests")
+    is_condition = groups.is_condition
+    log.info(
+        "composition %s vs %s: %d of %d cell types tested (%s transform, %d vs %d %s)",
+        *pair,
+        int(result["pvalue"].notna().sum()),
+        len(out),
+        comparison.composition_transform,
+        int(is_condition.sum()),
+        int((~is_condition).sum()),
+        comparison.replicate_key,
+    )
+    return out[COMPOSITION_COLUMNS]
+
+
+def _check_composition_inputs(
+    proportions: pd.DataFrame,
+    design: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    *,
+    condition_key: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Columns, conditions and replicates checked; both tables cut to the contrast's replicates."""
+    replicate_key = comparison.replicate_key
+    require_columns(
+        proportions.columns,
+        [replicate_key, "cell_type", "n_cells", "n_total"],
+        table="proportions table",
+        fix="build it with replicate_proportions() using the same replicate_key.",
+    )
+    require_columns(
+        design.columns,
+        [condition_key, *comparison.covariates],
+        table="design",
+        fix="build it with replicate_table(obs, columns=covariates) and check "
+        "comparison.covariates.",
+    )
     design = design.copy()
     design.index = design.index.astype(str)
     levels = set(design[condition_key].astype(str))
-    absent = [c for c in (condition, reference) if c not in levels]
+    absent = [c for c in contrast if c not in levels]
     if absent:
         raise UserInputError(
             f"condition(s) {absent} of the contrast are not in the design's {condition_key!r} "
@@ -264,67 +309,85 @@ def test_composition(
             f"{replicate_key} {unknown[0]!r} has proportions but no row in the design "
             f"({len(unknown)} such); build both from the same cells."
         )
-    design = design.loc[design[condition_key].astype(str).isin([condition, reference])]
-    props = props.loc[props[replicate_key].isin(design.index)]
-    types = list(dict.fromkeys(proportions["cell_type"].astype(str)))
-    if not types:
-        return pd.DataFrame(columns=COMPOSITION_COLUMNS)
+    design = design.loc[design[condition_key].astype(str).isin(list(contrast))]
+    return props.loc[props[replicate_key].isin(design.index)], design
 
+
+def _group_values(
+    props: pd.DataFrame,
+    design: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    types: list[str],
+    *,
+    condition_key: str,
+) -> _Groups:
+    """Replicates x cell types of the transformed proportions, proportions and cell counts."""
+    replicate_key = comparison.replicate_key
+    props = props.copy()
     props["transformed"] = transform_proportions(
-        props["n_cells"], props["n_total"], transform=transform
+        props["n_cells"], props["n_total"], transform=comparison.composition_transform
     )
     props["proportion"] = np.where(
         props["n_total"] > 0, props["n_cells"] / props["n_total"].clip(lower=1), np.nan
     )
-    values = props.pivot(index=replicate_key, columns="cell_type", values="transformed")
-    values = values.reindex(index=design.index, columns=types)
-    raw = props.pivot(index=replicate_key, columns="cell_type", values="proportion")
-    raw = raw.reindex(index=design.index, columns=types)
-    no_cells = values.index[values.isna().all(axis=1)].tolist()
+
+    def wide(column: str) -> pd.DataFrame:
+        table = props.pivot(index=replicate_key, columns="cell_type", values=column)
+        return table.reindex(index=design.index, columns=types)
+
+    transformed = wide("transformed")
+    no_cells = transformed.index[transformed.isna().all(axis=1)].tolist()
     if no_cells:
         log.warning(
             "%s %s: no cells in the proportions table; left out of the composition test",
             replicate_key,
             ", ".join(no_cells),
         )
+    return _Groups(
+        transformed=transformed,
+        proportion=wide("proportion"),
+        n_cells=wide("n_cells").fillna(0),
+        is_condition=design[condition_key].astype(str) == contrast[0],
+    )
 
-    result = compare_groups(
-        values,
-        design,
-        contrast=(condition, reference),
-        condition_key=condition_key,
-        covariates=covariates,
-        min_replicates=min_replicates,
-    ).rename(columns={"feature": "cell_type"})
 
-    is_condition = design[condition_key].astype(str) == condition
+def _format_composition(
+    result: pd.DataFrame,
+    groups: _Groups,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    types: list[str],
+) -> pd.DataFrame:
+    """The test results with mean proportions, their log2 ratio, evidence, note and presence."""
+    condition, reference = contrast
+    is_condition = groups.is_condition
+    raw = groups.proportion
     mean_c = raw.loc[is_condition].mean(axis=0).reindex(types).to_numpy(dtype=float)
     mean_r = raw.loc[~is_condition].mean(axis=0).reindex(types).to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         log2_ratio = np.log2(mean_c / mean_r)
     log2_ratio[(mean_c == 0) & (mean_r == 0)] = np.nan
-    counts = props.pivot(index=replicate_key, columns="cell_type", values="n_cells")
-    counts = counts.reindex(index=design.index, columns=types).fillna(0)
-    in_c = (counts.loc[is_condition] > 0).any(axis=0).to_numpy()
-    in_r = (counts.loc[~is_condition] > 0).any(axis=0).to_numpy()
+    in_c = (groups.n_cells.loc[is_condition] > 0).any(axis=0).to_numpy()
+    in_r = (groups.n_cells.loc[~is_condition] > 0).any(axis=0).to_numpy()
     presence = np.select(
         [in_c & in_r, in_c, in_r],
         ["both", f"only in {condition}", f"only in {reference}"],
         default="in neither",
     )
-
-    enough = np.minimum(result["n_condition"], result["n_reference"]) >= max(min_replicates, 1)
-    tested = result["pvalue"].notna()
-    evidence = np.where(
+    needed = max(comparison.min_replicates_per_group, 1)
+    enough = np.minimum(result["n_condition"], result["n_reference"]) >= needed
+    tested = result["pvalue"].notna().to_numpy()
+    note = np.where(
         tested,
-        DONOR_LEVEL,
+        "",
         np.where(
             enough,
-            "not_testable: no residual variance or degrees of freedom",
-            f"not_testable: fewer than {max(min_replicates, 1)} replicates in a group",
+            "no residual variance or degrees of freedom",
+            f"fewer than {needed} replicates in a group",
         ),
     )
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "cell_type": result["cell_type"].astype(str),
             "n_condition": result["n_condition"].astype(int),
@@ -338,26 +401,10 @@ def test_composition(
             "df": result["df"],
             "pvalue": result["pvalue"],
             "padj": bh_adjust(result["pvalue"]),
-            "transform": transform,
+            "transform": comparison.composition_transform,
             "covariates": result["covariates"],
-            "evidence": evidence,
+            EVIDENCE: np.where(tested, DONOR_LEVEL, NOT_TESTABLE),
+            NOTE: note,
             "presence": presence,
         }
     )
-    n_tested = int(tested.sum())
-    log.info(
-        "composition %s vs %s: %d of %d cell types tested (%s transform, %d vs %d %s)",
-        condition,
-        reference,
-        n_tested,
-        len(out),
-        transform,
-        int(is_condition.sum()),
-        int((~is_condition).sum()),
-        replicate_key,
-    )
-    return out[COMPOSITION_COLUMNS]
-
-
-# pytest would otherwise collect the public function named test_* when it is imported there.
-test_composition.__test__ = False  # type: ignore[attr-defined]

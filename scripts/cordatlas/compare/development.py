@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cordatlas.checks import require_columns
 from cordatlas.compare.donor_stats import replicate_table
-from cordatlas.compare.signatures import _gene_sets, expectation_for
 from cordatlas.errors import UserInputError
+from cordatlas.genesets.library import expectation_for, library_sets
 from cordatlas.genesets.scoring import symbol_index
+from cordatlas.params import ComparisonParams
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def ontogeny_orientation(
     exclude `cell_type`, are left out.
     """
     oriented = {}
-    for name, entry in _gene_sets(library).items():
+    for name, entry in library_sets(library).items():
         if entry["category"] != ONTOGENY:
             continue
         direction = (
@@ -132,7 +134,7 @@ def development_axis(
     """
     if summary.empty:
         return pd.DataFrame(columns=AXIS_COLUMNS)
-    sets = _gene_sets(library)
+    sets = library_sets(library)
     found = (
         dict(zip(scoring_report["signature"], scoring_report["n_found"], strict=True))
         if scoring_report is not None
@@ -236,12 +238,13 @@ def read_development_reference(path: str | os.PathLike[str]) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise UserInputError(f"{where} could not be read as a TSV file: {err}") from None
     table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in REFERENCE_COLUMNS if c not in table.columns]
-    if missing:
-        raise UserInputError(
-            f"{where} lacks column(s) {missing} (found {list(table.columns)}); the header must "
-            f"name {list(REFERENCE_COLUMNS)} and the file must be tab-separated"
-        )
+    require_columns(
+        table.columns,
+        REFERENCE_COLUMNS,
+        table=where,
+        fix=f"found {list(table.columns)}; the header must name {list(REFERENCE_COLUMNS)} and "
+        "the file must be tab-separated",
+    )
     extra = [c for c in table.columns if c not in REFERENCE_COLUMNS]
     if extra:
         log.info("%s: ignoring column(s) %s", where, extra)
@@ -290,27 +293,31 @@ def read_development_reference(path: str | os.PathLike[str]) -> pd.DataFrame:
 def replicate_gene_means(
     adata: ad.AnnData,
     genes: Sequence[str],
+    comparison: ComparisonParams,
     *,
-    cell_type_key: str = "cell_type",
-    replicate_key: str = "donor",
     condition_key: str = "condition",
-    min_cells: int = 10,
-    exclude: Sequence[str] = ("unassigned",),
     gene_symbols: str | None = None,
 ) -> pd.DataFrame:
     """Mean log-normalised expression of `genes` per replicate and cell type.
 
+    `comparison` (config ``comparison``) gives the cell-type and replicate keys, the cells a
+    replicate x cell type needs (``min_cells_per_replicate``) and the labels left out
+    (``exclude_cell_types``).
+
     Returns
     -------
     pd.DataFrame
-        :data:`GENE_MEAN_COLUMNS`, long; only replicate x cell type with at least `min_cells`
-        cells and genes present in the data.
+        :data:`GENE_MEAN_COLUMNS`, long; only replicate x cell type with at least
+        ``min_cells_per_replicate`` cells and genes present in the data.
     """
-    missing_keys = [k for k in (cell_type_key, replicate_key, condition_key) if k not in adata.obs]
-    if missing_keys:
-        raise UserInputError(
-            f"obs lacks column(s) {missing_keys}; available: {sorted(map(str, adata.obs.columns))}"
-        )
+    cell_type_key, replicate_key = comparison.cell_type_key, comparison.replicate_key
+    min_cells, exclude = comparison.min_cells_per_replicate, comparison.exclude_cell_types
+    require_columns(
+        adata.obs.columns,
+        [cell_type_key, replicate_key, condition_key],
+        table="obs",
+        fix=f"available: {sorted(map(str, adata.obs.columns))}",
+    )
     symbols = symbol_index(adata, gene_symbols)
     position = {g: i for i, g in enumerate(symbols)}
     present = [g for g in dict.fromkeys(genes) if g in position]
@@ -351,7 +358,7 @@ def replicate_gene_means(
 
 def ontogeny_genes(library: Mapping[str, Any]) -> list[str]:
     """Genes of the library's ontogeny sets that carry an up/down expectation."""
-    sets = _gene_sets(library)
+    sets = library_sets(library)
     genes: list[str] = []
     for name in ontogeny_orientation(library):
         genes.extend(sets[name]["genes"])
@@ -410,7 +417,7 @@ def project_development_axis(
     """
     if expression.empty:
         return pd.DataFrame(columns=AXIS_COLUMNS)
-    sets = _gene_sets(library) if library is not None else {}
+    sets = library_sets(library) if library is not None else {}
     ref = reference.copy()
     if genes is not None:
         ref = ref[ref["gene"].isin(set(genes))]

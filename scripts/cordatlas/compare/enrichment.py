@@ -1,4 +1,4 @@
-"""Rank-based gene-set enrichment of one cell type's differential-expression result, and GMT reading."""
+"""Rank-based gene-set enrichment of one cell type's differential-expression result."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cordatlas.checks import require_columns
 from cordatlas.compare.donor_stats import bh_adjust
 from cordatlas.errors import UserInputError
+from cordatlas.params import EnrichmentParams
+from cordatlas.vocabulary import EVIDENCE, NOT_TESTABLE, NOTE, check_evidence
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,8 @@ ENRICHMENT_COLUMNS = [
     "padj",
     "leading_genes",
     "method",
-    "evidence",
-    "note",
+    EVIDENCE,
+    NOTE,
 ]
 
 #: Value of the ``method`` column.
@@ -37,10 +40,9 @@ METHOD = "wilcoxon_rank_sum_competitive"
 def rank_enrichment(
     de: pd.DataFrame,
     gene_sets: Mapping[str, Sequence[str]],
+    enrichment: EnrichmentParams,
     *,
     rank_by: str = "stat",
-    min_size: int = 5,
-    max_size: int = 500,
     n_leading: int = 10,
 ) -> pd.DataFrame:
     """Competitive rank test of each gene set in one cell type's differential-expression ranking.
@@ -59,20 +61,22 @@ def rank_enrichment(
     inflation CAMERA corrects, Wu & Smyth 2012, Nucleic Acids Res 40:e133); read them as a
     ranking of sets, not as calibrated error rates. The statistic already has donors as the
     unit when it comes from a pseudobulk test; ``evidence`` carries over the DE table's own
-    label (e.g. an exploratory cell-level result stays exploratory).
+    label (an exploratory cell-level result stays exploratory).
 
     Parameters
     ----------
     de
-        One cell type's DE table: ``gene``, `rank_by`, optionally ``cell_type`` (one value) and
-        ``evidence``. Genes whose statistic is NaN (untested, filtered) are not ranked.
+        One cell type's DE table: ``gene``, `rank_by`, ``evidence`` (one label), optionally
+        ``cell_type`` (one value). Genes whose statistic is NaN (untested, filtered) are not
+        ranked.
     gene_sets
         Set name -> gene symbols. Matching is exact and case-sensitive; duplicate symbols count
         once; symbols absent from the ranking count in ``n_missing``.
+    enrichment
+        config ``enrichment``: sets with fewer than ``min_set_size`` or more than
+        ``max_set_size`` ranked genes are reported with NaN statistics and a ``note``.
     rank_by
         Column of `de` ranked (signed: positive = higher in the condition).
-    min_size, max_size
-        Sets with fewer or more ranked genes are reported with NaN statistics and a ``note``.
     n_leading
         Set genes listed in ``leading_genes``: the most extreme in the set's direction.
 
@@ -81,23 +85,54 @@ def rank_enrichment(
     DataFrame
         :data:`ENRICHMENT_COLUMNS`, one row per set in the order given. ``direction`` is
         ``up`` (auc > 0.5) or ``down``; ``padj`` is Benjamini-Hochberg over the tested sets of
-        this cell type; ``note`` is empty for tested sets and says why otherwise.
+        this cell type; ``evidence`` is the DE table's label (``not_testable`` when it has no
+        row); ``note`` is empty for tested sets and says why otherwise.
 
     Raises
     ------
     UserInputError
-        Missing columns, several cell types, duplicated genes, or inconsistent size limits.
+        Missing columns, several cell types or evidence labels, duplicated genes, or
+        inconsistent size limits.
     """
-    missing = [c for c in ("gene", rank_by) if c not in de.columns]
-    if missing:
-        raise UserInputError(
-            f"DE table lacks column(s) {missing} (available: {sorted(map(str, de.columns))}); "
-            "set the enrichment rank_by to a statistic column of the DE table."
-        )
+    cell_type, evidence = _check_de_table(de, enrichment, rank_by=rank_by)
+    statistic = pd.to_numeric(de[rank_by], errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(statistic)
+    ranked = pd.Series(statistic[finite], index=de["gene"].astype(str).to_numpy()[finite])
+    rows = []
+    for name, members in gene_sets.items():
+        row = _test_set(ranked, members, enrichment, n_leading=n_leading)
+        rows.append({"cell_type": cell_type, "gene_set": str(name), EVIDENCE: evidence, **row})
+    out = pd.DataFrame(rows, columns=ENRICHMENT_COLUMNS)
+    out["padj"] = bh_adjust(out["pvalue"])
+    check_evidence(out[EVIDENCE], table="enrichment")
+    log.info(
+        "enrichment of %s (%d ranked genes by %s): %d of %d sets tested",
+        cell_type or "DE table",
+        ranked.size,
+        rank_by,
+        int(out["pvalue"].notna().sum()),
+        len(out),
+    )
+    return out
+
+
+def _check_de_table(
+    de: pd.DataFrame, enrichment: EnrichmentParams, *, rank_by: str
+) -> tuple[str, str]:
+    """The DE table's one cell type ("" if unnamed) and one evidence label; limits checked."""
+    require_columns(
+        de.columns,
+        ["gene", rank_by, EVIDENCE],
+        table="DE table",
+        fix=f"available: {sorted(map(str, de.columns))}; set the enrichment rank_by to a "
+        "statistic column of a DE table written by the DE rules.",
+    )
+    min_size, max_size = enrichment.min_set_size, enrichment.max_set_size
     if min_size < 1 or max_size < min_size:
         raise UserInputError(
             f"gene-set size limits min_size={min_size}, max_size={max_size} must satisfy "
-            "1 <= min_size <= max_size; fix them in the config."
+            "1 <= min_size <= max_size; fix enrichment.min_set_size and max_set_size in the "
+            "config."
         )
     cell_type = ""
     if "cell_type" in de.columns:
@@ -108,10 +143,13 @@ def rank_enrichment(
                 "cell type's table at a time."
             )
         cell_type = str(types[0]) if len(types) else ""
-    evidence = ""
-    if "evidence" in de.columns:
-        evidence = ";".join(dict.fromkeys(de["evidence"].dropna().astype(str)))
-
+    labels = list(dict.fromkeys(de[EVIDENCE].dropna().astype(str)))
+    if len(labels) > 1:
+        raise UserInputError(
+            f"the DE table of cell type {cell_type!r} mixes evidence labels {labels}; one "
+            "cell type's results come from one test, so rank one table at a time."
+        )
+    check_evidence(labels, table=f"DE table of cell type {cell_type!r}")
     genes = de["gene"].astype(str)
     duplicated = genes[genes.duplicated()].unique()
     if len(duplicated):
@@ -119,77 +157,67 @@ def rank_enrichment(
             f"gene {duplicated[0]!r} appears more than once in the DE table of cell type "
             f"{cell_type!r} ({len(duplicated)} such genes); one row per gene is needed."
         )
-    statistic = pd.to_numeric(de[rank_by], errors="coerce").to_numpy(dtype=float)
-    finite = np.isfinite(statistic)
-    ranked = pd.Series(statistic[finite], index=genes.to_numpy()[finite])
-    values = ranked.to_numpy()
-    position = pd.Index(ranked.index)
+    return cell_type, labels[0] if labels else NOT_TESTABLE
 
-    rows = []
-    for name, members in gene_sets.items():
-        unique = list(dict.fromkeys(str(g) for g in members))
-        where = position.get_indexer(unique)
-        inside = where[where >= 0]
-        n_genes, n_outside = int(inside.size), int(values.size - inside.size)
-        row = {
-            "cell_type": cell_type,
-            "gene_set": str(name),
-            "n_genes": n_genes,
-            "n_missing": len(unique) - n_genes,
-            "auc": np.nan,
-            "direction": "",
-            "pvalue": np.nan,
-            "padj": np.nan,
-            "leading_genes": "",
-            "method": METHOD,
-            "evidence": evidence,
-            "note": "",
-        }
-        if n_genes < min_size:
-            row["note"] = f"fewer than min_size={min_size} genes in the ranking ({n_genes})"
-        elif n_genes > max_size:
-            row["note"] = f"more than max_size={max_size} genes in the ranking ({n_genes})"
-        elif n_outside == 0:
-            row["note"] = "no ranked genes outside the set to compare with"
-        else:
-            in_set = np.zeros(values.size, dtype=bool)
-            in_set[inside] = True
-            test = stats.mannwhitneyu(
-                values[in_set], values[~in_set], alternative="two-sided", method="asymptotic"
-            )
-            auc = float(test.statistic) / (n_genes * n_outside)
-            up = auc > 0.5
-            order = np.argsort(values[inside], kind="stable")
-            if up:
-                order = order[::-1]
-            leading = ranked.index[inside[order[:n_leading]]]
-            row.update(
-                auc=auc,
-                direction="up" if up else "down",
-                pvalue=float(test.pvalue),
-                leading_genes=",".join(leading),
-            )
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=ENRICHMENT_COLUMNS)
-    out["padj"] = bh_adjust(out["pvalue"])
-    log.info(
-        "enrichment of %s (%d ranked genes by %s): %d of %d sets tested",
-        cell_type or "DE table",
-        values.size,
-        rank_by,
-        int(out["pvalue"].notna().sum()),
-        len(out),
-    )
-    return out
+
+def _test_set(
+    ranked: pd.Series,
+    members: Sequence[str],
+    enrichment: EnrichmentParams,
+    *,
+    n_leading: int,
+) -> dict[str, object]:
+    """One set's row: sizes, and the rank-sum test where its size is within the limits."""
+    values = ranked.to_numpy()
+    unique = list(dict.fromkeys(str(g) for g in members))
+    where = ranked.index.get_indexer(unique)
+    inside = where[where >= 0]
+    n_genes, n_outside = int(inside.size), int(values.size - inside.size)
+    row: dict[str, object] = {
+        "n_genes": n_genes,
+        "n_missing": len(unique) - n_genes,
+        "auc": np.nan,
+        "direction": "",
+        "pvalue": np.nan,
+        "padj": np.nan,
+        "leading_genes": "",
+        "method": METHOD,
+        NOTE: "",
+    }
+    if n_genes < enrichment.min_set_size:
+        row[NOTE] = (
+            f"fewer than min_size={enrichment.min_set_size} genes in the ranking ({n_genes})"
+        )
+    elif n_genes > enrichment.max_set_size:
+        row[NOTE] = f"more than max_size={enrichment.max_set_size} genes in the ranking ({n_genes})"
+    elif n_outside == 0:
+        row[NOTE] = "no ranked genes outside the set to compare with"
+    else:
+        in_set = np.zeros(values.size, dtype=bool)
+        in_set[inside] = True
+        test = stats.mannwhitneyu(
+            values[in_set], values[~in_set], alternative="two-sided", method="asymptotic"
+        )
+        auc = float(test.statistic) / (n_genes * n_outside)
+        up = auc > 0.5
+        order = np.argsort(values[inside], kind="stable")
+        if up:
+            order = order[::-1]
+        row.update(
+            auc=auc,
+            direction="up" if up else "down",
+            pvalue=float(test.pvalue),
+            leading_genes=",".join(ranked.index[inside[order[:n_leading]]]),
+        )
+    return row
 
 
 def rank_enrichment_by_cell_type(
     de: pd.DataFrame,
     gene_sets: Mapping[str, Sequence[str]],
+    enrichment: EnrichmentParams,
     *,
     rank_by: str = "stat",
-    min_size: int = 5,
-    max_size: int = 500,
     n_leading: int = 10,
 ) -> pd.DataFrame:
     """:func:`rank_enrichment` for each cell type of a combined DE table, results stacked.
@@ -198,7 +226,7 @@ def rank_enrichment_by_cell_type(
     ----------
     de
         DE tables of several cell types in one (column ``cell_type``), e.g. ``de_all.tsv.gz``.
-    gene_sets, rank_by, min_size, max_size, n_leading
+    gene_sets, enrichment, rank_by, n_leading
         As in :func:`rank_enrichment`; BH stays within each cell type.
 
     Returns
@@ -207,20 +235,14 @@ def rank_enrichment_by_cell_type(
         :data:`ENRICHMENT_COLUMNS`, cell types in order of first appearance; empty (with the
         columns) when `de` or `gene_sets` is empty.
     """
-    if "cell_type" not in de.columns:
-        raise UserInputError(
-            f"DE table lacks column 'cell_type' (available: {sorted(map(str, de.columns))}); "
-            "pass the combined per-cell-type DE table."
-        )
+    require_columns(
+        de.columns,
+        ["cell_type"],
+        table="DE table",
+        fix=f"available: {sorted(map(str, de.columns))}; pass the combined per-cell-type DE table.",
+    )
     tables = [
-        rank_enrichment(
-            table,
-            gene_sets,
-            rank_by=rank_by,
-            min_size=min_size,
-            max_size=max_size,
-            n_leading=n_leading,
-        )
+        rank_enrichment(table, gene_sets, enrichment, rank_by=rank_by, n_leading=n_leading)
         for _, table in de.groupby(de["cell_type"].astype(str), sort=False)
     ]
     tables = [t for t in tables if not t.empty]

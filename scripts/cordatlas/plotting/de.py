@@ -16,7 +16,7 @@ import scipy.sparse as sp  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from cordatlas.compare.pseudobulk import pseudobulk_mask  # noqa: E402
+from cordatlas.compare.plan import pseudobulk_mask  # noqa: E402
 
 #: Title banner of results without biological replication (cordatlas.compare.pseudobulk fallback).
 EXPLORATORY_BANNER = "EXPLORATORY: cell-level, no biological replication"

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cordatlas.compare.signatures import DEFAULT_CONTROL  # noqa: E402
+from cordatlas.compare.signature_tests import DEFAULT_CONTROL  # noqa: E402
 
 #: Marks drawn on heatmap cells, by concordance (legend text in the figure).
 CONCORDANCE_MARKS = {"agree": "+", "disagree": "x", "contested": "?"}
