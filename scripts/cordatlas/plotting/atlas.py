@@ -1,4 +1,4 @@
-"""Figures for the report: matplotlib only, written to files, never shown."""
+"""Figures of the atlas: UMAP panels and marker dot plots."""
 
 from __future__ import annotations
 
@@ -6,148 +6,78 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import scanpy as sc
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scanpy as sc  # noqa: E402
+from cordatlas import vocabulary
+from cordatlas.plotting.base import (
+    apply_category_colours,
+    cell_type_palette,
+    condition_palette,
+    sample_palettes,
+    save,
+)
 
 
-def plot_umap(adata: ad.AnnData, *, keys: Sequence[str], path: str | Path) -> None:
-    """UMAP coloured by each obs column in `keys`, one panel each, saved to `path`."""
+def umap_palettes(
+    adata: ad.AnnData,
+    keys: Sequence[str],
+    *,
+    contrast: Sequence[str] | None = None,
+    condition_key: str = "condition",
+    cell_type_key: str = vocabulary.CELL_TYPE,
+    donor_key: str = "donor",
+    sample_key: str = "sample",
+) -> dict[str, dict[str, str]]:
+    """The palette of each UMAP panel in `keys` that the vocabulary fixes, keyed by obs column.
+
+    Condition: :func:`~cordatlas.plotting.base.condition_palette`; cell type: the fixed
+    cell-type colours; donor and sample: one mapping
+    (:func:`~cordatlas.plotting.base.sample_palettes`), so a sample keeps its donor's colour.
+    Other panels (clusters) keep scanpy's default colours.
+    """
+    obs = adata.obs
+    palettes: dict[str, dict[str, str]] = {}
+    if condition_key in keys and condition_key in obs:
+        palettes[condition_key] = condition_palette(obs[condition_key].dropna().unique(), contrast)
+    if cell_type_key in keys and cell_type_key in obs:
+        palettes[cell_type_key] = cell_type_palette(obs[cell_type_key].dropna().unique())
+    if donor_key in keys or sample_key in keys:
+        donors, samples = sample_palettes(obs, donor_key=donor_key, sample_key=sample_key)
+        for key, palette in ((donor_key, donors), (sample_key, samples)):
+            if key in keys and palette:
+                palettes[key] = palette
+    return palettes
+
+
+def plot_umap(
+    adata: ad.AnnData,
+    *,
+    keys: Sequence[str],
+    path: str | Path,
+    contrast: Sequence[str] | None = None,
+) -> None:
+    """UMAP coloured by each obs column in `keys`, one panel each, saved to `path`.
+
+    Condition, cell-type, donor and sample panels use the shared palette (:func:`umap_palettes`;
+    `contrast` defaults to :data:`~cordatlas.plotting.base.DEFAULT_CONTRAST`): their
+    ``uns[f"{key}_colors"]`` are set from it before drawing.
+    """
     keys = [k for k in keys if k in adata.obs]
+    for key, palette in umap_palettes(adata, keys, contrast=contrast).items():
+        apply_category_colours(adata, key, palette)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4.2), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         sc.pl.umap(adata, color=key, ax=ax, show=False, frameon=False, title=key, size=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
-#: Panels of the per-sample QC figure: (obs column, axis label, log scale).
-QC_PANELS = (
-    ("total_counts", "total counts per cell", True),
-    ("n_genes_by_counts", "genes detected per cell", True),
-    ("pct_counts_mt", "mitochondrial %", False),
-    ("pct_counts_in_top_20_genes", "% counts in top 20 genes", False),
-    ("pct_counts_hb", "haemoglobin %", False),
-    ("pct_counts_ribo", "ribosomal %", False),
-    ("doublet_score", "doublet score", False),
-)
-
-
-def _threshold_lines(ax, thresholds: pd.DataFrame, metric: str, *, vertical: bool = True) -> None:
-    rows = thresholds[thresholds["metric"] == metric]
-    for _, row in rows.iterrows():
-        for side in ("lower", "upper"):
-            value = row[side]
-            if value is None or pd.isna(value):
-                continue
-            draw = ax.axvline if vertical else ax.axhline
-            draw(float(value), color="crimson", linestyle="--", linewidth=1.2)
-            label = f"{side} {float(value):.3g}"
-            if vertical:
-                ax.annotate(
-                    label,
-                    (float(value), 0.97),
-                    xycoords=("data", "axes fraction"),
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    fontsize=7,
-                    color="crimson",
-                )
-
-
-def plot_qc_sample(
-    cells: pd.DataFrame, thresholds: pd.DataFrame, *, sample: str, path: str | Path
-) -> None:
-    """Per-sample QC figure: each metric's distribution with its applied thresholds, and counts vs genes.
-
-    Histograms stack kept (grey) and removed (orange) cells, so a reader sees what each cut takes.
-    """
-    kept = cells["passed_qc"].astype(bool).to_numpy()
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
-    for ax, (metric, label, log_scale) in zip(axes.flat, QC_PANELS, strict=False):
-        values = pd.to_numeric(cells[metric], errors="coerce").to_numpy(dtype=float)
-        finite = np.isfinite(values)
-        if not finite.any():
-            ax.text(0.5, 0.5, f"{label}:\nnot computed", ha="center", va="center")
-            ax.set_axis_off()
-            continue
-        data = values[finite]
-        if log_scale:
-            data = np.maximum(data, 1)
-            bins = np.logspace(np.log10(data.min()), np.log10(data.max() + 1), 60)
-            ax.set_xscale("log")
-        else:
-            bins = np.linspace(data.min(), data.max() + 1e-9, 60)
-        ax.hist(
-            [values[finite & kept], values[finite & ~kept]],
-            bins=bins,
-            stacked=True,
-            color=["0.55", "darkorange"],
-            label=[
-                f"kept ({int((finite & kept).sum())})",
-                f"removed ({int((finite & ~kept).sum())})",
-            ],
-        )
-        _threshold_lines(ax, thresholds, metric)
-        ax.set_xlabel(label)
-        ax.set_ylabel("cells")
-        ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.85))
-    ax = axes.flat[-1]
-    order = np.argsort(cells["pct_counts_mt"].to_numpy())
-    scatter = ax.scatter(
-        cells["total_counts"].to_numpy()[order],
-        cells["n_genes_by_counts"].to_numpy()[order],
-        c=cells["pct_counts_mt"].to_numpy()[order],
-        s=4,
-        cmap="viridis",
-        vmin=0,
-        vmax=max(20.0, float(np.nanpercentile(cells["pct_counts_mt"], 99))),
-    )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _threshold_lines(ax, thresholds, "total_counts")
-    _threshold_lines(ax, thresholds, "n_genes_by_counts", vertical=False)
-    ax.set_xlabel("total counts")
-    ax.set_ylabel("genes detected")
-    fig.colorbar(scatter, ax=ax, label="mitochondrial %")
-    fig.suptitle(
-        f"QC of sample {sample}: {int(kept.sum())} of {len(cells)} cells kept "
-        "(dashed lines: thresholds applied)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_qc_overview(cells: pd.DataFrame, *, path: str | Path) -> None:
-    """Cells kept and removed per sample, removed cells stacked by their first failed rule.
-
-    A cell failing several rules is counted once, under the first of
-    :data:`cordatlas.qc.sample.REASONS` it fails (the per-cell tables list all of them).
-    """
-    from cordatlas.qc.sample import REASONS
-
-    first = cells["qc_reasons"].fillna("").astype(str).str.split(";").str[0]
-    first = first.where(first != "", "kept")
-    table = pd.crosstab(cells["sample"], first)
-    columns = ["kept"] + [r for r in REASONS if r in table.columns]
-    table = table.reindex(columns=columns, fill_value=0)
-    colours = ["0.55"] + list(plt.get_cmap("tab10").colors)[: len(columns) - 1]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(table) + 3), 4.5))
-    table.plot.bar(stacked=True, ax=ax, color=colours, width=0.8)
-    ax.set_ylabel("cells")
-    ax.set_xlabel("sample")
-    ax.set_title("Cells kept and removed per sample (removed: first failed rule)")
-    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _save_dotplot(dotplot, path: str | Path) -> None:
+    """Draw a scanpy dot plot object and write it with the one save helper."""
+    dotplot.make_figure()
+    save(dotplot.fig, path)
 
 
 def plot_marker_dotplot(
@@ -159,8 +89,7 @@ def plot_marker_dotplot(
     dotplot = sc.pl.dotplot(
         adata, var_names=genes, groupby=groupby, show=False, return_fig=True, standard_scale="var"
     )
-    dotplot.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close("all")
+    _save_dotplot(dotplot, path)
 
 
 def plot_panel_dotplot(
@@ -181,5 +110,4 @@ def plot_panel_dotplot(
     dotplot = sc.pl.dotplot(
         adata, var_names=genes, groupby=groupby, show=False, return_fig=True, standard_scale="var"
     )
-    dotplot.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close("all")
+    _save_dotplot(dotplot, path)

@@ -1,4 +1,4 @@
-"""Figures of differential expression (volcano, top-gene heatmap): matplotlib only, written to files."""
+"""Figures of differential expression (volcano, top-gene heatmap)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from matplotlib.colors import ListedColormap
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from cordatlas.compare.plan import pseudobulk_mask  # noqa: E402
+from cordatlas.compare.plan import pseudobulk_mask
+from cordatlas.plotting.base import condition_handles, condition_palette, message_figure, save
+from cordatlas.vocabulary import CONDITION_COLOUR, REFERENCE_COLOUR
 
 #: Title banner of results without biological replication (cordatlas.compare.pseudobulk fallback).
 EXPLORATORY_BANNER = "EXPLORATORY: cell-level, no biological replication"
 
-_UP, _DOWN, _NULL = "#c0392b", "#2166ac", "0.7"
+#: Volcano points that are not significant.
+_NULL = "0.7"
 
 
 def _is_exploratory(results: pd.DataFrame) -> bool:
@@ -35,14 +34,9 @@ def _title(title: str, results: pd.DataFrame) -> str:
     return f"{EXPLORATORY_BANNER}\n{title}" if _is_exploratory(results) else title
 
 
-def _message_figure(path: str | Path, title: str, message: str, *, exploratory: bool) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, wrap=True)
-    ax.set_axis_off()
-    ax.set_title(title, color="darkred" if exploratory else "black", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _colour(exploratory: bool) -> str:
+    """Title colour: dark red flags results without biological replication."""
+    return "darkred" if exploratory else "black"
 
 
 def plot_volcano(
@@ -56,8 +50,9 @@ def plot_volcano(
 ) -> None:
     """Volcano plot: log2 fold change against -log10 p-value, one point per tested gene.
 
-    Genes with ``padj < alpha`` and ``|log2FC| >= lfc_threshold`` are coloured (red: higher in
-    the condition, blue: lower); the `n_labels` most significant of them are named. Results
+    Genes with ``padj < alpha`` and ``|log2FC| >= lfc_threshold`` are coloured with the
+    vocabulary's condition colour when higher in the condition and its reference colour when
+    higher in the reference; the `n_labels` most significant of them are named. Results
     from the exploratory cell-level test get :data:`EXPLORATORY_BANNER` above the title.
     Empty results give a figure that says no genes were tested.
 
@@ -79,7 +74,7 @@ def plot_volcano(
     p = pd.to_numeric(results.get("pvalue", pd.Series(dtype=float)), errors="coerce")
     usable = results.loc[p.notna().to_numpy()] if len(results) else results
     if usable.empty:
-        _message_figure(path, full_title, "no genes tested", exploratory=exploratory)
+        message_figure(path, "no genes tested", title=full_title, title_colour=_colour(exploratory))
         return
     lfc = pd.to_numeric(usable["log2FC"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
     pvalue = pd.to_numeric(usable["pvalue"], errors="coerce").to_numpy(dtype=float)
@@ -87,7 +82,9 @@ def plot_volcano(
     smallest = pvalue[pvalue > 0].min() if (pvalue > 0).any() else 1e-300
     y = -np.log10(np.maximum(pvalue, smallest))
     hit = (padj < alpha) & (np.abs(lfc) >= lfc_threshold)
-    colour = np.where(hit & (lfc > 0), _UP, np.where(hit & (lfc < 0), _DOWN, _NULL))
+    colour = np.where(
+        hit & (lfc > 0), CONDITION_COLOUR, np.where(hit & (lfc < 0), REFERENCE_COLOUR, _NULL)
+    )
 
     # cell-level log2FC reaches about +-30 for genes undetected in one group: draw those beyond
     # +-10 at the edge (triangles) so they do not squash everything else
@@ -132,12 +129,9 @@ def plot_volcano(
     labelled = labelled[np.lexsort((genes[labelled], padj[labelled]))][:n_labels]
     for i in labelled:
         ax.annotate(genes[i], (x[i], y[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
-    ax.set_title(
-        f"{full_title}\n{caption}", color="darkred" if exploratory else "black", fontsize=9
-    )
+    ax.set_title(f"{full_title}\n{caption}", color=_colour(exploratory), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_de_heatmap(
@@ -157,10 +151,10 @@ def plot_de_heatmap(
     """Heatmap of the top genes by ``padj``: z-scored log2 CPM across the cell type's pseudobulks.
 
     Columns are that cell type's pseudobulks (with at least `min_cells` cells), grouped by
-    condition (`contrast` order, else sorted) with a colour bar, labelled by replicate. Each
-    gene's log2(CPM + 1) is z-scored across the columns, so the figure shows whether the
-    difference is carried by every donor or by one. Empty results or no pseudobulk give a
-    figure that says so.
+    condition (`contrast` order, else sorted) with a bar in the vocabulary's condition colours
+    (:func:`~cordatlas.plotting.base.condition_palette`), labelled by replicate. Each gene's
+    log2(CPM + 1) is z-scored across the columns, so the figure shows whether the difference is
+    carried by every donor or by one. Empty results or no pseudobulk give a figure that says so.
 
     Parameters
     ----------
@@ -187,27 +181,61 @@ def plot_de_heatmap(
     if len(results):
         tested = results.loc[pd.to_numeric(results["pvalue"], errors="coerce").notna()]
     if tested.empty:
-        _message_figure(path, title, "no genes tested", exploratory=exploratory)
+        message_figure(path, "no genes tested", title=title, title_colour=_colour(exploratory))
         return
     obs = pseudobulk.obs
-    conditions = obs[condition_key].astype(str)
     of_type = (obs[cell_type_key].astype(str) == cell_type).to_numpy()
-    order_conditions = list(contrast) if contrast is not None else sorted(set(conditions[of_type]))
+    conditions = (
+        [str(c) for c in contrast]
+        if contrast is not None
+        else sorted(set(obs[condition_key].astype(str)[of_type]))
+    )
     keep = pseudobulk_mask(
         obs,
         cell_type=cell_type,
-        conditions=order_conditions,
+        conditions=conditions,
         cell_type_key=cell_type_key,
         condition_key=condition_key,
         min_cells=min_cells,
     )
     if not keep.any():
-        _message_figure(
-            path, title, f"no pseudobulk of {cell_type} to show", exploratory=exploratory
+        message_figure(
+            path,
+            f"no pseudobulk of {cell_type} to show",
+            title=title,
+            title_colour=_colour(exploratory),
         )
         return
+    rows = _ordered_rows(obs, keep, conditions, replicate_key, condition_key)
+    ranked = _ranked_genes(tested)
+    genes = [g for g in ranked["gene"].astype(str) if g in pseudobulk.var_names][:n_top]
+    z = _zscored_log_cpm(pseudobulk, rows, genes)
+    n_significant = int((ranked["_padj"] < alpha).sum())
+    note = (
+        f"{n_significant} genes with padj < {alpha:g}; showing top {len(genes)} by padj"
+        if n_significant
+        else f"nothing significant at padj < {alpha:g}; showing top {len(genes)} by p-value"
+    )
+    palette = condition_palette(conditions, contrast)
+    fig, (bar, ax) = _heatmap_axes(n_genes=len(genes), n_columns=len(rows))
+    sub_obs = obs.iloc[rows]
+    _condition_bar(bar, sub_obs[condition_key].astype(str).to_numpy(), palette)
+    bar.set_title(f"{title}\n{note}", color=_colour(exploratory), fontsize=9)
+    _draw_zscores(fig, ax, z, genes, sub_obs, replicate_key)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def _ordered_rows(
+    obs: pd.DataFrame,
+    keep: np.ndarray,
+    conditions: Sequence[str],
+    replicate_key: str,
+    condition_key: str,
+) -> np.ndarray:
+    """Positions of the kept pseudobulks, grouped by condition (`conditions` order), then replicate."""
     rows = np.flatnonzero(keep)
-    rank = {c: i for i, c in enumerate(order_conditions)}
+    rank = {c: i for i, c in enumerate(conditions)}
     sub_obs = obs.iloc[rows]
     sort_key = np.lexsort(
         (
@@ -215,47 +243,67 @@ def plot_de_heatmap(
             sub_obs[condition_key].astype(str).map(rank).to_numpy(),
         )
     )
-    rows = rows[sort_key]
-    sub_obs = obs.iloc[rows]
+    return rows[sort_key]
+
+
+def _ranked_genes(tested: pd.DataFrame) -> pd.DataFrame:
+    """Tested genes by padj (missing counts as 1), then p-value, then name."""
+    return tested.assign(
+        _padj=pd.to_numeric(tested["padj"], errors="coerce").fillna(1.0),
+        _p=pd.to_numeric(tested["pvalue"], errors="coerce"),
+    ).sort_values(["_padj", "_p", "gene"], kind="mergesort")
+
+
+def _zscored_log_cpm(pseudobulk: ad.AnnData, rows: np.ndarray, genes: list[str]) -> np.ndarray:
+    """Genes x pseudobulks: log2(CPM + 1) z-scored per gene (0 where a gene does not vary)."""
     counts = pseudobulk.X[rows]
     counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
     counts = counts.astype(float)
     library = counts.sum(axis=1, keepdims=True)
     cpm = counts / np.where(library > 0, library, 1.0) * 1e6
-
-    ranked = tested.assign(
-        _padj=pd.to_numeric(tested["padj"], errors="coerce").fillna(1.0),
-        _p=pd.to_numeric(tested["pvalue"], errors="coerce"),
-    ).sort_values(["_padj", "_p", "gene"], kind="mergesort")
-    genes = [g for g in ranked["gene"].astype(str) if g in pseudobulk.var_names][:n_top]
-    n_significant = int((ranked["_padj"] < alpha).sum())
     columns = pseudobulk.var_names.get_indexer(genes)
-    values = np.log2(cpm[:, columns] + 1.0).T  # genes x pseudobulks
+    values = np.log2(cpm[:, columns] + 1.0).T
     sd = values.std(axis=1, keepdims=True)
-    z = np.where(sd > 0, (values - values.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1), 0)
+    centred = values - values.mean(axis=1, keepdims=True)
+    return np.where(sd > 0, centred / np.where(sd > 0, sd, 1), 0)
 
-    height = max(3.5, 0.22 * len(genes) + 2.2)
-    width = max(5.0, 0.45 * len(rows) + 3.0)
-    fig, (bar, ax) = plt.subplots(
+
+def _heatmap_axes(*, n_genes: int, n_columns: int):
+    """A figure with a thin condition bar above the heatmap, sized to the genes and columns."""
+    height = max(3.5, 0.22 * n_genes + 2.2)
+    width = max(5.0, 0.45 * n_columns + 3.0)
+    return plt.subplots(
         2,
         1,
         figsize=(width, height),
-        gridspec_kw={"height_ratios": [0.4, max(len(genes), 1)]},
+        gridspec_kw={"height_ratios": [0.4, max(n_genes, 1)]},
         sharex=True,
     )
-    palette = plt.get_cmap("tab10").colors
-    cond_values = sub_obs[condition_key].astype(str).to_numpy()
+
+
+def _condition_bar(bar, conditions: np.ndarray, palette: dict[str, str]) -> None:
+    """One cell per pseudobulk in its condition's colour, with a legend of the conditions."""
+    levels = list(palette)
+    codes = np.array([[levels.index(c) for c in conditions]])
     bar.imshow(
-        np.array([[rank[c] for c in cond_values]]),
+        codes,
         aspect="auto",
-        cmap=ListedColormap(palette[: len(order_conditions)]),
+        cmap=ListedColormap([palette[c] for c in levels]),
         vmin=-0.5,
-        vmax=len(order_conditions) - 0.5,
+        vmax=len(levels) - 0.5,
         interpolation="nearest",
     )
     bar.set_yticks([])
-    handles = [Patch(color=palette[i], label=c) for i, c in enumerate(order_conditions)]
-    bar.legend(handles=handles, bbox_to_anchor=(1.01, 1.0), loc="upper left", fontsize=8)
+    bar.legend(
+        handles=condition_handles(palette),
+        bbox_to_anchor=(1.01, 1.0),
+        loc="upper left",
+        fontsize=8,
+    )
+
+
+def _draw_zscores(fig, ax, z: np.ndarray, genes: list[str], sub_obs, replicate_key: str) -> None:
+    """The z-score heatmap, genes as rows, pseudobulks labelled ``replicate (cells)``."""
     image = ax.imshow(z, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest")
     ax.set_yticks(range(len(genes)), genes, fontsize=7)
     labels = [
@@ -264,15 +312,6 @@ def plot_de_heatmap(
             sub_obs[replicate_key].astype(str), sub_obs["n_cells"].astype(int), strict=True
         )
     ]
-    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_xlabel(f"{replicate_key} (cells)")
     fig.colorbar(image, ax=ax, label="z-score of log2(CPM + 1)", shrink=0.6)
-    note = (
-        f"{n_significant} genes with padj < {alpha:g}; showing top {len(genes)} by padj"
-        if n_significant
-        else f"nothing significant at padj < {alpha:g}; showing top {len(genes)} by p-value"
-    )
-    bar.set_title(f"{title}\n{note}", color="darkred" if exploratory else "black", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -5,27 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cordatlas.compare.signature_tests import DEFAULT_CONTROL  # noqa: E402
+from cordatlas.compare.signature_tests import DEFAULT_CONTROL
+from cordatlas.plotting.base import (
+    condition_order,
+    condition_palette,
+    format_pvalue,
+    message_figure,
+    save,
+)
+from cordatlas.vocabulary import MISSING_COLOUR
 
 #: Marks drawn on heatmap cells, by concordance (legend text in the figure).
 CONCORDANCE_MARKS = {"agree": "+", "disagree": "x", "contested": "?"}
-CONDITION_COLOURS = ("#c0392b", "#2c7fb8", "#7f7f7f", "#31a354")
-
-
-def _message_figure(path: str | Path, message: str) -> None:
-    """A small figure that says why there is nothing to plot (the report still has a file)."""
-    fig, ax = plt.subplots(figsize=(6, 2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_signature_heatmap(
@@ -44,7 +39,7 @@ def plot_signature_heatmap(
     each column shows the biological contrasts above the sample-handling control.
     """
     if results is None or results.empty:
-        _message_figure(path, "No signature results to show (no cell type had enough donors).")
+        message_figure(path, "No signature results to show (no cell type had enough donors).")
         return
     condition, reference = contrast
     control_names = list(dict.fromkeys(results.loc[results["role"] == "control", "signature"]))
@@ -66,7 +61,7 @@ def plot_signature_heatmap(
     fig, ax = plt.subplots(
         figsize=(max(6.0, 0.45 * len(cell_types) + 3.5), max(3.0, 0.35 * len(signatures) + 2.2))
     )
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#d9d9d9")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad=MISSING_COLOUR)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     for i, signature in enumerate(signatures):
         for j, cell_type in enumerate(cell_types):
@@ -94,17 +89,18 @@ def plot_signature_heatmap(
         fontsize=7,
     )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
-def _strip(ax, part: pd.DataFrame, conditions: Sequence[str], *, rng: np.random.Generator) -> None:
+def _strip(ax, part: pd.DataFrame, palette: dict[str, str], *, rng: np.random.Generator) -> None:
+    """Donor points and condition means, one column per condition of `palette` (its order)."""
+    conditions = list(palette)
     for k, condition in enumerate(conditions):
         values = part.loc[part["condition"] == condition, "mean_score"].to_numpy(dtype=float)
         if values.size == 0:
             continue
         x = k + rng.uniform(-0.12, 0.12, values.size)
-        colour = CONDITION_COLOURS[k % len(CONDITION_COLOURS)]
+        colour = palette[condition]
         ax.scatter(x, values, s=28, color=colour, edgecolor="black", linewidth=0.4, zorder=3)
         ax.hlines(values.mean(), k - 0.25, k + 0.25, color=colour, linewidth=2, zorder=2)
     ax.set_xticks(range(len(conditions)), conditions, fontsize=8)
@@ -119,8 +115,7 @@ def _result_text(results: pd.DataFrame | None, cell_type: str, signature: str) -
         return ""
     row = hit.iloc[0]
     padj = row["padj"]
-    ptext = "NA" if not np.isfinite(padj) else f"{padj:.2g}"
-    return f"diff {row['difference']:+.2g}, padj {ptext}"
+    return f"diff {row['difference']:+.2g}, padj {format_pvalue(padj)}"
 
 
 def plot_signature_by_donor(
@@ -141,16 +136,16 @@ def plot_signature_by_donor(
     the control beside it does not move the same way.
     """
     if summary is None or summary.empty:
-        _message_figure(path, "No per-donor signature scores to show.")
+        message_figure(path, "No per-donor signature scores to show.")
         return
     part = summary[summary["signature"] == signature]
     if cell_types is not None:
         part = part[part["cell_type"].isin(set(cell_types))]
     if part.empty:
-        _message_figure(path, f"No per-donor scores for signature {signature!r}.")
+        message_figure(path, f"No per-donor scores for signature {signature!r}.")
         return
     types = [c for c in dict.fromkeys(part["cell_type"])]
-    conditions = list(contrast) + sorted(set(summary["condition"]) - set(contrast))
+    palette = condition_palette(condition_order(summary["condition"], contrast), contrast)
     show_control = control is not None and control != signature
     n_cols = 2 if show_control else 1
     fig, axes = plt.subplots(
@@ -167,15 +162,14 @@ def plot_signature_by_donor(
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"{name}: no scores in {cell_type}", ha="center", fontsize=8)
                 continue
-            _strip(ax, data, conditions, rng=rng)
+            _strip(ax, data, palette, rng=rng)
             note = _result_text(results, cell_type, name)
             label = f"{name} (control)" if name == control else name
             ax.set_title(f"{cell_type}: {label}\n{note}", fontsize=8)
             ax.set_ylabel("donor mean score", fontsize=8)
             ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_development_axis(
@@ -184,26 +178,27 @@ def plot_development_axis(
     path: str | Path,
     contrast: Sequence[str] = ("cord_blood", "adult"),
 ) -> None:
-    """Per-donor fetal-to-adult axis by cell type, coloured by condition.
+    """Per-donor fetal-to-adult axis by cell type, in the vocabulary's condition colours.
 
     Relative axis (``relative_to_reference``): 0 = adult mean, units of adult (or pooled)
     donor sd, positive = toward fetal. Reference projection (``reference_projection``):
     0 = adult reference, 1 = fetal reference.
     """
     if axis is None or axis.empty or not np.isfinite(axis["axis_score"].astype(float)).any():
-        _message_figure(
+        message_figure(
             path,
             "No development-axis values to show (no cell type with an ontogeny signature and "
             "enough donors).",
         )
         return
     types = list(dict.fromkeys(axis["cell_type"]))
-    conditions = list(contrast) + sorted(set(axis["condition"]) - set(contrast))
+    palette = condition_palette(condition_order(axis["condition"], contrast), contrast)
+    conditions = list(palette)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(types) + 2.0), 3.6))
     rng = np.random.default_rng(0)
     width = 0.7 / max(len(conditions), 1)
     for k, condition in enumerate(conditions):
-        colour = CONDITION_COLOURS[k % len(CONDITION_COLOURS)]
+        colour = palette[condition]
         for j, cell_type in enumerate(types):
             values = axis.loc[
                 (axis["cell_type"] == cell_type) & (axis["condition"] == condition), "axis_score"
@@ -240,5 +235,4 @@ def plot_development_axis(
     unique = dict(zip(labels, handles, strict=False))
     ax.legend(unique.values(), unique.keys(), fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
