@@ -30,7 +30,12 @@ with rule_logging(snakemake.log[0]) as log:
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     clusters.to_csv(snakemake.output.clusters, sep="\t", index=False)
     genes.to_csv(snakemake.output.panel_genes, sep="\t", index=False)
-    plot_umap(adata, keys=["cell_type", "condition", "donor", "sample"], path=snakemake.output.umap)
+    plot_umap(
+        adata,
+        keys=["cell_type", "condition", "donor", "sample"],
+        path=snakemake.output.umap,
+        contrast=snakemake.params.contrast.as_tuple(),
+    )
     plot_panel_dotplot(
         adata,
         {name: entry["markers"] for name, entry in panel["cell_types"].items()},

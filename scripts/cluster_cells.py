@@ -19,5 +19,10 @@ with rule_logging(snakemake.log[0]):
         seed=params.seed,
     )
     cluster_sizes(adata, params.resolutions).to_csv(snakemake.output.sizes, sep="\t", index=False)
-    plot_umap(adata, keys=["leiden", "condition", "donor", "sample"], path=snakemake.output.umap)
+    plot_umap(
+        adata,
+        keys=["leiden", "condition", "donor", "sample"],
+        path=snakemake.output.umap,
+        contrast=snakemake.params.contrast.as_tuple(),
+    )
     adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -40,6 +40,7 @@ rule annotate_cells:
         runtime=60,
     params:
         annotation=PARAMS.annotation,
+        contrast=PARAMS.contrast,
         seed=PARAMS.atlas.seed,
     script:
         "../../scripts/annotate_cells.py"

@@ -104,6 +104,7 @@ rule cluster_cells:
         resolutions=PARAMS.atlas.leiden_resolutions,
         working_resolution=PARAMS.atlas.working_resolution,
         umap_min_dist=PARAMS.atlas.umap_min_dist,
+        contrast=PARAMS.contrast,
         seed=PARAMS.atlas.seed,
     script:
         "../../scripts/cluster_cells.py"

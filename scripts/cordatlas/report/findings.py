@@ -1,0 +1,381 @@
+"""One row per tested claim, read from the results tables: what was tested, what the data say, how far to trust it.
+
+The rows come from three tables the workflow wrote: each composition shift
+(``composition/composition_tests.tsv``), each signature in each cell type
+(``signatures/signature_tests.tsv``) and each cell type's differential expression in numbers
+(``de/de_summary.tsv``, top genes from ``de/de_all.tsv.gz``). Nothing is re-tested. Two things
+are read on top of the tables, both stated in the row's ``note``:
+
+- the 95 % confidence interval of a donor-level difference, ``difference +/- t(0.975, df) x se``
+  from the table's own ``se`` and ``df`` (the OLS model of ``donor_stats.compare_groups``), unless
+  the table already carries ``ci_low`` / ``ci_high``;
+- the design check: when ``design/design_findings.tsv`` warns that condition is aliased with a
+  factor (study, technology ...), every row's evidence becomes ``confounded`` (vocabulary), the
+  table's own label kept in the note.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cordatlas.vocabulary import (
+    CONFOUNDED,
+    DONOR_LEVEL,
+    EVIDENCE,
+    EXPLORATORY,
+    NOT_TESTABLE,
+    NOTE,
+    check_evidence,
+    format_pvalue,
+)
+
+#: Columns of :func:`build_findings` (and of results/findings.tsv).
+FINDINGS_COLUMNS = [
+    "kind",
+    "cell_type",
+    "feature",
+    "effect",
+    "effect_measure",
+    "ci_low",
+    "ci_high",
+    "padj",
+    "n_condition",
+    "n_reference",
+    EVIDENCE,
+    "call",
+    "expected",
+    "agreement",
+    "control",
+    NOTE,
+    "detail",
+]
+
+#: Kinds of claim, in the order the table lists them.
+KINDS = ("composition", "signature", "de")
+
+#: Top genes (lowest padj) named in a DE row's note.
+N_TOP_GENES = 3
+
+
+def aliased_factors(design_findings: pd.DataFrame | None) -> list[str]:
+    """Factors the design check found aliased with condition (``aliasing:<factor>`` warnings)."""
+    if design_findings is None or design_findings.empty:
+        return []
+    rows = design_findings[design_findings["severity"].astype(str) == "warning"]
+    topics = rows["topic"].astype(str)
+    return [t.split(":", 1)[1] for t in topics if t.startswith("aliasing:")]
+
+
+def confidence_interval(difference: float, se: float, df: float) -> tuple[float, float]:
+    """95 % interval of an OLS difference from its standard error and residual df (NaN if absent)."""
+    if not all(np.isfinite(v) for v in (difference, se, df)) or df <= 0:
+        return (math.nan, math.nan)
+    half = float(stats.t.ppf(0.975, df)) * se
+    return (difference - half, difference + half)
+
+
+def _interval(row: pd.Series) -> tuple[float, float]:
+    if "ci_low" in row and "ci_high" in row:
+        return (float(row["ci_low"]), float(row["ci_high"]))
+    return confidence_interval(
+        _num(row.get("difference")), _num(row.get("se")), _num(row.get("df"))
+    )
+
+
+def _num(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def call(evidence: str, effect: float, padj: float, *, alpha: float, condition: str) -> str:
+    """What the data say, in words a reader can quote, given the row's evidence label."""
+    if evidence == NOT_TESTABLE:
+        return "not tested"
+    if evidence == EXPLORATORY:
+        return "ranking only (exploratory, not a finding)"
+    if evidence == CONFOUNDED:
+        return "not separable from the confounded factor"
+    if not np.isfinite(padj) or padj >= alpha:
+        return "no difference detected"
+    return f"higher in {condition}" if effect > 0 else f"lower in {condition}"
+
+
+def composition_findings(
+    tests: pd.DataFrame, *, alpha: float, condition: str, reference: str
+) -> pd.DataFrame:
+    """One row per cell type's share of the labelled cells."""
+    rows = []
+    for _, row in tests.iterrows():
+        low, high = _interval(row)
+        transform = str(row.get("transform", "") or "logit")
+        note = (
+            f"mean proportion {condition} {_num(row['mean_proportion_condition']):.3g} vs "
+            f"{reference} {_num(row['mean_proportion_reference']):.3g} (log2 ratio "
+            f"{_num(row['log2_ratio']):+.2f})"
+        )
+        rows.append(
+            _row(
+                row,
+                kind="composition",
+                feature="proportion",
+                effect=_num(row["difference"]),
+                measure=f"{transform} proportion difference ({condition} - {reference})",
+                interval=(low, high),
+                alpha=alpha,
+                condition=condition,
+                note=note,
+                detail="#composition",
+            )
+        )
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def control_status(row: pd.Series, *, alpha: float) -> str:
+    """The sample-handling control beside a signature contrast, in words."""
+    if str(row.get("role", "")) == "control":
+        return "this is the control"
+    difference, padj = _num(row.get("control_difference")), _num(row.get("control_padj"))
+    if not np.isfinite(difference):
+        return "control not available"
+    if np.isfinite(padj) and padj < alpha:
+        return f"control differs too ({difference:+.3g}, padj {format_pvalue(padj)}): caution"
+    return f"control flat ({difference:+.3g}, padj {format_pvalue(padj)})"
+
+
+def signature_findings(
+    tests: pd.DataFrame, *, alpha: float, condition: str, reference: str
+) -> pd.DataFrame:
+    """One row per signature x cell type, with the literature's expectation and the control."""
+    rows = []
+    for _, row in tests.iterrows():
+        expected = row.get("expected_direction")
+        out = _row(
+            row,
+            kind="signature",
+            feature=str(row["signature"]),
+            effect=_num(row["difference"]),
+            measure=f"mean score difference ({condition} - {reference})",
+            interval=_interval(row),
+            alpha=alpha,
+            condition=condition,
+            note=_signature_note(row),
+            detail=f"#sig-{row['signature']}",
+        )
+        out["expected"] = "" if _blank(expected) else str(expected)
+        out["agreement"] = str(row.get("concordance", ""))
+        out["control"] = control_status(row, alpha=alpha)
+        rows.append(out)
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def _signature_note(row: pd.Series) -> str:
+    """The table's note; an older table kept its sentence in ``evidence``."""
+    note = row.get(NOTE)
+    if not _blank(note):
+        return str(note)
+    legacy = str(row.get(EVIDENCE, ""))
+    return "" if legacy in (DONOR_LEVEL, NOT_TESTABLE) else legacy
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def de_findings(
+    summary: pd.DataFrame, genes: pd.DataFrame | None, *, alpha: float, condition: str
+) -> pd.DataFrame:
+    """One row per cell type: how many genes differ (up, down) and the strongest of them."""
+    rows = []
+    for _, row in summary.iterrows():
+        evidence = str(row[EVIDENCE])
+        n_sig, n_up, n_down = (int(row[k]) for k in ("n_significant", "n_up", "n_down"))
+        if evidence == DONOR_LEVEL:
+            said = f"{n_sig} genes differ ({n_up} up, {n_down} down)" if n_sig else "no gene differs"
+        else:
+            said = call(evidence, math.nan, math.nan, alpha=alpha, condition=condition)
+        top = top_genes(genes, str(row["cell_type"]))
+        note = f"{int(row['n_genes_tested'])} genes tested"
+        note += f"; strongest: {top}" if top else ""
+        plan_note = row.get(NOTE, row.get("reason"))
+        note += "" if _blank(plan_note) else f"; {plan_note}"
+        rows.append(
+            {
+                "kind": "de",
+                "cell_type": str(row["cell_type"]),
+                "feature": "genes",
+                "effect": float(n_sig),
+                "effect_measure": f"genes at padj < {alpha:g}",
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "padj": math.nan,
+                "n_condition": int(row["n_replicates_condition"]),
+                "n_reference": int(row["n_replicates_reference"]),
+                EVIDENCE: evidence,
+                "call": said,
+                "expected": "",
+                "agreement": "",
+                "control": "",
+                NOTE: note,
+                "detail": f"#de-{row['slug']}",
+            }
+        )
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def top_genes(genes: pd.DataFrame | None, cell_type: str, n: int = N_TOP_GENES) -> str:
+    """The `n` genes of lowest padj in one cell type, e.g. ``HBG2 (+3.31, padj 2.3e-47)``."""
+    if genes is None or genes.empty:
+        return ""
+    part = genes[(genes["cell_type"].astype(str) == cell_type) & genes["padj"].notna()]
+    part = part.sort_values(["padj", "gene"], kind="mergesort").head(n)
+    return ", ".join(
+        f"{g} ({fc:+.2f}, padj {format_pvalue(p)})"
+        for g, fc, p in zip(part["gene"], part["log2FC"], part["padj"], strict=True)
+    )
+
+
+def _row(
+    row: pd.Series,
+    *,
+    kind: str,
+    feature: str,
+    effect: float,
+    measure: str,
+    interval: tuple[float, float],
+    alpha: float,
+    condition: str,
+    note: str,
+    detail: str,
+) -> dict[str, object]:
+    evidence = str(row[EVIDENCE])
+    padj = _num(row.get("padj"))
+    return {
+        "kind": kind,
+        "cell_type": str(row["cell_type"]),
+        "feature": feature,
+        "effect": effect,
+        "effect_measure": measure,
+        "ci_low": interval[0],
+        "ci_high": interval[1],
+        "padj": padj,
+        "n_condition": int(row["n_condition"]),
+        "n_reference": int(row["n_reference"]),
+        EVIDENCE: evidence,
+        "call": call(evidence, effect, padj, alpha=alpha, condition=condition),
+        "expected": "",
+        "agreement": "",
+        "control": "",
+        NOTE: note,
+        "detail": detail,
+    }
+
+
+def apply_design(findings: pd.DataFrame, aliased: Sequence[str]) -> pd.DataFrame:
+    """Every row ``confounded`` when condition is aliased with a factor; the old label in the note."""
+    if not aliased or findings.empty:
+        return findings
+    out = findings.copy()
+    factors = ", ".join(aliased)
+    for i in out.index:
+        label = out.at[i, EVIDENCE]
+        if label != CONFOUNDED:
+            prefix = f"condition aliased with {factors} (table's label: {label})"
+            note = out.at[i, NOTE]
+            out.at[i, NOTE] = prefix if _blank(note) else f"{prefix}; {note}"
+        out.at[i, EVIDENCE] = CONFOUNDED
+        out.at[i, "call"] = f"not separable from {factors}"
+    return out
+
+
+def _legacy_evidence(table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Tables written before the one-label vocabulary: the label read from the old sentence."""
+    if table is None or EVIDENCE not in table:
+        return table
+    labels = table[EVIDENCE].astype(str)
+    known = labels.isin([DONOR_LEVEL, EXPLORATORY, CONFOUNDED, NOT_TESTABLE])
+    if known.all():
+        return table
+    out = table.copy()
+    if NOTE not in out:
+        out[NOTE] = ""
+    out.loc[~known, NOTE] = labels[~known]
+    out.loc[~known, EVIDENCE] = np.where(
+        labels[~known].str.startswith("not testable"), NOT_TESTABLE, DONOR_LEVEL
+    )
+    return out
+
+
+def build_findings(
+    *,
+    composition: pd.DataFrame | None,
+    signatures: pd.DataFrame | None,
+    de_summary: pd.DataFrame | None,
+    de_genes: pd.DataFrame | None,
+    design_findings: pd.DataFrame | None,
+    alpha: float,
+    contrast: tuple[str, str],
+) -> pd.DataFrame:
+    """The findings table: every tested claim, the data's call, and how far it can be trusted.
+
+    Parameters
+    ----------
+    composition, signatures, de_summary
+        ``composition_tests.tsv``, ``signature_tests.tsv`` and ``de_summary.tsv`` (None: absent,
+        no rows of that kind).
+    de_genes
+        ``de_all.tsv.gz`` (every DE table; None: no top genes named).
+    design_findings
+        ``design_findings.tsv``: aliasing warnings make every row ``confounded``.
+    alpha
+        Significance level on padj (config comparison.alpha).
+    contrast
+        (condition, reference).
+
+    Returns
+    -------
+    DataFrame
+        :data:`FINDINGS_COLUMNS`; composition rows, then signatures, then DE, each by padj.
+    """
+    condition, reference = contrast
+    parts = []
+    if composition is not None and not composition.empty:
+        parts.append(
+            composition_findings(
+                _legacy_evidence(composition), alpha=alpha, condition=condition,
+                reference=reference,
+            )
+        )  # fmt: skip
+    if signatures is not None and not signatures.empty:
+        parts.append(
+            signature_findings(
+                _legacy_evidence(signatures), alpha=alpha, condition=condition,
+                reference=reference,
+            )
+        )  # fmt: skip
+    if de_summary is not None and not de_summary.empty:
+        parts.append(de_findings(de_summary, de_genes, alpha=alpha, condition=condition))
+    if not parts:
+        return pd.DataFrame(columns=FINDINGS_COLUMNS)
+    findings = pd.concat(parts, ignore_index=True)
+    findings = apply_design(findings, aliased_factors(design_findings))
+    check_evidence(findings[EVIDENCE], table="findings")
+    order = findings["kind"].map({k: i for i, k in enumerate(KINDS)})
+    findings = findings.assign(_order=order).sort_values(
+        ["_order", "padj", "cell_type", "feature"], na_position="last", kind="mergesort"
+    )
+    return findings.drop(columns="_order").reset_index(drop=True)
+
+
+def is_finding(findings: pd.DataFrame) -> pd.Series:
+    """Rows that are findings: donor-level, and a difference called (or genes found, for DE)."""
+    donor_level = findings[EVIDENCE] == DONOR_LEVEL
+    shifted = findings["call"].astype(str).str.startswith(("higher in", "lower in"))
+    genes_found = (findings["kind"] == "de") & (findings["effect"] > 0)
+    return donor_level & (shifted | genes_found)
