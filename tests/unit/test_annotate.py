@@ -110,7 +110,7 @@ def test_curated_panel_is_complete_and_cited(panel):
         (_minimal_panel(B={"markers": [], "sources": ["x"]}), "'B' field 'markers'"),
         (_minimal_panel(B={"markers": "MS4A1", "sources": ["x"]}), "'B' field 'markers'"),
         (_minimal_panel(B={"markers": ["MS4A1", 3], "sources": ["x"]}), "'B' field 'markers'"),
-        (_minimal_panel(B={"markers": ["MS4A1"]}), "'B' has no 'sources'"),
+        (_minimal_panel(B={"markers": ["MS4A1"]}), r"'B' lacks field\(s\) \['sources'\]"),
         (_minimal_panel(B={"markers": ["MS4A1"], "sources": []}), "'B' field 'sources'"),
         (_minimal_panel(B={"markers": ["MS4A1"], "sources": ["x"], "gene": 1}), "unknown field"),
         (_minimal_panel(unassigned={"markers": ["MS4A1"], "sources": ["x"]}), "reserved"),

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from cordatlas.errors import UserInputError
-from cordatlas.genesets.curated import merge_resources, read_yaml, validate_header
+from cordatlas.genesets.curated import (
+    check_entry_fields,
+    merge_resources,
+    read_yaml,
+    validate_header,
+)
 from cordatlas.vocabulary import SAFE_NAME, UNASSIGNED
 
 __all__ = [
@@ -110,20 +115,14 @@ def _validate_entry(name: Any, entry: Any, *, where: str) -> dict[str, Any]:
             f"{where}: cell type name {UNASSIGNED!r} is reserved for clusters the panel cannot "
             "name; rename the entry"
         )
-    if not isinstance(entry, Mapping):
-        raise UserInputError(
-            f"{where}: cell type {name!r} must be a mapping with 'markers' and 'sources', got "
-            f"{type(entry).__name__}"
-        )
-    unknown = sorted(set(map(str, entry)) - set(ENTRY_KEYS))
-    if unknown:
-        raise UserInputError(
-            f"{where}: cell type {name!r} has unknown field(s) {unknown}; allowed fields are "
-            f"{list(ENTRY_KEYS)}"
-        )
-    for field in REQUIRED_ENTRY_KEYS:
-        if field not in entry:
-            raise UserInputError(f"{where}: cell type {name!r} has no {field!r}; add a list")
+    check_entry_fields(
+        entry,
+        kind="cell type",
+        name=name,
+        where=where,
+        allowed=ENTRY_KEYS,
+        required=REQUIRED_ENTRY_KEYS,
+    )
     clean: dict[str, list[str]] = {}
     for field in REQUIRED_ENTRY_KEYS:
         values = entry[field]

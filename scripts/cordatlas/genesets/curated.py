@@ -107,3 +107,34 @@ def merge_resources(
         "description": base["description"],
         entries_key: {**base[entries_key], **extra[entries_key]},
     }
+
+
+def check_entry_fields(
+    entry: Any,
+    *,
+    kind: str,
+    name: str,
+    where: str,
+    allowed: Sequence[str],
+    required: Sequence[str],
+    hint: str = "",
+) -> None:
+    """One entry of a curated resource (a panel cell type, a gene set): a mapping with every
+    `required` field and no field outside `allowed`. `kind` names it in the message."""
+    if not isinstance(entry, Mapping):
+        raise UserInputError(
+            f"{where}: {kind} {name!r} must be a mapping with {list(required)}, got "
+            f"{type(entry).__name__}"
+        )
+    unknown = sorted(set(map(str, entry)) - set(allowed))
+    if unknown:
+        raise UserInputError(
+            f"{where}: {kind} {name!r} has unknown field(s) {unknown}; allowed fields are "
+            f"{list(allowed)}"
+        )
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise UserInputError(
+            f"{where}: {kind} {name!r} lacks field(s) {missing}; every {kind} needs "
+            f"{list(required)}{hint}"
+        )

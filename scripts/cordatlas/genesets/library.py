@@ -14,7 +14,12 @@ from typing import Any
 
 from cordatlas.checks import check_safe_name
 from cordatlas.errors import UserInputError
-from cordatlas.genesets.curated import merge_resources, read_yaml, validate_header
+from cordatlas.genesets.curated import (
+    check_entry_fields,
+    merge_resources,
+    read_yaml,
+    validate_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,23 +254,15 @@ def _validate_set(name: str, entry: Any, *, where: str) -> dict[str, Any]:
 
 def _check_set_fields(name: str, entry: Any, *, where: str) -> None:
     """A mapping with every required field and no unknown one."""
-    if not isinstance(entry, Mapping):
-        raise UserInputError(
-            f"{where}: gene set {name!r} must be a mapping with {list(REQUIRED_SET_KEYS)}, got "
-            f"{type(entry).__name__}"
-        )
-    unknown = sorted(set(map(str, entry)) - set(SET_KEYS))
-    if unknown:
-        raise UserInputError(
-            f"{where}: gene set {name!r} has unknown field(s) {unknown}; allowed fields are "
-            f"{list(SET_KEYS)}"
-        )
-    missing = [k for k in REQUIRED_SET_KEYS if k not in entry]
-    if missing:
-        raise UserInputError(
-            f"{where}: gene set {name!r} lacks field(s) {missing}; every set needs "
-            f"{list(REQUIRED_SET_KEYS)} (expected_direction may be null)"
-        )
+    check_entry_fields(
+        entry,
+        kind="gene set",
+        name=name,
+        where=where,
+        allowed=SET_KEYS,
+        required=REQUIRED_SET_KEYS,
+        hint=" (expected_direction may be null)",
+    )
 
 
 def _check_set_labels(name: str, entry: Mapping[str, Any], *, where: str) -> str | None:
