@@ -99,7 +99,7 @@ def call(evidence: str, effect: float, padj: float, *, alpha: float, condition: 
     if evidence == NOT_TESTABLE:
         return "not tested"
     if evidence == EXPLORATORY:
-        return "ranking only (exploratory, not a finding)"
+        return "ranking only (exploratory)"
     if evidence == CONFOUNDED:
         return "not separable from the confounded factor"
     if not np.isfinite(padj) or padj >= alpha:
@@ -379,3 +379,27 @@ def is_finding(findings: pd.DataFrame) -> pd.Series:
     shifted = findings["call"].astype(str).str.startswith(("higher in", "lower in"))
     genes_found = (findings["kind"] == "de") & (findings["effect"] > 0)
     return donor_level & (shifted | genes_found)
+
+
+def findings_from_files(
+    *,
+    composition: str | None,
+    signatures: str | None,
+    de_summary: str | None,
+    de_all: str | None,
+    design_findings: str | None,
+    alpha: float,
+    contrast: tuple[str, str],
+) -> pd.DataFrame:
+    """:func:`build_findings` on the results files (None or an absent file: no rows of that kind)."""
+    from cordatlas.report.tables import read_de_genes, read_tsv
+
+    return build_findings(
+        composition=read_tsv(composition),
+        signatures=read_tsv(signatures),
+        de_summary=read_tsv(de_summary),
+        de_genes=read_de_genes(de_all),
+        design_findings=read_tsv(design_findings),
+        alpha=alpha,
+        contrast=contrast,
+    )

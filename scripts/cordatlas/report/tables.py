@@ -20,7 +20,10 @@ from markupsafe import Markup, escape
 _MISSING = {"", "nan", "NaN"}
 
 #: Rows shown per page before a table pages.
-PAGE_LENGTH = 10
+PAGE_LENGTH = 15
+
+#: Text columns with cells longer than this wrap in a wide column; others stay on one line.
+WRAP_AFTER = 60
 
 
 def read_tsv(path: str | os.PathLike[str] | None) -> pd.DataFrame | None:
@@ -41,6 +44,17 @@ def read_tsv(path: str | os.PathLike[str] | None) -> pd.DataFrame | None:
         numbers = pd.to_numeric(values.where(present), errors="coerce")
         if numbers[present].notna().all():
             table[column] = numbers
+    return table
+
+
+def read_de_genes(path: str | None) -> pd.DataFrame | None:
+    """Every DE table in one (de_all.tsv.gz), gene names as text."""
+    if path is None or not Path(path).is_file():
+        return None
+    text = {c: str for c in ("cell_type", "gene", "method", "evidence", "covariates")}
+    table = pd.read_csv(path, sep="\t", dtype=text, keep_default_na=False)
+    for column in ("log2FC", "padj", "pvalue"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
 
 
@@ -102,6 +116,7 @@ def page_table(
             cells[column] = [
                 link(h, c) if h else c for h, c in zip(hrefs, cells[column], strict=True)
             ]
+    wrapped = [i for i, c in enumerate(shown.columns) if _longest(shown[c]) > WRAP_AFTER]
     cells.columns = [str(escape(str(c))) for c in cells.columns]
     pages = len(cells) > PAGE_LENGTH if paging is None else paging
     layout = {"topStart": "pageLength", "topEnd": "search", "bottomStart": "info",
@@ -117,10 +132,19 @@ def page_table(
         showIndex=False,
         paging=pages,
         pageLength=PAGE_LENGTH,
+        lengthMenu=[PAGE_LENGTH, 50, 200, 1000],
         layout=layout,
-        classes="display compact cell-border",
+        classes="display compact cell-border nowrap",
+        columnDefs=[{"targets": wrapped, "className": "wrap"}] if wrapped else [],
     )
     return Markup('<div class="table-wrap">{}</div>').format(Markup(html))
+
+
+def _longest(column: pd.Series) -> int:
+    """Length of the longest text in a column (0 for numbers)."""
+    if column.dtype.kind in "biuf":
+        return 0
+    return int(column.astype(str).str.len().max()) if len(column) else 0
 
 
 def offline_init() -> Markup:

@@ -1,0 +1,123 @@
+"""Sections of the cord-vs-adult comparison: composition, DE per cell type, signatures, development, enrichment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cordatlas.report import blocks as b
+from cordatlas.report.blocks import Block, Page
+from cordatlas.vocabulary import EVIDENCE, NOTE
+
+#: Genes (lowest padj) in each cell type's top-gene table.
+N_TOP = 10
+
+
+def composition_section(
+    page: Page, tests: pd.DataFrame | None, findings: pd.DataFrame | None, figure: str | None
+) -> Block:
+    """The composition tests with their 95 % CI (from the findings rows) and the figure."""
+    blocks: list[Block] = [page.figure(figure, "Cell-type proportions per donor")]
+    if tests is None:
+        blocks.append(b.absent("results/composition/composition_tests.tsv"))
+        return b.section("composition", "Composition", blocks)
+    shown = tests.copy()
+    if findings is not None:
+        rows = findings[findings["kind"] == "composition"].set_index("cell_type")
+        for column in ("ci_low", "ci_high", "call"):
+            shown[column] = shown["cell_type"].astype(str).map(rows[column])
+    columns = ["cell_type", "mean_proportion_condition", "mean_proportion_reference",
+               "log2_ratio", "difference", "ci_low", "ci_high", "padj", "call", "n_condition",
+               "n_reference", "transform", "covariates", EVIDENCE, NOTE, "presence"]  # fmt: skip
+    blocks.append(page.table(shown, "composition", columns=columns, caption=(
+        "Share of each cell type among labelled cells per donor, tested across donors; "
+        "difference and CI on the transformed scale")))  # fmt: skip
+    return b.section("composition", "Composition", blocks)
+
+
+def _by_stem(paths: list[str]) -> dict[str, str]:
+    return {Path(p).name.removesuffix(".png"): p for p in paths}
+
+
+def de_cell_type(page: Page, row: pd.Series, table: str | None, figures: dict[str, str]) -> Block:
+    """One cell type's DE: the plan's note, top genes, volcano, heatmap, the full table."""
+    slug, evidence = str(row["slug"]), str(row[EVIDENCE])
+    note = row.get(NOTE, row.get("reason", ""))
+    blocks: list[Block] = [b.text(f"{row['method']}: {note}")]
+    if table is None:
+        blocks.append(b.absent(f"a DE table for {row['cell_type']} (not tested)"))
+    else:
+        genes = pd.read_csv(table, sep="\t", dtype={"gene": str, "cell_type": str},
+                            keep_default_na=False, na_values={"padj": [""], "pvalue": [""]})  # fmt: skip
+        top = genes.sort_values("padj", na_position="last", kind="mergesort").head(N_TOP)
+        blocks.append(page.table(top, f"de-{slug}", caption=f"Top {N_TOP} genes by padj",
+                                 columns=["gene", "log2FC", "lfcSE", "padj", "base_mean"]))  # fmt: skip
+        blocks.append(b.link(page.href(table), f"full table ({len(genes)} genes, TSV)"))
+    for kind in ("volcano", "heatmap"):
+        figure = figures.get(f"{slug}_{kind}")
+        if figure is not None:
+            blocks.append(page.figure(figure, f"{row['cell_type']}: {kind}"))
+    title = f"{row['cell_type']}: {row.get('n_significant', 0)} genes at padj < {page.alpha:g}"
+    return b.group(title, blocks, anchor=f"de-{slug}", badge=evidence)
+
+
+def de_section(
+    page: Page, summary: pd.DataFrame | None, tables: list[str], figures: list[str]
+) -> Block:
+    """The DE summary across cell types, then each cell type's detail."""
+    if summary is None:
+        return b.section("de", "Differential expression", [b.absent("results/de/de_summary.tsv")])
+    by_slug = {Path(t).stem: t for t in tables}
+    shown = summary.copy()
+    blocks: list[Block] = [
+        b.text("Per cell type: the test the donors allowed (pseudobulk DESeq2 with donors as the "
+               "unit; below the minimum an exploratory cell-level ranking), genes tested and "
+               f"found at padj < {page.alpha:g}. Click a cell type for its genes and figures."),
+        page.table(shown, "de-summary", links={"cell_type": lambda r: f"#de-{r['slug']}"},
+                   columns=["cell_type", "method", EVIDENCE, "n_replicates_condition",
+                            "n_replicates_reference", "n_cells_condition", "n_cells_reference",
+                            "n_genes_tested", "n_significant", "n_up", "n_down"]),
+    ]  # fmt: skip
+    pictures = _by_stem(figures)
+    for _, row in summary.iterrows():
+        blocks.append(de_cell_type(page, row, by_slug.get(str(row["slug"])), pictures))
+    return b.section("de", "Differential expression", blocks)
+
+
+SIGNATURE_COLUMNS = ["cell_type", "difference", "ci_low", "ci_high", "padj", "n_condition",
+                     "n_reference", "expected", "agreement", "control", EVIDENCE, NOTE]  # fmt: skip
+
+
+def signatures_section(
+    page: Page, findings: pd.DataFrame | None, heatmap: str | None, donors: str | None
+) -> Block:
+    """The heatmap, then each signature: its rows with the stress control beside, its donors."""
+    blocks: list[Block] = [page.figure(heatmap, "Signature differences per cell type")]
+    rows = None if findings is None else findings[findings["kind"] == "signature"]
+    if rows is None or rows.empty:
+        blocks.append(b.absent("results/signatures/signature_tests.tsv"))
+        return b.section("signatures", "Signatures", blocks)
+    blocks.append(b.text("Each signature in each cell type, donors as the unit, beside the "
+                         "sample-handling (stress / processing delay) control in the same cell "
+                         "type: a contrast whose control also differs is marked caution."))  # fmt: skip
+    for name, part in rows.groupby("feature", sort=False):
+        shown = part.rename(columns={"effect": "difference"})
+        inner = [page.table(shown, f"sig-{name}", columns=SIGNATURE_COLUMNS)]
+        figure = Path(donors) / f"{name}.png" if donors else None
+        if figure is not None and figure.is_file():
+            inner.append(page.figure(str(figure), f"{name}: donor means per cell type"))
+        found = int((part["call"].str.startswith(("higher", "lower"))).sum())
+        blocks.append(b.group(f"{name}: {found} cell types with a donor-level difference", inner,
+                              anchor=f"sig-{name}"))  # fmt: skip
+    return b.section("signatures", "Signatures", blocks)
+
+
+def table_section(
+    page: Page, anchor: str, title: str, table: pd.DataFrame | None, figure: str | None,
+    *, missing: str, caption: str,
+) -> Block:  # fmt: skip
+    """A section of one figure and one table (development axis, enrichment)."""
+    blocks = [page.figure(figure, caption)]
+    blocks.append(page.table(table, anchor) if table is not None else b.absent(missing))
+    return b.section(anchor, title, blocks)

@@ -1,0 +1,107 @@
+"""Methods written from the configuration the run actually used: each step, its parameters, its citation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+#: Citations of the methods the workflow runs (as the config's comments cite them).
+CITATIONS = {
+    "mad": "Germain PL, Sonrel A, Robinson MD 2020. pipeComp. Genome Biol 21:227",
+    "classifier": "Germain PL et al. 2021. Doublet identification with scDblFinder. "
+    "F1000Research 10:979",
+    "scrublet": "Wolock SL, Lopez R, Klein AM 2019. Scrublet. Cell Syst 8:281-291",
+    "hvg": "Stuart T et al. 2019. Comprehensive integration of single-cell data. Cell 177:1888",
+    "harmony": "Korsunsky I et al. 2019. Harmony. Nat Methods 16:1289-1296",
+    "leiden": "Traag VA, Waltman L, van Eck NJ 2019. From Louvain to Leiden. Sci Rep 9:5233",
+    "umap": "McInnes L, Healy J, Melville J 2018. UMAP. arXiv:1802.03426",
+    "scanpy": "Wolf FA, Angerer P, Theis FJ 2018. SCANPY. Genome Biol 19:15",
+    "celltypist": "Dominguez Conde C et al. 2022. Cross-tissue immune cell analysis. "
+    "Science 376:eabl5197",
+    "deseq2": "Love MI, Huber W, Anders S 2014. DESeq2. Genome Biol 15:550; Muzellec B et al. "
+    "2023. PyDESeq2. Bioinformatics 39:btad547",
+    "pseudobulk": "Squair JW et al. 2021. Confronting false discoveries in single-cell "
+    "differential expression. Nat Commun 12:5692",
+    "filter": "Chen Y, Lun ATL, Smyth GK 2016. From reads to genes to pathways. F1000Research "
+    "5:1438",
+    "propeller": "Phipson B et al. 2022. propeller. Bioinformatics 38:4720-4726",
+    "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
+    "57:289-300",
+}
+
+
+def _get(config: Mapping[str, Any], dotted: str, default: object = None) -> Any:
+    value: Any = config
+    for key in dotted.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+def _params(config: Mapping[str, Any], *keys: str) -> str:
+    """``key = value`` for each dotted config key, as the config holds it."""
+    return "; ".join(f"{k} = {_get(config, k)!r}" for k in keys)
+
+
+def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per step: what ran, with which parameters (from `config`), citing whom."""
+    doublets = str(_get(config, "qc.doublets.method", "classifier"))
+    integration = str(_get(config, "atlas.integration", "none"))
+    model = _get(config, "annotation.celltypist_model")
+    rows = [
+        ("quality control", "adaptive median-absolute-deviation thresholds per sample, "
+         "absolute floors and a mitochondrial ceiling",
+         _params(config, "qc.nmads", "qc.min_counts", "qc.min_genes", "qc.max_pct_counts_mt",
+                 "qc.max_pct_counts_hb", "qc.top20_exempt_min_pct_hb"), CITATIONS["mad"]),
+        ("doublets", f"{doublets} doublet scores, cut by "
+         f"{_get(config, 'qc.doublets.threshold_method')}",
+         _params(config, "qc.doublets.remove", "qc.doublets.expected_doublet_rate",
+                 "qc.doublets.threshold"), CITATIONS.get(doublets, "")),
+        ("merge and genes", "samples merged on a gene join, rare genes dropped",
+         _params(config, "atlas.gene_join", "qc.min_cells_per_gene"), ""),
+        ("normalisation", "size-factor normalisation and shifted log; highly variable genes "
+         "(seurat_v3) per batch; PCA",
+         _params(config, "atlas.target_sum", "atlas.n_top_genes", "atlas.hvg_batch_key",
+                 "atlas.n_pcs"), f"{CITATIONS['scanpy']}; {CITATIONS['hvg']}"),
+        ("integration", f"{integration} on the PCA embedding (counts untouched)",
+         _params(config, "atlas.integration", "atlas.integration_key"),
+         CITATIONS["harmony"] if integration == "harmony" else ""),
+        ("clustering and UMAP", "kNN graph, Leiden (igraph) at each resolution, UMAP",
+         _params(config, "atlas.n_neighbors", "atlas.leiden_resolutions",
+                 "atlas.working_resolution", "atlas.umap_min_dist", "atlas.seed"),
+         f"{CITATIONS['leiden']}; {CITATIONS['umap']}"),
+        ("annotation", "cluster scores on a cited marker panel (scanpy score_genes)"
+         + ("; CellTypist beside it" if model else ""),
+         _params(config, "annotation.panel", "annotation.extra_panel", "annotation.min_score",
+                 "annotation.min_margin", "annotation.celltypist_model"),
+         CITATIONS["scanpy"] + (f"; {CITATIONS['celltypist']}" if model else "")),
+    ]  # fmt: skip
+    rows += _comparison_rows(config)
+    return pd.DataFrame(rows, columns=["step", "method", "parameters", "citation"])
+
+
+def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    contrast = f"{_get(config, 'contrast.condition')} vs {_get(config, 'contrast.reference')}"
+    return [
+        ("differential expression", f"pseudobulk per cell type x replicate, DESeq2 Wald test "
+         f"({contrast}); below the donor minimum an exploratory cell-level Wilcoxon test",
+         _params(config, "comparison.replicate_key", "comparison.min_cells_per_replicate",
+                 "comparison.min_replicates_per_group", "comparison.min_gene_counts",
+                 "comparison.covariates", "comparison.alpha"),
+         f"{CITATIONS['deseq2']}; {CITATIONS['pseudobulk']}; {CITATIONS['filter']}"),
+        ("composition", "per-replicate proportions, transformed, linear model across donors",
+         _params(config, "comparison.composition_transform", "comparison.exclude_cell_types"),
+         f"{CITATIONS['propeller']}; {CITATIONS['bh']}"),
+        ("signatures", "per-cell scores of a cited library, replicate means, OLS t-test per "
+         "cell type, BH over all tests, a sample-handling control beside each contrast",
+         _params(config, "signatures.library", "signatures.extra_sets", "signatures.min_genes"),
+         CITATIONS["bh"]),
+        ("development axis", "donors placed on a fetal-to-adult axis of ontogeny signatures",
+         _params(config, "signatures.development_reference"), ""),
+        ("enrichment", "competitive Wilcoxon rank-sum test of each gene set in each cell "
+         "type's DE statistics",
+         _params(config, "enrichment.min_set_size", "enrichment.max_set_size"), CITATIONS["bh"]),
+    ]  # fmt: skip
