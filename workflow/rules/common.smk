@@ -176,6 +176,8 @@ def all_outputs():
         study_path("results/signatures/signature_tests.tsv"),
         study_path("results/signatures/development_axis.tsv"),
         study_path("results/enrichment/enrichment.tsv"),
+        study_path("results/findings.tsv"),
+        study_path("results/report/index.html"),
     ]
     if not DEMO_SAMPLES.empty:
         outputs += DEMO_TRUTH
