@@ -10,7 +10,6 @@ from cordatlas.report.inputs import ReportInputs
 from cordatlas.report.render import build_report, read_sheet
 
 
-
 def paths(value):
     """A named input as a list of paths (a single path or a list of them)."""
     return [str(value)] if isinstance(value, str) else [str(v) for v in value]

@@ -61,7 +61,7 @@ def provenance_section(
     snakemake_version: str | None,
 ) -> Block:
     """Versions, date, seeds, input checksums, time and memory per rule, the resolved config."""
-    built = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    built = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [
         b.text(f"Report built {built} with Snakemake {snakemake_version or 'unknown'}."),
         page.table(provenance.package_versions(), "versions", caption="Package versions"),

@@ -55,6 +55,9 @@ FINDINGS_COLUMNS = [
     "detail",
 ]
 
+#: The report page, relative to results/ (the ``detail`` column links into it).
+PAGE = "report/index.html"
+
 #: Kinds of claim, in the order the table lists them.
 KINDS = ("composition", "signature", "de")
 
@@ -131,7 +134,7 @@ def composition_findings(
                 alpha=alpha,
                 condition=condition,
                 note=note,
-                detail="#composition",
+                detail=f"{PAGE}#composition",
             )
         )
     return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
@@ -166,7 +169,7 @@ def signature_findings(
             alpha=alpha,
             condition=condition,
             note=_signature_note(row),
-            detail=f"#sig-{row['signature']}",
+            detail=f"{PAGE}#sig-{row['signature']}",
         )
         out["expected"] = "" if _blank(expected) else str(expected)
         out["agreement"] = str(row.get("concordance", ""))
@@ -197,7 +200,9 @@ def de_findings(
         evidence = str(row[EVIDENCE])
         n_sig, n_up, n_down = (int(row[k]) for k in ("n_significant", "n_up", "n_down"))
         if evidence == DONOR_LEVEL:
-            said = f"{n_sig} genes differ ({n_up} up, {n_down} down)" if n_sig else "no gene differs"
+            said = (
+                f"{n_sig} genes differ ({n_up} up, {n_down} down)" if n_sig else "no gene differs"
+            )
         else:
             said = call(evidence, math.nan, math.nan, alpha=alpha, condition=condition)
         top = top_genes(genes, str(row["cell_type"]))
@@ -223,7 +228,7 @@ def de_findings(
                 "agreement": "",
                 "control": "",
                 NOTE: note,
-                "detail": f"#de-{row['slug']}",
+                "detail": f"{PAGE}#de-{row['slug']}",
             }
         )
     return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)

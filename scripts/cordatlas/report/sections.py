@@ -24,7 +24,9 @@ FINDINGS_SHOWN = [
 
 
 def _detail_href(row: pd.Series) -> str | None:
-    return str(row["detail"]) if str(row.get("detail", "")).startswith("#") else None
+    """The same-page anchor of a findings row's ``detail`` (``report/index.html#de-erythroid``)."""
+    detail = str(row.get("detail", ""))
+    return "#" + detail.split("#", 1)[1] if "#" in detail else None
 
 
 def findings_section(page: Page, findings: pd.DataFrame | None) -> Block:
@@ -46,8 +48,9 @@ def findings_section(page: Page, findings: pd.DataFrame | None) -> Block:
     blocks = [
         b.text(intro),
         b.text(f"{len(found)} of {len(findings)} rows are donor-level findings."),
-        page.table(findings, "findings", columns=FINDINGS_SHOWN,
-                   links={"detail": _detail_href}),  # fmt: skip
+        page.table(
+            findings, "findings", columns=FINDINGS_SHOWN, links={"detail": _detail_href}
+        ),  # fmt: skip
     ]
     return b.section("findings", "Findings", blocks)
 
@@ -139,8 +142,10 @@ def qc_section(
     else:
         shown = summary.copy()
         if sheet is not None:
-            shown["condition"] = shown["sample"].astype(str).map(
-                sheet.set_index(sheet["sample"].astype(str))["condition"]
+            shown["condition"] = (
+                shown["sample"]
+                .astype(str)
+                .map(sheet.set_index(sheet["sample"].astype(str))["condition"])
             )
         blocks.append(page.table(shown, "qc-summary", columns=QC_COLUMNS,
                                  caption="Cells per sample before and after QC"))  # fmt: skip
@@ -153,7 +158,9 @@ def qc_section(
         blocks.append(page.table(thresholds, "qc-thresholds",
                                  caption="Thresholds per sample and metric, and how each was set"))  # fmt: skip
     gallery = [page.figure(f, f"QC metrics and thresholds: {_sample_of(f)}") for f in figures]
-    blocks.append(b.group("Threshold figures per sample", gallery or [b.absent("per-sample QC figures")]))
+    blocks.append(
+        b.group("Threshold figures per sample", gallery or [b.absent("per-sample QC figures")])
+    )
     return b.section("qc", "Quality control", blocks)
 
 
@@ -173,9 +180,11 @@ def annotation_table(
         used = used.astype(str).str.replace(",", ", ")
         out["panel markers used"] = out["cell_type"].astype(str).map(used).fillna("")
     if markers is not None and {"cluster", "gene", "rank"} <= set(markers.columns):
-        top = markers.sort_values(["cluster", "rank"]).groupby(
-            markers["cluster"].astype(str), sort=False
-        )["gene"].apply(lambda g: ", ".join(map(str, g.head(n))))
+        top = (
+            markers.sort_values(["cluster", "rank"])
+            .groupby(markers["cluster"].astype(str), sort=False)["gene"]
+            .apply(lambda g: ", ".join(map(str, g.head(n))))
+        )
         out[f"top {n} cluster markers"] = out["cluster"].astype(str).map(top).fillna("")
     return out
 

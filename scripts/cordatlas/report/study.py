@@ -70,7 +70,9 @@ class Verdict:
     points: list[str] = field(default_factory=list)
 
 
-def integration_reading(metrics: pd.DataFrame | None, working_resolution: float | None) -> list[str]:
+def integration_reading(
+    metrics: pd.DataFrame | None, working_resolution: float | None
+) -> list[str]:
     """Warnings read off integration_metrics.tsv at the working resolution (empty: looks fine)."""
     if metrics is None or metrics.empty:
         return []
@@ -93,9 +95,7 @@ def integration_reading(metrics: pd.DataFrame | None, working_resolution: float 
     kept, before = (float(row.get(k, math.nan)) for k in
                     ("cell_type_silhouette", "cell_type_silhouette_unintegrated"))  # fmt: skip
     if before - kept > MAX_SILHOUETTE_DROP:
-        notes.append(
-            f"integration blurred cell types (silhouette {kept:.2f}, {before:.2f} before)"
-        )
+        notes.append(f"integration blurred cell types (silhouette {kept:.2f}, {before:.2f} before)")
     return notes
 
 

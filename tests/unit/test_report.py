@@ -1,0 +1,408 @@
+"""The study report: findings read from the results tables, the verdict, escaping, the page itself."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from cordatlas.report import study
+from cordatlas.report.findings import (
+    FINDINGS_COLUMNS,
+    build_findings,
+    confidence_interval,
+    control_status,
+    is_finding,
+)
+from cordatlas.report.inputs import ReportInputs, from_results
+from cordatlas.report.render import build_report
+from cordatlas.report.tables import read_tsv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: A string that runs script wherever it reaches the page unescaped.
+INJECTION = '"><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+
+#: A 1 x 1 PNG, standing in for every figure.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+CONTRAST = ("cord_blood", "adult")
+
+
+def composition_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cell_type": ["CD4_naive", "CD4_memory", "pDC", "HSC_MPP"],
+            "n_condition": [4, 4, 4, 4],
+            "n_reference": [4, 4, 4, 1],
+            "mean_proportion_condition": [0.23, 0.03, 0.02, 0.04],
+            "mean_proportion_reference": [0.12, 0.17, 0.02, 0.01],
+            "log2_ratio": [1.0, -2.5, 0.0, 2.0],
+            "difference": [0.85, -2.1, 0.05, math.nan],
+            "se": [0.15, 0.13, 0.3, math.nan],
+            "t": [5.6, -16.0, 0.2, math.nan],
+            "df": [6.0, 6.0, 6.0, math.nan],
+            "pvalue": [0.001, 1e-6, 0.8, math.nan],
+            "padj": [0.004, 1e-5, 0.8, math.nan],
+            "transform": ["logit"] * 4,
+            "covariates": [""] * 4,
+            "evidence": ["donor_level", "donor_level", "donor_level", "not_testable"],
+            "note": ["", "", "", "1 adult donor"],
+            "presence": ["both"] * 4,
+        }
+    )
+
+
+def signature_table(name: str = "cytotoxicity") -> pd.DataFrame:
+    base = {
+        "category": "cytotoxicity", "concordance": "agree", "n_condition": 4, "n_reference": 4,
+        "mean_condition": 1.3, "mean_reference": 1.85, "se": 0.05, "t": -11.0, "df": 6.0,
+        "pvalue": 1e-5, "covariates": "", "evidence": "donor_level", "citations": "X 2012",
+    }  # fmt: skip
+    rows = [
+        {**base, "cell_type": "NK_CD56dim", "signature": name, "role": "biological",
+         "expected_direction": "down", "observed_direction": "down", "difference": -0.55,
+         "padj": 0.003, "control_difference": 0.004, "control_padj": 0.97, "note": "quote me"},
+        {**base, "cell_type": "NK_CD56dim", "signature": "stress_processing_delay",
+         "role": "control", "expected_direction": "", "observed_direction": "up",
+         "concordance": "no_expectation", "difference": 0.004, "padj": 0.97,
+         "control_difference": math.nan, "control_padj": math.nan, "note": ""},
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def de_summary_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cell_type": ["erythroid", "HSC_MPP"],
+            "slug": ["erythroid", "HSC_MPP"],
+            "method": ["pseudobulk_deseq2", "cell_level_wilcoxon"],
+            "evidence": ["donor_level", "exploratory_no_replication"],
+            "note": ["4 and 3 donors: donor-level test", "0 adult donors: exploratory"],
+            "n_replicates_condition": [4, 4],
+            "n_replicates_reference": [3, 0],
+            "n_cells_condition": [132, 107],
+            "n_cells_reference": [41, 24],
+            "n_genes_tested": [655, 1998],
+            "n_significant": [11, 17],
+            "n_up": [7, 12],
+            "n_down": [4, 5],
+        }
+    )
+
+
+def de_genes_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cell_type": ["erythroid", "erythroid", "HSC_MPP"],
+            "gene": ["HBG2", "NA", "LIN28B"],
+            "base_mean": [1753.0, 10.0, 3.0],
+            "log2FC": [3.31, -0.2, 2.5],
+            "lfcSE": [0.2, 0.3, math.nan],
+            "stat": [14.9, -0.6, 7.0],
+            "pvalue": [3e-50, 0.5, 1e-12],
+            "padj": [2.3e-47, 0.9, 1e-9],
+            "method": ["pseudobulk_deseq2", "pseudobulk_deseq2", "cell_level_wilcoxon"],
+            "evidence": ["donor_level", "donor_level", "exploratory_no_replication"],
+            "n_replicates_condition": [4, 4, 4],
+            "n_replicates_reference": [3, 3, 0],
+            "n_cells_condition": [132, 132, 107],
+            "n_cells_reference": [41, 41, 24],
+            "covariates": ["", "", ""],
+        }
+    )
+
+
+def design_findings_table(*, aliased: bool = False) -> pd.DataFrame:
+    rows = [("info", "tissue", f"tissue differs by construction ({INJECTION})")]
+    if aliased:
+        rows.append(("warning", "aliasing:technology", "condition is aliased with technology"))
+    return pd.DataFrame(rows, columns=["severity", "topic", "message"])
+
+
+def findings(*, aliased: bool = False) -> pd.DataFrame:
+    return build_findings(
+        composition=composition_table(),
+        signatures=signature_table(),
+        de_summary=de_summary_table(),
+        de_genes=de_genes_table(),
+        design_findings=design_findings_table(aliased=aliased),
+        alpha=0.05,
+        contrast=CONTRAST,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings
+# ---------------------------------------------------------------------------------------------
+
+
+def test_findings_rows_say_what_the_tables_say():
+    table = findings().set_index(["kind", "cell_type", "feature"])
+    assert list(findings().columns) == FINDINGS_COLUMNS
+    assert table.loc[("composition", "CD4_naive", "proportion"), "call"] == "higher in cord_blood"
+    assert table.loc[("composition", "CD4_memory", "proportion"), "call"] == "lower in cord_blood"
+    assert table.loc[("composition", "pDC", "proportion"), "call"] == "no difference detected"
+    assert table.loc[("composition", "HSC_MPP", "proportion"), "call"] == "not tested"
+    nk = table.loc[("signature", "NK_CD56dim", "cytotoxicity")]
+    assert (nk["call"], nk["expected"], nk["agreement"]) == ("lower in cord_blood", "down", "agree")
+    assert nk["control"].startswith("control flat")
+    assert nk["note"] == "quote me"
+    assert nk["detail"] == "report/index.html#sig-cytotoxicity"
+    erythroid = table.loc[("de", "erythroid", "genes")]
+    assert erythroid["call"] == "11 genes differ (7 up, 4 down)"
+    assert "HBG2 (+3.31, padj 2.3e-47)" in erythroid["note"]
+    assert table.loc[("de", "HSC_MPP", "genes"), "call"] == "ranking only (exploratory)"
+
+
+def test_confidence_interval_is_the_t_interval_of_the_table_se_and_df():
+    low, high = confidence_interval(0.85, 0.15, 6.0)
+    half = stats.t.ppf(0.975, 6) * 0.15
+    assert low == pytest.approx(0.85 - half) and high == pytest.approx(0.85 + half)
+    assert all(math.isnan(v) for v in confidence_interval(0.5, math.nan, 6.0))
+    row = findings().query("kind == 'composition' and cell_type == 'CD4_naive'").iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.85 - half, 0.85 + half))
+
+
+def test_only_donor_level_differences_are_findings():
+    table = findings()
+    found = table[is_finding(table)]
+    assert set(zip(found["kind"], found["cell_type"], strict=True)) == {
+        ("composition", "CD4_naive"),
+        ("composition", "CD4_memory"),
+        ("signature", "NK_CD56dim"),
+        ("de", "erythroid"),
+    }
+
+
+def test_aliased_design_marks_every_row_confounded_and_keeps_the_old_label():
+    table = findings(aliased=True)
+    assert set(table["evidence"]) == {"confounded"}
+    assert not is_finding(table).any()
+    row = table.query("kind == 'composition' and cell_type == 'HSC_MPP'").iloc[0]
+    assert row["note"].startswith("condition aliased with technology (table's label: not_testable)")
+    assert set(table["call"]) == {"not separable from technology"}
+
+
+def test_a_table_written_before_the_note_column_is_read():
+    legacy = signature_table().drop(columns="note")
+    legacy["evidence"] = ["donor_level", "not testable: 4 cord_blood and 1 adult replicates"]
+    table = build_findings(composition=None, signatures=legacy, de_summary=None, de_genes=None,
+                           design_findings=None, alpha=0.05, contrast=CONTRAST)  # fmt: skip
+    control = table.set_index("feature").loc["stress_processing_delay"]
+    assert control["evidence"] == "not_testable"
+    assert control["note"].startswith("not testable: 4 cord_blood")
+
+
+def test_control_status_in_words():
+    row = pd.Series({"role": "biological", "control_difference": 0.3, "control_padj": 0.01})
+    assert control_status(row, alpha=0.05).startswith("control differs too")
+    assert control_status(pd.Series({"role": "control"}), alpha=0.05) == "this is the control"
+    row = pd.Series({"role": "biological", "control_difference": math.nan, "control_padj": 1.0})
+    assert control_status(row, alpha=0.05) == "control not available"
+
+
+# ---------------------------------------------------------------------------------------------
+# First screen
+# ---------------------------------------------------------------------------------------------
+
+
+def test_design_verdict_colour_follows_the_findings_severities():
+    info = design_findings_table()
+    assert study.design_verdict(info, integration=[], de_summary=None).level == study.GREEN
+    aliased = design_findings_table(aliased=True)
+    verdict = study.design_verdict(aliased, integration=[], de_summary=None)
+    assert verdict.level == study.RED and "aliased with technology" in verdict.headline
+    integration = pd.DataFrame(
+        [("warning", "integration", "the integration key is the condition itself")],
+        columns=["severity", "topic", "message"],
+    )
+    assert study.design_verdict(integration, integration=[], de_summary=None).level == study.AMBER
+    assert study.design_verdict(None, integration=[], de_summary=None).level == study.AMBER
+
+
+def test_integration_reading_flags_a_cell_type_merge():
+    metrics = pd.DataFrame({"resolution": [1.0], "frac_clusters_batch_dominated": [0.5],
+                            "knn_batch_entropy": [0.8], "knn_batch_entropy_random": [1.0],
+                            "cell_type_silhouette": [0.2], "cell_type_silhouette_unintegrated": [0.5]})  # fmt: skip
+    notes = study.integration_reading(metrics, 1.0)
+    assert len(notes) == 2 and "50% of clusters" in notes[0] and "blurred" in notes[1]
+
+
+def test_synthetic_samples_are_the_ones_under_the_demo_folder():
+    sheet = pd.DataFrame({"sample": ["CB1", "real"],
+                          "path": ["resources/demo/CB1.h5ad", "data/real.h5ad"]})  # fmt: skip
+    assert study.synthetic_samples(sheet, "resources/demo") == ["CB1"]
+    assert study.synthetic_samples(sheet, None) == []
+
+
+def test_read_tsv_keeps_text_as_text(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("gene\tpadj\tnote\nNA\t0.1\t\nHBG2\t\t5\n")
+    table = read_tsv(path)
+    assert table["gene"].tolist() == ["NA", "HBG2"]
+    assert table["padj"].dtype.kind == "f" and math.isnan(table["padj"].iloc[1])
+    assert read_tsv(tmp_path / "missing.tsv") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The page, built from small tables in tmp
+# ---------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, table: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, sep="\t", index=False)
+
+
+def _png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PNG)
+
+
+def _qc_tables(r: Path, samples: list[str]) -> None:
+    _write(r / "qc/qc_summary.tsv", pd.DataFrame({
+        "sample": samples, "cells_in": [750, 750], "removed_low_counts": [30, 40],
+        "removed_doublet": [40, 40], "removed_total": [70, 80], "cells_out": [680, 670],
+        "predicted_doublets": [40, 40], "doublet_threshold": [0.9, 0.8],
+        "dropped_sample": [False, False]}))  # fmt: skip
+    _write(r / "qc/qc_thresholds.tsv", pd.DataFrame({
+        "sample": samples, "metric": ["total_counts"] * 2, "lower": [300.0, 280.0],
+        "upper": [6e4, 5e4], "source": ["adaptive"] * 2, "detail": ["median - 5 MAD"] * 2}))  # fmt: skip
+    for s in samples:
+        _png(r / "qc" / s / "qc.png")
+    _png(r / "qc/qc_overview.png")
+
+
+def _atlas_tables(r: Path) -> None:
+    _write(r / "cluster/cluster_sizes.tsv", pd.DataFrame(
+        {"resolution": [1.0], "n_clusters": [2], "smallest": [10], "largest": [20]}))  # fmt: skip
+    _write(r / "annotate/cluster_labels.tsv", pd.DataFrame({
+        "cluster": [0, 1], "n_cells": [20, 10], "cell_type": ["NK_CD56dim", "erythroid"],
+        "confidence": [0.99, 0.9], "margin": [1.2, 0.8], "assigned": [True, True]}))  # fmt: skip
+    _write(r / "annotate/panel_genes.tsv", pd.DataFrame(
+        {"cell_type": ["NK_CD56dim"], "markers_used": ["NKG7,GNLY"]}))  # fmt: skip
+    _write(r / "cluster/markers.tsv", pd.DataFrame(
+        {"cluster": [0, 1], "rank": [1, 1], "gene": ["NKG7", "HBB"]}))  # fmt: skip
+    _write(r / "annotate/integration_metrics.tsv", pd.DataFrame({
+        "resolution": [1.0], "frac_clusters_batch_dominated": [0.0], "knn_batch_entropy": [0.8],
+        "knn_batch_entropy_random": [1.0], "cell_type_silhouette": [0.5],
+        "cell_type_silhouette_unintegrated": [0.45]}))  # fmt: skip
+    for name in ("cluster/umap.png", "annotate/umap_cell_type.png", "annotate/panel_dotplot.png",
+                 "cluster/markers_dotplot.png"):  # fmt: skip
+        _png(r / name)
+
+
+def _comparison_tables(r: Path) -> None:
+    _write(r / "composition/composition_tests.tsv", composition_table())
+    _png(r / "composition/composition.png")
+    _write(r / "de/de_summary.tsv", de_summary_table())
+    genes = de_genes_table()
+    genes.to_csv(r / "de/de_all.tsv.gz", sep="\t", index=False)
+    _write(r / "de/pseudobulk/erythroid.tsv", genes[genes["cell_type"] == "erythroid"])
+    _write(r / "de/cell_level/HSC_MPP.tsv", genes[genes["cell_type"] == "HSC_MPP"])
+    for name in ("pseudobulk/figures/erythroid_volcano", "pseudobulk/figures/erythroid_heatmap",
+                 "cell_level/figures/HSC_MPP_volcano"):  # fmt: skip
+        _png(r / "de" / f"{name}.png")
+    _write(r / "signatures/signature_tests.tsv", signature_table(name=INJECTION))
+    _png(r / "signatures/signature_heatmap.png")
+    _png(r / "signatures/donors/stress_processing_delay.png")
+    _write(r / "enrichment/enrichment.tsv", pd.DataFrame({
+        "cell_type": ["erythroid"], "gene_set": [INJECTION], "auc": [0.9], "padj": [0.01],
+        "evidence": ["donor_level"], "note": [""]}))  # fmt: skip
+
+
+def write_study(tmp: Path, *, truth: bool = False) -> tuple[ReportInputs, dict]:
+    """A small study folder with an injection string in every user-controlled field."""
+    r = tmp / "results"
+    samples = ["CB1", f"AD1{INJECTION}"]
+    sheet = pd.DataFrame({
+        "sample": samples, "donor": ["d1", f"d2{INJECTION}"], "condition": list(CONTRAST),
+        "tissue": ["cord_blood", INJECTION], "study": [INJECTION] * 2,
+        "technology": [INJECTION, "10x"], "sorted_fraction": [INJECTION, "none"],
+        "path": ["resources/demo/CB1.h5ad" if truth else "data/CB1.h5ad", "data/AD1.h5ad"]})  # fmt: skip
+    _write(tmp / "samples.tsv", sheet)
+    _qc_tables(r, ["CB1", samples[1]])
+    _write(r / "design/design_findings.tsv", design_findings_table())
+    _write(r / "design/design.tsv", pd.DataFrame({"factor": ["tissue"], "level": [INJECTION],
+                                                  "condition": ["adult"], "n_samples": [1],
+                                                  "n_donors": [1]}))  # fmt: skip
+    _atlas_tables(r)
+    _comparison_tables(r)
+    table = build_findings(
+        composition=read_tsv(r / "composition/composition_tests.tsv"),
+        signatures=read_tsv(r / "signatures/signature_tests.tsv"),
+        de_summary=read_tsv(r / "de/de_summary.tsv"), de_genes=de_genes_table(),
+        design_findings=read_tsv(r / "design/design_findings.tsv"), alpha=0.05, contrast=CONTRAST,
+    )  # fmt: skip
+    table.to_csv(r / "findings.tsv", sep="\t", index=False)
+    truth_dir = None
+    if truth:
+        truth_dir = tmp / "resources/demo/truth"
+        _write(truth_dir / "truth_condition_composition.tsv", pd.DataFrame({
+            "condition": ["cord_blood", "adult"], "cell_type": ["CD4_naive"] * 2,
+            "expected_proportion": [0.23, 0.11]}))  # fmt: skip
+    inputs = from_results(r, truth_dir=truth_dir)
+    inputs.sheet = str(tmp / "samples.tsv")
+    config = {"samples": INJECTION, "contrast": {"condition": CONTRAST[0], "reference": CONTRAST[1]},
+              "comparison": {"alpha": 0.05}, "annotation": {"panel": INJECTION},
+              "demo": {"outdir": "resources/demo", "seed": 0}, "atlas": {"seed": 0}}  # fmt: skip
+    return inputs, config
+
+
+SECTIONS = ("findings", "design", "qc", "atlas", "composition", "de", "signatures", "development",
+            "enrichment", "methods", "provenance")  # fmt: skip
+
+
+def test_report_has_every_section_and_copies_its_figures(tmp_path):
+    inputs, config = write_study(tmp_path)
+    page = build_report(inputs, tmp_path / "results/report/index.html", config=config)
+    html = page.read_text()
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}"' in html, anchor
+    assert (page.parent / "figures/composition/composition.png").read_bytes() == PNG
+    assert 'src="figures/de/pseudobulk/figures/erythroid_volcano.png"' in html
+    assert 'href="#de-erythroid"' in html  # a findings row links to its detail
+    assert "Not available: results/signatures/development_axis.tsv" in html
+    assert "https://" not in html.replace("https://itables.org", "")  # nothing to fetch
+    assert 'id="synthetic-banner"' not in html  # real paths, no truth tables: not synthetic
+
+
+def test_synthetic_banner_and_truth_panel_only_with_truth_tables(tmp_path):
+    inputs, config = write_study(tmp_path, truth=True)
+    html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
+    assert 'id="synthetic-banner"' in html and '<section id="truth"' in html
+
+
+def test_every_user_string_is_escaped(tmp_path):
+    inputs, config = write_study(tmp_path)
+    html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
+    assert "window.__pwned" in html  # the strings are shown ...
+    assert "<script>window.__pwned" not in html  # ... never as markup
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
+
+
+def test_template_is_shipped_as_package_data():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"report/templates/*.j2"' in text
+    templates = ROOT / "scripts/cordatlas/report/templates"
+    assert {p.name for p in templates.glob("*.j2")} >= {"index.html.j2", "blocks.html.j2"}
+
+
+def test_volcano_caption_is_valid_restructuredtext():
+    import docutils.core
+
+    messages = io.StringIO()
+    docutils.core.publish_string(
+        (ROOT / "workflow/report/volcano.rst").read_text(),
+        writer="html",
+        settings_overrides={"warning_stream": messages, "report_level": 1},
+    )
+    assert messages.getvalue() == ""
