@@ -7,6 +7,7 @@ jinja2's autoescape, tables arrive as :class:`markupsafe.Markup` built by
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -75,7 +76,8 @@ class Page:
         source = Path(path)
         relative = os.path.relpath(source.resolve(), self.results_dir.resolve())
         if relative.startswith(".."):
-            relative = os.path.join("other", source.name)
+            digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
+            relative = os.path.join("other", f"{digest}_{source.name}")
         target = self.out_dir / "figures" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)

@@ -54,11 +54,16 @@ def checksums(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "bytes", "sha256"])
 
 
-def sample_files(sheet: pd.DataFrame | None) -> list[str]:
-    """The count files (or folders) the sample sheet names by path."""
+def sample_files(sheet: pd.DataFrame | None, workdir: str | os.PathLike[str] = ".") -> list[str]:
+    """The count files (or folders) the sample sheet names by path (relative ones from `workdir`)."""
     if sheet is None or "path" not in sheet:
         return []
-    return [str(p) for p in sheet["path"] if isinstance(p, str) and p]
+    root = Path(workdir)
+    return [
+        str(p) if root == Path(".") or Path(p).is_absolute() else str(root / p)
+        for p in sheet["path"]
+        if isinstance(p, str) and p
+    ]
 
 
 def seeds(config: Mapping[str, Any], *, synthetic: bool) -> pd.DataFrame:

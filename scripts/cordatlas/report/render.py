@@ -137,6 +137,8 @@ def build_report(
     *,
     config: Mapping[str, Any],
     snakemake_version: str | None = None,
+    results_dir: str | os.PathLike[str] | None = None,
+    workdir: str | os.PathLike[str] = ".",
 ) -> Path:
     """Write the report page and its figures folder beside it; return the page's path.
 
@@ -150,6 +152,11 @@ def build_report(
         The resolved config of the run (methods, seeds, contrast, alpha, demo folder).
     snakemake_version
         Shown in the provenance section.
+    results_dir
+        The study's ``results/`` (figures keep their place under it in ``figures/``); default:
+        the folder above the page's.
+    workdir
+        The folder the sample sheet's relative paths start from (their checksums).
     """
     out_html = Path(out_html)
     out_dir = out_html.parent
@@ -158,11 +165,12 @@ def build_report(
     config = _plain(config)
     contrast = (str(config["contrast"]["condition"]), str(config["contrast"]["reference"]))
     alpha = float((config.get("comparison") or {}).get("alpha", 0.05))
-    page = Page(out_dir=out_dir, results_dir=out_dir.parent, alpha=alpha, contrast=contrast)
+    results = Path(results_dir) if results_dir is not None else out_dir.parent
+    page = Page(out_dir=out_dir, results_dir=results, alpha=alpha, contrast=contrast)
     tables = read_inputs(inputs)
     first = first_screen(inputs, tables, config, page)
     body = body_sections(inputs, tables, page, first["integration_notes"])
-    checksummed = [inputs.sheet, *inputs.checksummed, *sample_files(tables["sheet"])]
+    checksummed = [inputs.sheet, *inputs.checksummed, *sample_files(tables["sheet"], workdir)]
     body += [
         appendix.methods_section(page, config),
         appendix.provenance_section(page, config, checksummed=[c for c in checksummed if c],

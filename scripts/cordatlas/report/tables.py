@@ -130,6 +130,8 @@ def page_table(
         allow_html=True,
         format_floats_in_python=False,
         showIndex=False,
+        # a click anywhere on a header sorts (itables' default sorts on the arrow only)
+        text_in_header_can_be_selected=False,
         paging=pages,
         pageLength=PAGE_LENGTH,
         lengthMenu=[PAGE_LENGTH, 50, 200, 1000],
