@@ -15,9 +15,13 @@ N_TOP = 10
 
 
 def composition_section(
-    page: Page, tests: pd.DataFrame | None, findings: pd.DataFrame | None, figure: str | None
+    page: Page,
+    tests: pd.DataFrame | None,
+    findings: pd.DataFrame | None,
+    figure: str | None,
+    proportions: pd.DataFrame | None = None,
 ) -> Block:
-    """The composition tests with their 95 % CI (from the findings rows) and the figure."""
+    """The composition tests with their 95 % CI (from the findings rows), the figure, the data."""
     blocks: list[Block] = [page.figure(figure, "Cell-type proportions per donor")]
     if tests is None:
         blocks.append(b.absent("results/composition/composition_tests.tsv"))
@@ -33,6 +37,9 @@ def composition_section(
     blocks.append(page.table(shown, "composition", columns=columns, caption=(
         "Share of each cell type among labelled cells per donor, tested across donors; "
         "difference and CI on the transformed scale")))  # fmt: skip
+    if proportions is not None:
+        blocks.append(b.group("Cells and proportion of each cell type per donor",
+                              [page.table(proportions, "proportions")]))  # fmt: skip
     return b.section("composition", "Composition", blocks)
 
 
@@ -90,7 +97,11 @@ SIGNATURE_COLUMNS = ["cell_type", "difference", "ci_low", "ci_high", "padj", "n_
 
 
 def signatures_section(
-    page: Page, findings: pd.DataFrame | None, heatmap: str | None, donors: str | None
+    page: Page,
+    findings: pd.DataFrame | None,
+    heatmap: str | None,
+    donors: str | None,
+    genes: pd.DataFrame | None = None,
 ) -> Block:
     """The heatmap, then each signature: its rows with the stress control beside, its donors."""
     blocks: list[Block] = [page.figure(heatmap, "Signature differences per cell type")]
@@ -101,6 +112,9 @@ def signatures_section(
     blocks.append(b.text("Each signature in each cell type, donors as the unit, beside the "
                          "sample-handling (stress / processing delay) control in the same cell "
                          "type: a contrast whose control also differs is marked caution."))  # fmt: skip
+    if genes is not None:
+        blocks.append(b.group("Genes of each signature found in the data",
+                              [page.table(genes, "signature-genes")]))  # fmt: skip
     for name, part in rows.groupby("feature", sort=False):
         shown = part.rename(columns={"effect": "difference"})
         inner = [page.table(shown, f"sig-{name}", columns=SIGNATURE_COLUMNS)]

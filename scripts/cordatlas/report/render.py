@@ -92,7 +92,8 @@ def read_inputs(inputs: ReportInputs) -> dict[str, Any]:
     """Every table the report reads (None where absent)."""
     names = ["qc_summary", "qc_thresholds", "merge_summary", "design", "design_findings",
              "cluster_sizes", "markers", "cluster_labels", "panel_genes", "integration_metrics",
-             "de_summary", "composition_tests", "development_table", "enrichment_table"]  # fmt: skip
+             "de_summary", "composition_tests", "proportions", "signature_genes",
+             "development_table", "enrichment_table"]  # fmt: skip
     tables: dict[str, Any] = {n: read_tsv(getattr(inputs, n)) for n in names}
     tables["sheet"] = read_sheet(inputs.sheet)
     tables["findings"] = read_findings(inputs.findings)
@@ -115,10 +116,10 @@ def body_sections(
                             inputs.qc_figures, t["sheet"]),
         sections.atlas_section(page, t, figures, notes),
         comparison.composition_section(page, t["composition_tests"], findings,
-                                       inputs.composition_figure),
+                                       inputs.composition_figure, t["proportions"]),
         comparison.de_section(page, t["de_summary"], inputs.de_tables, inputs.de_figures),
         comparison.signatures_section(page, findings, inputs.signature_heatmap,
-                                      inputs.signature_donors),
+                                      inputs.signature_donors, t["signature_genes"]),
         comparison.table_section(page, "development", "Development axis", t["development_table"],
                                  inputs.development_figure, caption="Donors on the fetal-to-adult axis",
                                  missing="results/signatures/development_axis.tsv"),
