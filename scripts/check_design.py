@@ -2,16 +2,22 @@
 
 import pandas as pd
 
-from cordatlas.design import check_design
+from cordatlas.config import read_samples, read_schema
+from cordatlas.design import DESIGN_FACTORS, check_design
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):
     summary = pd.read_csv(snakemake.input.qc_summary, sep="\t")
     dropped = set(summary.loc[summary["dropped_sample"].astype(bool), "sample"])
-    samples = snakemake.params.samples
+    contrast = snakemake.params.contrast
+    samples = read_samples(
+        snakemake.input.sheet,
+        read_schema(snakemake.input.schema),
+        contrast={"condition": contrast.condition, "reference": contrast.reference},
+    )[["sample", "donor", "condition", *DESIGN_FACTORS]].reset_index(drop=True)
     check = check_design(
         samples[~samples["sample"].isin(dropped)],
-        contrast=snakemake.params.contrast.as_tuple(),
+        contrast=contrast.as_tuple(),
         batch_key=snakemake.params.batch_key,
     )
     check.table.to_csv(snakemake.output.table, sep="\t", index=False)

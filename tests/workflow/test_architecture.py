@@ -46,7 +46,7 @@ def test_no_package_function_is_named_like_a_test():
 
 def _copy_checkout(target):
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".snakemake")
-    for part in ("workflow", "scripts", "config"):
+    for part in ("workflow", "scripts", "config", "envs"):
         shutil.copytree(ROOT / part, target / part, ignore=ignore)
 
 
@@ -60,6 +60,7 @@ def test_jobs_run_the_package_of_the_checkout_whose_snakefile_runs(tmp_path):
     init.write_text(init.read_text().replace('__version__ = "', '__version__ = "second-'))
     workdir = tmp_path / "study"
     shutil.copytree(second / "config", workdir / "config")
+    (workdir / "config" / "small.yaml").write_text("demo:\n  n_cells_per_sample: 100\n")
     result = subprocess.run(
         [
             sys.executable,
@@ -71,8 +72,8 @@ def test_jobs_run_the_package_of_the_checkout_whose_snakefile_runs(tmp_path):
             str(workdir),
             "--cores",
             "1",
-            "--config",
-            "demo={'n_cells_per_sample': 100}",
+            "--configfile",
+            "config/small.yaml",
             "--",
             "resources/demo/truth/truth_cells.tsv",
         ],

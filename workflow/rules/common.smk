@@ -23,7 +23,6 @@ from cordatlas.config import (
     read_schema,
     validate_config,
 )
-from cordatlas.design import DESIGN_FACTORS
 from cordatlas.errors import UserInputError
 from cordatlas.io.download import cache_path
 from cordatlas.io.formats import infer_format

@@ -4,6 +4,10 @@
 rule check_design:
     input:
         qc_summary=study_path("results/qc/qc_summary.tsv"),
+        # the sheet itself, re-read by the job: a table passed as a param would be pasted raw
+        # into Snakemake's report
+        sheet=config["samples"],
+        schema=str(SCHEMAS / "samples.schema.yaml"),
     output:
         table=report(
             study_path("results/design/design.tsv"),
@@ -26,7 +30,6 @@ rule check_design:
         mem_mb=500,
         runtime=5,
     params:
-        samples=SAMPLES[["sample", "donor", "condition", *DESIGN_FACTORS]],
         contrast=PARAMS.contrast,
         batch_key=lambda wc: (
             PARAMS.atlas.integration_key
