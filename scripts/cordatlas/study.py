@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from cordatlas.checks import check_safe_name
+from cordatlas.errors import UserInputError
 
 #: Folder holding every study but the embedded demo (whose outputs stay at the top level).
 STUDIES_FOLDER = "studies"
@@ -29,12 +30,20 @@ def study_dir(configured: str | None, *, sheet: str, demo_only: bool) -> str:
     -------
     ``"."`` for the demo (its paths stay ``results/atlas.h5ad`` ...), the configured folder, or
     ``studies/<sheet file name without suffix>``: a second sheet run in the same folder never
-    reads, lists or reports the demo's files, nor another sheet's.
+    reads, lists or reports the demo's files, nor another sheet's. The top level (``"."``) is
+    the demo's alone: a sheet with other samples is refused there, so ``"."`` always means
+    the data are synthetic.
     """
-    if configured:
+    if configured and str(PurePosixPath(configured)) != ".":
         return str(PurePosixPath(configured))
     if demo_only:
         return "."
+    if configured:
+        raise UserInputError(
+            f"config study_dir: {configured!r} (the top level) is the embedded demo's folder; "
+            f"sample sheet {sheet!r} holds other samples, so give the study its own folder "
+            "(or leave study_dir null for studies/<sheet name>)"
+        )
     name = PurePosixPath(sheet).name.split(".")[0]
     check_safe_name(name, what=f"sample sheet {sheet!r}: its file name (set config study_dir)")
     return str(PurePosixPath(STUDIES_FOLDER) / name)

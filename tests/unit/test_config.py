@@ -206,3 +206,17 @@ def test_samples_as_replicates_need_one_sample_per_donor():
     with pytest.raises(UserInputError, match=r"donor 'A' has samples \['A1', 'A2'\]"):
         check_replicates(sheet, replicate_key="sample")
     check_replicates(sheet.iloc[[0, 2]], replicate_key="sample")
+
+
+def test_study_dir_keeps_the_top_level_for_the_demo_alone():
+    from cordatlas.study import in_study, study_dir
+
+    assert study_dir(None, sheet="config/samples.tsv", demo_only=True) == "."
+    assert study_dir(None, sheet="sheets/my_cord.tsv", demo_only=False) == "studies/my_cord"
+    assert study_dir("out/x/", sheet="a.tsv", demo_only=False) == "out/x"
+    assert in_study(".", "results/atlas.h5ad") == "results/atlas.h5ad"
+    assert in_study("studies/a", "logs/r.log") == "studies/a/logs/r.log"
+    with pytest.raises(UserInputError, match="study_dir.*demo's folder"):
+        study_dir(".", sheet="mine.tsv", demo_only=False)
+    with pytest.raises(UserInputError, match="set config study_dir"):
+        study_dir(None, sheet="my sheet.tsv", demo_only=False)

@@ -182,5 +182,5 @@ def test_a_second_study_never_sees_the_demo(real_run):
     report = study / "report.html"
     run_snakemake(real_run, "--configfile", REAL_CONFIG, "--report", str(report))
     html = report.read_text(errors="replace")
-    for demo_only in ("resources/demo", "truth_cells", '"results/atlas.h5ad"'):
+    for demo_only in ("resources/demo", "truth_cells", '"results/atlas.h5ad"', "SYNTHETIC"):
         assert demo_only not in html, demo_only

@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 
-# This checkout's package, for the Snakefile and (through PYTHONPATH, which every job inherits,
-# locally and on a cluster node, where the Snakefile is parsed again) for every rule script: a
+# This checkout's package, for the Snakefile and, through PYTHONPATH (inherited by every job,
+# locally and on a cluster node, where the Snakefile is parsed again), for each job's script: a
 # job never runs library code from another copy of cordatlas that pip installed elsewhere.
+# (PYTHONPATH is set here, not read, so it needs no envvars directive.)
 PACKAGE_ROOT = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, PACKAGE_ROOT)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [
+            PACKAGE_ROOT,
+            *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+        ]
+    )
 )
 
 from cordatlas.compare.plan import read_plan
@@ -77,6 +83,8 @@ try:
     )
 except UserInputError as err:
     raise WorkflowError(f"\n{err}") from None
+# The resolved folder, so captions and reports can tell the demo (".") from a real study.
+config["study_dir"] = STUDY_DIR
 
 
 def study_path(path):
