@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,15 @@ def test_study_dir_keeps_the_top_level_for_the_demo_alone():
         study_dir(".", sheet="mine.tsv", demo_only=False)
     with pytest.raises(UserInputError, match="set config study_dir"):
         study_dir(None, sheet="my sheet.tsv", demo_only=False)
+
+
+def test_schemas_use_the_vocabulary_safe_name_pattern():
+    """JSON schema cannot import Python: the patterns are written there, and must not drift."""
+    from cordatlas.vocabulary import SAFE_NAME_PATTERN
+
+    root = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+    found = []
+    for name in ("config.schema.yaml", "samples.schema.yaml"):
+        found += re.findall(r'pattern: "(.*)"', (root / name).read_text())
+    assert len(found) >= 5
+    assert set(found) == {f"^{SAFE_NAME_PATTERN}$"}
