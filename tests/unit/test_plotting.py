@@ -21,7 +21,7 @@ from matplotlib.colors import to_hex, to_rgb
 
 from cordatlas import vocabulary
 from cordatlas.plotting import atlas, base, composition, de, enrichment, qc, signatures
-from cordatlas.plotting.atlas import plot_umap
+from cordatlas.plotting.atlas import drawing_order, plot_umap
 from cordatlas.plotting.composition import plot_composition
 from cordatlas.plotting.de import plot_de_heatmap, plot_volcano
 from cordatlas.plotting.signatures import plot_development_axis, plot_signature_by_donor
@@ -357,7 +357,7 @@ def test_umap_donor_and_sample_panels_colour_a_sample_alike(figures, tmp_path):
     # cell by cell: the two panels agree wherever the donor has one sample
     donor_points = axes["donor"].collections[0].get_facecolors()
     sample_points = axes["sample"].collections[0].get_facecolors()
-    single = (adata.obs["donor"] != "D1").to_numpy()
+    single = (adata.obs["donor"] != "D1").to_numpy()[drawing_order(adata.n_obs)]
     assert len(donor_points) == len(sample_points) == adata.n_obs
     assert [_hex(c) for c in donor_points[single]] == [_hex(c) for c in sample_points[single]]
     # the condition panel in the same figure uses the condition colours
@@ -434,3 +434,16 @@ def test_save_closes_the_figure(tmp_path):
     base.save(fig, tmp_path / "f.png")
     assert not plt.fignum_exists(fig.number)
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_umap_draws_cells_in_random_order_not_condition_by_condition(figures, tmp_path):
+    """The sheet lists cord donors first; the panel must not paint adult cells over all of them."""
+    adata = _umap_atlas()
+    plot_umap(adata, keys=["condition"], path=tmp_path / "umap.png", contrast=CONTRAST)
+    drawn = [_hex(c) for c in figures[0].axes[0].collections[0].get_facecolors()]
+    assert len(drawn) == adata.n_obs
+    half = adata.n_obs // 2
+    assert set(drawn[:half]) == set(drawn[half:]) == {CONDITION, REFERENCE}
+    expected = adata.obs["condition"].to_numpy()[drawing_order(adata.n_obs)]
+    colour = {"cord_blood": CONDITION, "adult": REFERENCE}
+    assert drawn == [colour[c] for c in expected]

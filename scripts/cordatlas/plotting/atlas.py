@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anndata as ad
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import scanpy as sc
 
@@ -51,6 +52,11 @@ def umap_palettes(
     return palettes
 
 
+def drawing_order(n_cells: int, *, seed: int = 0) -> np.ndarray:
+    """The order UMAP panels draw cells in: a seeded permutation (figures stay reproducible)."""
+    return np.random.default_rng(seed).permutation(n_cells)
+
+
 def plot_umap(
     adata: ad.AnnData,
     *,
@@ -62,14 +68,21 @@ def plot_umap(
 
     Condition, cell-type, donor and sample panels use the shared palette (:func:`umap_palettes`;
     `contrast` defaults to :data:`~cordatlas.plotting.base.DEFAULT_CONTRAST`): their
-    ``uns[f"{key}_colors"]`` are set from it before drawing.
+    ``uns[f"{key}_colors"]`` are set from it before drawing. Cells are drawn in one seeded
+    random order (:func:`drawing_order`), the same in every panel, so no condition, donor or
+    sample is painted under another because of its position in the file.
     """
     keys = [k for k in keys if k in adata.obs]
     for key, palette in umap_palettes(adata, keys, contrast=contrast).items():
         apply_category_colours(adata, key, palette)
+    order = drawing_order(adata.n_obs)
+    # only what the panels need (no expression matrix copied), in the drawing order
+    shuffled = ad.AnnData(
+        obs=adata.obs.iloc[order], obsm={"X_umap": adata.obsm["X_umap"][order]}, uns=adata.uns
+    )
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4.2), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
-        sc.pl.umap(adata, color=key, ax=ax, show=False, frameon=False, title=key, size=8)
+        sc.pl.umap(shuffled, color=key, ax=ax, show=False, frameon=False, title=key, size=8)
     fig.tight_layout()
     save(fig, path)
 
