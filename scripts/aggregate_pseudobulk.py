@@ -4,6 +4,7 @@ import anndata as ad
 
 from cordatlas.compare.plan import METHOD_CELL_LEVEL, plan_comparisons
 from cordatlas.compare.pseudobulk import aggregate_pseudobulk
+from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
@@ -11,6 +12,7 @@ with rule_logging(snakemake.log[0]) as log:
     adata = ad.read_h5ad(snakemake.input.h5ad)
     pseudobulk = aggregate_pseudobulk(adata, comparison)
     plan = plan_comparisons(pseudobulk.obs, comparison, snakemake.params.contrast)
+    plan = mark_confounded(plan, read_aliased_factors(snakemake.input.design))
     for row in plan.itertuples():
         level = log.warning if row.method == METHOD_CELL_LEVEL else log.info
         level("%s: %s, %s (%s)", row.cell_type, row.method, row.evidence, row.note)

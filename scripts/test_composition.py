@@ -4,6 +4,7 @@ import anndata as ad
 
 from cordatlas.compare.composition import composition_tests, replicate_proportions
 from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.composition import plot_composition
 
@@ -16,6 +17,7 @@ with rule_logging(snakemake.log[0]) as log:
         obs, replicate_key=comparison.replicate_key, columns=comparison.covariates
     )
     tests = composition_tests(proportions, design, comparison, contrast)
+    tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
     log.info("composition tests:\n%s", tests.to_string())
     proportions.to_csv(snakemake.output.proportions, sep="\t", index=False)
     tests.to_csv(snakemake.output.tests, sep="\t", index=False)

@@ -4,8 +4,10 @@ import anndata as ad
 
 from cordatlas.compare.deseq2 import pseudobulk_de
 from cordatlas.compare.plan import cell_type_of_slug, pseudobulk_mask, read_plan
+from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.de import plot_de_heatmap, plot_volcano
+from cordatlas.vocabulary import evidence_title
 
 with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
@@ -16,6 +18,7 @@ with rule_logging(snakemake.log[0]) as log:
     results, notes = pseudobulk_de(
         pseudobulk, comparison, contrast, cell_type=cell_type, n_cpus=snakemake.threads
     )
+    results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for note in notes:
         log.info("%s: %s", cell_type, note)
     results.to_csv(snakemake.output.table, sep="\t", index=False)
@@ -31,7 +34,9 @@ with rule_logging(snakemake.log[0]) as log:
     counts = used.to_df().T.astype("int64").rename_axis("gene")
     counts.to_csv(snakemake.output.counts, sep="\t")
     used.obs.rename_axis("pseudobulk").to_csv(snakemake.output.pseudobulks, sep="\t")
-    title = f"{cell_type}: {contrast.condition} vs {contrast.reference}"
+    title = evidence_title(
+        f"{cell_type}: {contrast.condition} vs {contrast.reference}", results["evidence"]
+    )
     plot_volcano(results, path=snakemake.output.volcano, alpha=comparison.alpha, title=title)
     plot_de_heatmap(
         pseudobulk,

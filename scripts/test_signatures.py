@@ -7,6 +7,7 @@ import anndata as ad
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.compare.signature_tests import signature_tests
 from cordatlas.compare.signatures import read_replicate_scores
+from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
@@ -21,6 +22,7 @@ with rule_logging(snakemake.log[0]) as log:
     )
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
     results = signature_tests(summary, design, library, comparison, contrast)
+    results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for row in results.query("concordance in ['agree', 'disagree']").itertuples():
         log.info("%s in %s: %s (%s)", row.signature, row.cell_type, row.concordance, row.note)
     results.to_csv(snakemake.output.tests, sep="\t", index=False)

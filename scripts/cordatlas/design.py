@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cordatlas.checks import check_contrast, require_columns
+from cordatlas.vocabulary import CONFOUNDED, EVIDENCE, NOTE
 
 log = logging.getLogger(__name__)
 
@@ -237,3 +238,45 @@ def _design_table(samples: pd.DataFrame, rows: list[dict[str, object]]) -> pd.Da
     )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return pd.concat([donors_row, table], ignore_index=True)
+
+
+def aliased_factors(design_findings: pd.DataFrame | None) -> list[str]:
+    """Factors the design check found aliased with condition (its ``aliasing:<factor>`` warnings)."""
+    if design_findings is None or design_findings.empty:
+        return []
+    rows = design_findings[design_findings["severity"].astype(str) == "warning"]
+    return [t.split(":", 1)[1] for t in rows["topic"].astype(str) if t.startswith("aliasing:")]
+
+
+def read_aliased_factors(path: str | None) -> list[str]:
+    """:func:`aliased_factors` of a ``design_findings.tsv`` (None: no design check, no factor)."""
+    if path is None:
+        return []
+    return aliased_factors(pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False))
+
+
+def mark_confounded(table: pd.DataFrame, aliased: Sequence[str]) -> pd.DataFrame:
+    """Every tested row of a results table labelled ``confounded`` when condition is aliased.
+
+    The one place where aliasing (a study-level fact found by :func:`check_design`) reaches the
+    rows of the DE plan and tables, composition, signature and findings tables: every row (a
+    cross-condition comparison by construction) gets evidence ``confounded`` and its former label
+    in ``note``, ``not_testable`` rows included (the note keeps why nothing was tested). Tables
+    without a ``note`` column (the DE tables) only change label; their plan keeps the note. No
+    aliased factor: the table is returned unchanged.
+    """
+    if not aliased or table.empty or EVIDENCE not in table:
+        return table
+    out = table.copy()
+    factors = ", ".join(aliased)
+    tested = out[EVIDENCE].astype(str) != CONFOUNDED
+    if NOTE in out:  # tables with a note column keep the former label there
+        prefix = (
+            f"condition aliased with {factors} (table's label: "
+            + out.loc[tested, EVIDENCE].astype(str)
+            + ")"
+        )
+        notes = out.loc[tested, NOTE].fillna("").astype(str)
+        out.loc[tested, NOTE] = prefix.where(notes.str.strip() == "", prefix + "; " + notes)
+    out.loc[tested, EVIDENCE] = CONFOUNDED
+    return out

@@ -34,6 +34,24 @@ NOT_TESTABLE = "not_testable"
 #: Every value the ``evidence`` column of any results table may take.
 EVIDENCE_LABELS = (DONOR_LEVEL, EXPLORATORY, CONFOUNDED, NOT_TESTABLE)
 
+#: What a figure's title adds for each label other than donor_level, so a figure read alone
+#: still says how far it can be trusted.
+EVIDENCE_TITLE_TAGS = {
+    EXPLORATORY: "exploratory: cell-level ranking, not findings",
+    CONFOUNDED: "confounded: condition aliased with a technical factor",
+    NOT_TESTABLE: "not testable",
+}
+
+
+def evidence_title(title: str, labels: Iterable[object]) -> str:
+    """`title` with the evidence tag of a figure's rows (the weakest label when they differ)."""
+    present = {str(v) for v in labels}
+    for label in (CONFOUNDED, EXPLORATORY, NOT_TESTABLE):
+        if label in present:
+            return f"{title}\n[{EVIDENCE_TITLE_TAGS[label]}]"
+    return title
+
+
 # --------------------------------------------------------------------------------------------
 # Column names shared by the results tables
 # --------------------------------------------------------------------------------------------

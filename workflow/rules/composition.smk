@@ -4,6 +4,7 @@
 rule test_composition:
     input:
         h5ad=study_path("results/atlas.h5ad"),
+        design=study_path("results/design/design_findings.tsv"),
     output:
         proportions=report(
             study_path("results/composition/proportions.tsv"),

@@ -5,6 +5,7 @@
 checkpoint aggregate_pseudobulk:
     input:
         h5ad=study_path("results/atlas.h5ad"),
+        design=study_path("results/design/design_findings.tsv"),
     output:
         h5ad=study_path("results/de/pseudobulks.h5ad"),
         plan=report(
@@ -32,6 +33,7 @@ rule test_pseudobulk_de:
     input:
         h5ad=study_path("results/de/pseudobulks.h5ad"),
         plan=study_path("results/de/de_plan.tsv"),
+        design=study_path("results/design/design_findings.tsv"),
     output:
         table=report(
             study_path("results/de/pseudobulk/{cell_type}.tsv"),
@@ -76,6 +78,7 @@ rule test_cell_level_de:
     input:
         h5ad=study_path("results/atlas.h5ad"),
         plan=study_path("results/de/de_plan.tsv"),
+        design=study_path("results/design/design_findings.tsv"),
     output:
         table=report(
             study_path("results/de/cell_level/{cell_type}.tsv"),

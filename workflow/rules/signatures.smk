@@ -36,6 +36,7 @@ rule test_signatures:
     input:
         replicates=study_path("results/signatures/replicate_scores.tsv"),
         h5ad=study_path("results/atlas.h5ad"),
+        design=study_path("results/design/design_findings.tsv"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:

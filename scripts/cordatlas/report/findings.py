@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cordatlas.design import aliased_factors, mark_confounded
 from cordatlas.vocabulary import (
     CONFOUNDED,
     DONOR_LEVEL,
@@ -63,15 +64,6 @@ KINDS = ("composition", "signature", "de")
 
 #: Top genes (lowest padj) named in a DE row's note.
 N_TOP_GENES = 3
-
-
-def aliased_factors(design_findings: pd.DataFrame | None) -> list[str]:
-    """Factors the design check found aliased with condition (``aliasing:<factor>`` warnings)."""
-    if design_findings is None or design_findings.empty:
-        return []
-    rows = design_findings[design_findings["severity"].astype(str) == "warning"]
-    topics = rows["topic"].astype(str)
-    return [t.split(":", 1)[1] for t in topics if t.startswith("aliasing:")]
 
 
 def confidence_interval(difference: float, se: float, df: float) -> tuple[float, float]:
@@ -286,16 +278,8 @@ def apply_design(findings: pd.DataFrame, aliased: Sequence[str]) -> pd.DataFrame
     """Every row ``confounded`` when condition is aliased with a factor; the old label in the note."""
     if not aliased or findings.empty:
         return findings
-    out = findings.copy()
-    factors = ", ".join(aliased)
-    for i in out.index:
-        label = out.at[i, EVIDENCE]
-        if label != CONFOUNDED:
-            prefix = f"condition aliased with {factors} (table's label: {label})"
-            note = out.at[i, NOTE]
-            out.at[i, NOTE] = prefix if _blank(note) else f"{prefix}; {note}"
-        out.at[i, EVIDENCE] = CONFOUNDED
-        out.at[i, "call"] = f"not separable from {factors}"
+    out = mark_confounded(findings, aliased)
+    out["call"] = f"not separable from {', '.join(aliased)}"
     return out
 
 
