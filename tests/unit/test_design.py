@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cordatlas.design import check_design
+from cordatlas.design import aliased_factors, check_design, mark_confounded, read_aliased_factors
 
 CONTRAST = ("cord_blood", "adult")
 
@@ -68,3 +68,42 @@ def test_tissue_differing_by_construction_is_an_info():
     check = check_design(sheet(), contrast=CONTRAST, batch_key=None)
     assert warnings_of(check) == []
     assert "tissue" in check.findings["topic"].tolist()
+
+
+def test_aliasing_found_by_the_check_relabels_a_results_table(tmp_path):
+    check = check_design(
+        sheet(technology=["dropseq", "dropseq", "10x", "10x"]), contrast=CONTRAST, batch_key=None
+    )
+    path = tmp_path / "design_findings.tsv"
+    check.findings.to_csv(path, sep="\t", index=False)
+    aliased = read_aliased_factors(str(path))
+    assert aliased == ["technology"]
+    table = pd.DataFrame(
+        {
+            "cell_type": ["NK", "B", "HSC"],
+            "evidence": ["donor_level", "exploratory_no_replication", "not_testable"],
+            "note": ["", "one cord donor", "1 donor"],
+        }
+    )
+    marked = mark_confounded(table, aliased)
+    assert marked["evidence"].tolist() == ["confounded"] * 3
+    assert marked["note"].tolist() == [
+        "condition aliased with technology (table's label: donor_level)",
+        "condition aliased with technology (table's label: exploratory_no_replication); "
+        "one cord donor",
+        "condition aliased with technology (table's label: not_testable); 1 donor",
+    ]
+    assert table["evidence"].iloc[0] == "donor_level"  # the input is not modified
+    # marking twice changes nothing; no aliasing leaves the table as it was
+    assert mark_confounded(marked, aliased).equals(marked)
+    assert mark_confounded(table, []).equals(table)
+    # a DE table has no note column: only the label changes
+    de = mark_confounded(table.drop(columns="note"), aliased)
+    assert list(de.columns) == ["cell_type", "evidence"]
+    assert set(de["evidence"]) == {"confounded"}
+
+
+def test_a_balanced_design_relabels_nothing(tmp_path):
+    check = check_design(sheet(), contrast=CONTRAST, batch_key=None)
+    assert aliased_factors(check.findings) == []
+    assert read_aliased_factors(None) == []

@@ -159,6 +159,9 @@ def test_findings_rows_say_what_the_tables_say():
     assert erythroid["call"] == "11 genes differ (7 up, 4 down)"
     assert "HBG2 (+3.31, padj 2.3e-47)" in erythroid["note"]
     assert table.loc[("de", "HSC_MPP", "genes"), "call"] == "ranking only (exploratory)"
+    # a ranking's genes below padj are never counted as an effect (a number of findings)
+    assert math.isnan(table.loc[("de", "HSC_MPP", "genes"), "effect"])
+    assert "a ranking, not findings" in table.loc[("de", "HSC_MPP", "genes"), "note"]
 
 
 def test_confidence_interval_is_the_t_interval_of_the_table_se_and_df():

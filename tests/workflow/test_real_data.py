@@ -143,30 +143,38 @@ def test_adult_pbmc_resolves_into_t_nk_b_and_monocytes(real_run):
     assert sum(shares.values()) >= 0.8, shares
 
 
-def test_comparison_without_replication_is_exploratory_everywhere(real_run):
-    """One cord donor: no donor-level test anywhere, and every output says so."""
-    plan = pd.read_csv(real_run / STUDY / "results/de/de_plan.tsv", sep="\t", keep_default_na=False)
+def test_comparison_is_confounded_and_unreplicated_everywhere(real_run):
+    """Drop-seq cord vs 10x adult, one cord donor: every row of every table says confounded."""
+    study = real_run / STUDY
+    plan = pd.read_csv(study / "results/de/de_plan.tsv", sep="\t", keep_default_na=False)
     assert set(plan["method"]) <= {"cell_level_wilcoxon", "not_tested"}
     assert "cell_level_wilcoxon" in set(plan["method"])
-    assert not list((real_run / STUDY / "results/de/pseudobulk").glob("*.tsv"))
-    de = pd.read_csv(real_run / STUDY / "results/de/de_all.tsv.gz", sep="\t")
+    assert set(plan["evidence"]) == {"confounded"}
+    # the plan's note keeps why the test was cell-level in the first place
+    tested = plan[plan["method"] == "cell_level_wilcoxon"]
+    assert tested["note"].str.contains("table's label: exploratory_no_replication").all()
+    assert not list((study / "results/de/pseudobulk").glob("*.tsv"))
+    de = pd.read_csv(study / "results/de/de_all.tsv.gz", sep="\t")
     assert len(de) > 0
-    assert (de["evidence"] == "exploratory_no_replication").all()
+    assert (de["evidence"] == "confounded").all()
     assert (de["method"] == "cell_level_wilcoxon").all()
-    log = "".join(
-        p.read_text() for p in (real_run / STUDY / "logs/test_cell_level_de").glob("*.log")
-    )
+    log = "".join(p.read_text() for p in (study / "logs/test_cell_level_de").glob("*.log"))
     assert "not donor-level evidence" in log or "no biological replication" in log
-    composition = pd.read_csv(
-        real_run / STUDY / "results/composition/composition_tests.tsv", sep="\t"
-    )
+    composition = pd.read_csv(study / "results/composition/composition_tests.tsv", sep="\t")
     assert composition["pvalue"].isna().all()
-    assert composition["evidence"].str.startswith("not_testable").all()
-    signatures = pd.read_csv(real_run / STUDY / "results/signatures/signature_tests.tsv", sep="\t")
+    assert (composition["evidence"] == "confounded").all()
+    assert composition["note"].str.contains("table's label: not_testable").all()
+    signatures = pd.read_csv(study / "results/signatures/signature_tests.tsv", sep="\t")
     assert signatures["pvalue"].isna().all()
+    assert (signatures["evidence"] == "confounded").all()
     assert set(signatures["concordance"]) == {"not_testable"}
-    enrichment = pd.read_csv(real_run / STUDY / "results/enrichment/enrichment.tsv", sep="\t")
-    assert (enrichment["evidence"] == "exploratory_no_replication").all()
+    enrichment = pd.read_csv(study / "results/enrichment/enrichment.tsv", sep="\t")
+    assert (enrichment["evidence"] == "confounded").all()
+    # thousands of cell-level "hits" are never counted as findings
+    findings = pd.read_csv(study / "results/findings.tsv", sep="\t")
+    de_rows = findings[findings["kind"] == "de"]
+    assert de_rows["effect"].isna().all()
+    assert de_rows["note"].str.contains("a ranking, not findings").all()
 
 
 def test_a_second_study_never_sees_the_demo(real_run):

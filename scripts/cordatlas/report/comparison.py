@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cordatlas.report import blocks as b
 from cordatlas.report.blocks import Block, Page
-from cordatlas.vocabulary import EVIDENCE, NOTE
+from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE, NOTE
 
 #: Genes (lowest padj) in each cell type's top-gene table.
 N_TOP = 10
@@ -65,7 +66,10 @@ def de_cell_type(page: Page, row: pd.Series, table: str | None, figures: dict[st
         figure = figures.get(f"{slug}_{kind}")
         if figure is not None:
             blocks.append(page.figure(figure, f"{row['cell_type']}: {kind}"))
-    title = f"{row['cell_type']}: {row.get('n_significant', 0)} genes at padj < {page.alpha:g}"
+    if evidence == DONOR_LEVEL:
+        title = f"{row['cell_type']}: {row.get('n_significant', 0)} genes at padj < {page.alpha:g}"
+    else:  # an exploratory or confounded test ranks genes; its count is not a number of findings
+        title = f"{row['cell_type']}: gene ranking only ({evidence}), no findings"
     return b.group(title, blocks, anchor=f"de-{slug}", badge=evidence)
 
 
@@ -77,10 +81,15 @@ def de_section(
         return b.section("de", "Differential expression", [b.absent("results/de/de_summary.tsv")])
     by_slug = {Path(t).stem: t for t in tables}
     shown = summary.copy()
+    ranked_only = shown[EVIDENCE].astype(str) != DONOR_LEVEL
+    shown.loc[ranked_only, ["n_significant", "n_up", "n_down"]] = np.nan
     blocks: list[Block] = [
         b.text("Per cell type: the test the donors allowed (pseudobulk DESeq2 with donors as the "
                "unit; below the minimum an exploratory cell-level ranking), genes tested and "
-               f"found at padj < {page.alpha:g}. Click a cell type for its genes and figures."),
+               f"found at padj < {page.alpha:g}. Exploratory and confounded rows show no counts: "
+               "their p-values treat cells (or one technology per condition) as replicates, so "
+               "their genes are a ranking to look at, not findings. Click a cell type for its "
+               "genes and figures."),
         page.table(shown, "de-summary", links={"cell_type": lambda r: f"#de-{r['slug']}"},
                    columns=["cell_type", "method", EVIDENCE, "n_replicates_condition",
                             "n_replicates_reference", "n_cells_condition", "n_cells_reference",

@@ -191,7 +191,8 @@ def de_findings(
     for _, row in summary.iterrows():
         evidence = str(row[EVIDENCE])
         n_sig, n_up, n_down = (int(row[k]) for k in ("n_significant", "n_up", "n_down"))
-        if evidence == DONOR_LEVEL:
+        donor_level = evidence == DONOR_LEVEL
+        if donor_level:
             said = (
                 f"{n_sig} genes differ ({n_up} up, {n_down} down)" if n_sig else "no gene differs"
             )
@@ -199,6 +200,9 @@ def de_findings(
             said = call(evidence, math.nan, math.nan, alpha=alpha, condition=condition)
         top = top_genes(genes, str(row["cell_type"]))
         note = f"{int(row['n_genes_tested'])} genes tested"
+        if not donor_level:
+            # an exploratory or confounded test's "hits" are a ranking: never counted as findings
+            note += f"; {n_sig} rank below padj {alpha:g} ({evidence}: a ranking, not findings)"
         note += f"; strongest: {top}" if top else ""
         plan_note = row.get(NOTE, row.get("reason"))
         note += "" if _blank(plan_note) else f"; {plan_note}"
@@ -207,7 +211,7 @@ def de_findings(
                 "kind": "de",
                 "cell_type": str(row["cell_type"]),
                 "feature": "genes",
-                "effect": float(n_sig),
+                "effect": float(n_sig) if donor_level else math.nan,
                 "effect_measure": f"genes at padj < {alpha:g}",
                 "ci_low": math.nan,
                 "ci_high": math.nan,
