@@ -14,8 +14,10 @@ from cordatlas.atlas.integration_metrics import (
     cluster_batch_entropy,
     integration_metrics,
     integration_metrics_note,
+    integration_verdict,
     knn_batch_entropy,
     random_mixing_entropy,
+    shared_condition_fraction,
     silhouette,
 )
 from cordatlas.errors import UserInputError
@@ -269,3 +271,55 @@ def test_note_explains_every_column_and_quotes_parameters():
     assert "``sample``" in note
     assert "``X_pca_harmony``" in note
     assert "90 %" in note
+
+
+def test_shared_condition_fraction_by_hand():
+    # cluster a: 10 cord + 10 adult (shared); b: 19 cord + 1 adult (5 %: shared at the 5 % cut);
+    # c: 30 cord + 0 adult (not shared)
+    labels = ["a"] * 20 + ["b"] * 20 + ["c"] * 30
+    conditions = ["cord"] * 10 + ["adult"] * 10 + ["cord"] * 19 + ["adult"] + ["cord"] * 30
+    assert shared_condition_fraction(labels, conditions) == pytest.approx(40 / 70)
+    assert shared_condition_fraction(labels, conditions, min_share=0.06) == pytest.approx(20 / 70)
+    assert np.isnan(shared_condition_fraction(labels, ["cord"] * 70))
+
+
+def test_verdict_fails_when_conditions_never_share_a_cluster():
+    """Batches standing for conditions: clusters = types (shared) vs types x batches (not)."""
+    adata = clustered(embedding_adata(batch_shift=30.0), use_rep="X_pca_harmony")
+    table = integration_metrics(adata, resolutions=[0.5, 2.0], batch_key="sample",
+                                use_rep="X_pca_harmony", condition_key="sample")  # fmt: skip
+    assert table["frac_cells_shared_conditions"].tolist() == [1.0, 0.0]
+    assert table["frac_cells_batch_dominated"].tolist() == [0.0, 1.0]
+
+    good = integration_verdict(table, working_resolution=0.5, batches_per_condition=1)
+    assert good[["severity", "level"]].iloc[0].tolist() == ["info", "good"]
+    assert good["topic"].iloc[0] == "integration_verdict:good"
+    assert "100% of cells in clusters shared" in good["message"].iloc[0]
+
+    failed = integration_verdict(table, working_resolution=2.0, batches_per_condition=1)
+    row = failed.iloc[0]
+    assert (row["severity"], row["level"]) == ("warning", "failed")
+    assert row["message"].startswith("integration failed at resolution 2:")
+    assert "only 0% of cells sit in clusters shared by both conditions" in row["message"]
+    # one batch per condition: one-batch clusters are the condition clusters, not said twice
+    assert "made (> 90 %) of one batch" not in row["message"]
+
+
+def test_verdict_weak_and_the_batch_rule_with_replicated_conditions():
+    row = {"resolution": 1.0, "frac_cells_shared_conditions": 0.4,
+           "frac_cells_batch_dominated": 0.8, "knn_batch_entropy": 0.2,
+           "knn_batch_entropy_random": 0.9, "cell_type_silhouette": 0.3,
+           "cell_type_silhouette_unintegrated": 0.35}  # fmt: skip
+    metrics = pd.DataFrame([row])
+    # 40 % shared is weak; 80 % of cells in one-batch clusters with 2 batches per condition fails
+    verdict = integration_verdict(metrics, working_resolution=1.0, batches_per_condition=2)
+    message = verdict["message"].iloc[0]
+    assert verdict["level"].iloc[0] == "failed"
+    assert "80% of cells sit in clusters made (> 90 %) of one batch (cut 75%)" in message
+    assert "only 40% of cells" in message and "mix poorly" in message
+    assert "blurred" not in message  # a silhouette drop of 0.05 is under the 0.1 cut
+    weak = integration_verdict(metrics.assign(frac_cells_batch_dominated=0.1),
+                               working_resolution=1.0, batches_per_condition=2)  # fmt: skip
+    assert weak["level"].iloc[0] == "weak" and weak["severity"].iloc[0] == "warning"
+    with pytest.raises(UserInputError, match="working resolution 0.5"):
+        integration_verdict(metrics, working_resolution=0.5, batches_per_condition=2)

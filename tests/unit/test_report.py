@@ -230,12 +230,24 @@ def test_design_verdict_colour_follows_the_findings_severities():
     assert study.design_verdict(None, integration=[], de_summary=None).level == study.AMBER
 
 
-def test_integration_reading_flags_a_cell_type_merge():
-    metrics = pd.DataFrame({"resolution": [1.0], "frac_clusters_batch_dominated": [0.5],
-                            "knn_batch_entropy": [0.8], "knn_batch_entropy_random": [1.0],
-                            "cell_type_silhouette": [0.2], "cell_type_silhouette_unintegrated": [0.5]})  # fmt: skip
-    notes = study.integration_reading(metrics, 1.0)
-    assert len(notes) == 2 and "50% of clusters" in notes[0] and "blurred" in notes[1]
+def test_a_failed_integration_turns_the_banner_red_and_a_weak_one_amber():
+    verdict = pd.DataFrame(
+        [("warning", "integration_verdict:failed", "integration failed at resolution 1: only "
+          "3% of cells sit in clusters shared by both conditions", "failed")],
+        columns=["severity", "topic", "message", "level"],
+    )  # fmt: skip
+    notes = study.integration_notes(verdict)
+    assert notes == [verdict["message"].iloc[0]]
+    banner = study.design_verdict(design_findings_table(), integration=notes, de_summary=None)
+    assert banner.level == study.RED and "integration failed" in banner.headline
+    assert any("only 3% of cells" in p for p in banner.points)
+    weak = verdict.assign(message="integration weak at resolution 1: batches mix poorly")
+    amber = study.design_verdict(
+        design_findings_table(), integration=study.integration_notes(weak), de_summary=None
+    )
+    assert amber.level == study.AMBER
+    good = verdict.assign(severity="info", message="integration good")
+    assert study.integration_notes(good) == [] and study.integration_notes(None) == []
 
 
 def test_synthetic_samples_are_the_ones_under_the_demo_folder():

@@ -24,6 +24,7 @@ rule merge_samples:
     params:
         gene_join=PARAMS.atlas.gene_join,
         min_cells_per_gene=PARAMS.qc.min_cells_per_gene,
+        min_shared_genes=PARAMS.atlas.min_shared_genes,
     script:
         "../../scripts/merge_samples.py"
 
@@ -143,10 +144,15 @@ rule evaluate_integration:
     input:
         h5ad=study_path("results/atlas.h5ad"),
     output:
-        report(
+        metrics=report(
             study_path("results/annotate/integration_metrics.tsv"),
             caption="../report/integration_metrics.rst",
             category="Atlas",
+        ),
+        verdict=report(
+            study_path("results/annotate/integration_verdict.tsv"),
+            caption="../report/integration_verdict.rst",
+            category="Study design",
         ),
     log:
         study_path("logs/evaluate_integration/evaluate_integration.log"),
@@ -159,7 +165,9 @@ rule evaluate_integration:
         runtime=30,
     params:
         resolutions=PARAMS.atlas.leiden_resolutions,
+        working_resolution=PARAMS.atlas.working_resolution,
         batch_key=PARAMS.atlas.integration_key,
+        contrast=PARAMS.contrast,
         seed=PARAMS.atlas.seed,
     script:
         "../../scripts/evaluate_integration.py"

@@ -53,6 +53,7 @@ rule build_report:
         umap_cell_type=study_path("results/annotate/umap_cell_type.png"),
         panel_dotplot=study_path("results/annotate/panel_dotplot.png"),
         integration_metrics=study_path("results/annotate/integration_metrics.tsv"),
+        integration_verdict=study_path("results/annotate/integration_verdict.tsv"),
         de_summary=study_path("results/de/de_summary.tsv"),
         de_all=study_path("results/de/de_all.tsv.gz"),
         de_tables=de_tables,

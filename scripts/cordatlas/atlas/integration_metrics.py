@@ -13,6 +13,12 @@ Columns of :func:`integration_metrics` (one row per Leiden resolution; see also
     Fraction of clusters in which one batch makes up more than ``dominance_threshold`` (90 %)
     of the cells: batch-specific clusters, either a batch effect left over or a cell state found
     in one batch only (a cord-blood-only population is biology, not a failure).
+``frac_cells_batch_dominated``
+    The same, weighted by cells: the fraction of cells that sit in batch-dominated clusters.
+``frac_cells_shared_conditions``
+    Only with ``condition_key``: fraction of cells in clusters where every condition of the
+    comparison holds at least ``SHARED_MIN_SHARE`` (5 %) of the cells. Cell types common to cord
+    and adult blood (T, B, NK cells, monocytes) should share clusters once integration works.
 ``cluster_silhouette``
     Silhouette width (Euclidean, on ``use_rep``, seeded subsample) of the Leiden clusters:
     near 1 compact well-separated clusters, near 0 clusters that overlap in the embedding.
@@ -52,6 +58,33 @@ log = logging.getLogger(__name__)
 
 #: A cluster is "dominated" by a batch when that batch's fraction exceeds this.
 DOMINANCE_THRESHOLD = 0.9
+
+#: A condition is present in a cluster when it holds at least this share of the cluster's cells
+#: (below it, a few mislabelled or doublet cells would make every cluster look shared).
+SHARED_MIN_SHARE = 0.05
+
+#: The integration verdict's cuts (:func:`integration_verdict`), read at the working resolution.
+#: They are this workflow's rules of thumb, not published standards: benchmarks (Luecken et al.
+#: 2022, Nat Methods 19:41; Buttner et al. 2019, Nat Methods 16:43) rank methods by such metrics
+#: but set no pass mark. The reasoning: T, B and NK cells and monocytes make up most mononuclear
+#: cells of both cord and adult blood, so once batches are aligned most cells should sit in
+#: clusters shared by both conditions, and few in clusters made of one batch.
+VERDICT_CUTS = {
+    # fraction of cells in clusters shared by both conditions: below "failed" the comparison
+    # rests on clusters that each hold one condition; below "weak" on many such clusters
+    "shared_failed": 0.25,
+    "shared_weak": 0.5,
+    # fraction of cells in clusters made (> 90 %) of one batch, with >= 2 batches per condition
+    "dominated_failed": 0.75,
+    "dominated_weak": 0.5,
+    # kNN batch entropy as a fraction of its random-mixing value
+    "relative_mixing_weak": 0.5,
+    # drop of the cell-type silhouette from the unintegrated embedding (over-correction)
+    "silhouette_drop_weak": 0.1,
+}
+
+#: Verdict levels, best first, and the severity each has in the design findings.
+VERDICT_LEVELS = {"good": "info", "weak": "warning", "failed": "warning"}
 
 
 def _batch_codes(batches: Sequence[object] | pd.Series | np.ndarray, *, what: str) -> np.ndarray:
@@ -268,12 +301,13 @@ def integration_metrics(
     use_rep: str,
     unintegrated_rep: str = "X_pca",
     cell_type_key: str | None = None,
+    condition_key: str | None = None,
     neighbors_key: str | None = None,
     dominance_threshold: float = DOMINANCE_THRESHOLD,
     sample_size: int = 5000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Batch mixing and cluster/cell-type separation for each Leiden resolution.
+    """Batch mixing, condition sharing and cluster/cell-type separation per Leiden resolution.
 
     Parameters
     ----------
@@ -290,6 +324,9 @@ def integration_metrics(
         Embedding before integration, for the cell-type silhouette comparison.
     cell_type_key
         obs column with cell-type labels; None leaves the cell-type columns NaN.
+    condition_key
+        obs column with the condition (cord blood, adult); None leaves
+        ``frac_cells_shared_conditions`` NaN.
     neighbors_key
         ``key_added`` of ``sc.pp.neighbors``; None for the default graph.
     dominance_threshold
@@ -306,7 +343,7 @@ def integration_metrics(
         :func:`integration_metrics_note`.
     """
     # check
-    needed = [batch_key, *([cell_type_key] if cell_type_key is not None else [])]
+    needed = [batch_key, *(k for k in (cell_type_key, condition_key) if k is not None)]
     require_columns(
         adata.obs.columns,
         needed,
@@ -336,6 +373,7 @@ def integration_metrics(
         clusters = cluster_batch_entropy(adata.obs[key], adata.obs[batch_key])
         weights = clusters["n_cells"].to_numpy(dtype=np.float64)
         entropy = clusters["batch_entropy"].to_numpy()
+        dominated = clusters["largest_batch_fraction"].to_numpy() > dominance_threshold
         rows.append(
             {
                 "resolution": float(resolution),
@@ -346,8 +384,12 @@ def integration_metrics(
                     if shared["n_batches"] >= 2
                     else float("nan")
                 ),
-                "frac_clusters_batch_dominated": float(
-                    np.mean(clusters["largest_batch_fraction"].to_numpy() > dominance_threshold)
+                "frac_clusters_batch_dominated": float(np.mean(dominated)),
+                "frac_cells_batch_dominated": float(weights[dominated].sum() / weights.sum()),
+                "frac_cells_shared_conditions": (
+                    shared_condition_fraction(adata.obs[key], adata.obs[condition_key])
+                    if condition_key is not None
+                    else float("nan")
                 ),
                 "cluster_silhouette": silhouette(
                     integrated, adata.obs[key], sample_size=sample_size, seed=seed
@@ -357,6 +399,130 @@ def integration_metrics(
         )
     # format
     return pd.DataFrame(rows)
+
+
+def shared_condition_fraction(
+    labels: Sequence[object] | pd.Series,
+    conditions: Sequence[object] | pd.Series,
+    *,
+    min_share: float = SHARED_MIN_SHARE,
+) -> float:
+    """Fraction of cells in clusters where every condition holds at least `min_share` of cells.
+
+    NaN with fewer than two conditions (nothing to share).
+    """
+    table = pd.crosstab(
+        pd.Series(np.asarray(labels, dtype=object)),
+        pd.Series(np.asarray(conditions, dtype=object)),
+    )
+    if table.shape[1] < 2:
+        return float("nan")
+    sizes = table.sum(axis=1)
+    shared = (table.div(sizes, axis=0) >= min_share).all(axis=1)
+    return float(sizes[shared].sum() / sizes.sum())
+
+
+def integration_verdict(
+    metrics: pd.DataFrame,
+    *,
+    working_resolution: float,
+    batches_per_condition: int,
+    cuts: dict[str, float] = VERDICT_CUTS,
+) -> pd.DataFrame:
+    """Judge the integration at the working resolution: good, weak or failed, with the reasons.
+
+    Parameters
+    ----------
+    metrics
+        :func:`integration_metrics` (with ``frac_cells_shared_conditions``).
+    working_resolution
+        The clustering used downstream (config atlas.working_resolution).
+    batches_per_condition
+        Fewest batches any condition has: with one, batch-dominated clusters are condition
+        clusters and only the sharing between conditions is judged.
+    cuts
+        :data:`VERDICT_CUTS`.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row in the design findings' format (``severity``, ``topic`` =
+        ``integration_verdict:<level>``, ``message``) plus ``level``; ``warning`` unless good.
+    """
+    rows = metrics[metrics["resolution"].astype(float) == float(working_resolution)]
+    if rows.empty:
+        raise UserInputError(
+            f"no integration metrics at the working resolution {working_resolution}; list it "
+            "in config atlas.leiden_resolutions"
+        )
+    row = rows.iloc[0]
+    failed, weak = _verdict_reasons(row, batches_per_condition=batches_per_condition, cuts=cuts)
+    level = "failed" if failed else "weak" if weak else "good"
+    reasons = failed + weak
+    if level == "good":
+        message = (
+            "integration good at resolution "
+            f"{working_resolution:g}: {_percent(row, 'frac_cells_shared_conditions')} of cells "
+            "in clusters shared by both conditions, "
+            f"{_percent(row, 'frac_cells_batch_dominated')} in clusters of one batch"
+        )
+    else:
+        message = f"integration {level} at resolution {working_resolution:g}: " + "; ".join(reasons)
+        message += (
+            ". Cell-type labels were then largely given to each condition's cells apart, so a "
+            "cell type compared across conditions may hold different cells; read the UMAP by "
+            "condition and the per-cluster composition before the comparison"
+            if failed
+            else ". Check the UMAP by sample and condition before trusting per-cell-type results"
+        )
+    return pd.DataFrame(
+        [
+            {
+                "severity": VERDICT_LEVELS[level],
+                "topic": f"integration_verdict:{level}",
+                "message": message,
+                "level": level,
+            }
+        ]
+    )
+
+
+def _percent(row: pd.Series, column: str) -> str:
+    value = float(row.get(column, np.nan))
+    return "n/a" if not np.isfinite(value) else f"{value:.0%}"
+
+
+def _verdict_reasons(
+    row: pd.Series, *, batches_per_condition: int, cuts: dict[str, float]
+) -> tuple[list[str], list[str]]:
+    """Reasons for a failed and for a weak verdict (NaN metrics give no reason)."""
+    failed: list[str] = []
+    weak: list[str] = []
+    shared = float(row.get("frac_cells_shared_conditions", np.nan))
+    said = f"only {shared:.0%} of cells sit in clusters shared by both conditions"
+    if shared < cuts["shared_failed"]:
+        failed.append(said + f" (cut {cuts['shared_failed']:.0%})")
+    elif shared < cuts["shared_weak"]:
+        weak.append(said + f" (cut {cuts['shared_weak']:.0%})")
+    dominated = float(row.get("frac_cells_batch_dominated", np.nan))
+    if batches_per_condition >= 2:
+        said = f"{dominated:.0%} of cells sit in clusters made (> 90 %) of one batch"
+        if dominated > cuts["dominated_failed"]:
+            failed.append(said + f" (cut {cuts['dominated_failed']:.0%})")
+        elif dominated > cuts["dominated_weak"]:
+            weak.append(said + f" (cut {cuts['dominated_weak']:.0%})")
+    mixing, random = (float(row.get(k, np.nan)) for k in
+                      ("knn_batch_entropy", "knn_batch_entropy_random"))  # fmt: skip
+    if random > 0 and mixing / random < cuts["relative_mixing_weak"]:
+        weak.append(
+            f"batches mix poorly among neighbours (kNN batch entropy {mixing:.2f}, "
+            f"{random:.2f} under random mixing)"
+        )
+    kept, before = (float(row.get(k, np.nan)) for k in
+                    ("cell_type_silhouette", "cell_type_silhouette_unintegrated"))  # fmt: skip
+    if before - kept > cuts["silhouette_drop_weak"]:
+        weak.append(f"integration blurred cell types (silhouette {kept:.2f}, {before:.2f} before)")
+    return failed, weak
 
 
 def _leiden_column(adata: ad.AnnData, resolution: float) -> str:
@@ -445,7 +611,10 @@ def integration_metrics_note(
         "all batches equally, 0 = every cluster is a single batch.\n"
         f"- **frac_clusters_batch_dominated**: fraction of clusters where one batch is more "
         f"than {percent} of the cells (a leftover batch effect, or a state present in one "
-        "batch only).\n"
+        "batch only); **frac_cells_batch_dominated** the fraction of cells in such clusters.\n"
+        f"- **frac_cells_shared_conditions**: fraction of cells in clusters where every "
+        f"condition holds at least {100 * SHARED_MIN_SHARE:g} % of the cells (cell types common "
+        "to cord and adult blood should share clusters once integration works).\n"
         f"- **cluster_silhouette**: silhouette width of the clusters on {embedding} "
         f"(Euclidean, at most {sample_size} cells subsampled with the workflow seed); near 1 compact, "
         "separated clusters, near 0 overlapping ones.\n"

@@ -36,6 +36,7 @@ class ReportInputs:
     umap_cell_type: str | None = None
     panel_dotplot: str | None = None
     integration_metrics: str | None = None
+    integration_verdict: str | None = None
     de_summary: str | None = None
     de_all: str | None = None
     de_tables: list[str] = field(default_factory=list)
@@ -116,6 +117,7 @@ def from_results(results: str | Path, *, truth_dir: str | Path | None = None) ->
         umap_cell_type=_first(r / "annotate/umap_cell_type.png"),
         panel_dotplot=_first(r / "annotate/panel_dotplot.png"),
         integration_metrics=_first(r / "annotate/integration_metrics.tsv"),
+        integration_verdict=_first(r / "annotate/integration_verdict.tsv"),
         de_summary=_first(r / "de/de_summary.tsv"),
         de_all=_first(r / "de/de_all.tsv.gz"),
         de_tables=[str(p) for p in de_tables],

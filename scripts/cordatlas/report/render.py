@@ -65,9 +65,7 @@ def first_screen(
     synthetic = bool(inputs.truth)
     fake = study.synthetic_samples(sheet, (config.get("demo") or {}).get("outdir"))
     overview = study.study_overview(sheet, tables["qc_summary"], page.contrast)
-    notes = study.integration_reading(
-        tables["integration_metrics"], (config.get("atlas") or {}).get("working_resolution")
-    )
+    notes = study.integration_notes(tables["integration_verdict"])
     verdict = study.design_verdict(
         tables["design_findings"], integration=notes, de_summary=tables["de_summary"]
     )
@@ -92,6 +90,7 @@ def read_inputs(inputs: ReportInputs) -> dict[str, Any]:
     """Every table the report reads (None where absent)."""
     names = ["qc_summary", "qc_thresholds", "merge_summary", "design", "design_findings",
              "cluster_sizes", "markers", "cluster_labels", "panel_genes", "integration_metrics",
+             "integration_verdict",
              "de_summary", "composition_tests", "proportions", "signature_genes",
              "development_table", "enrichment_table"]  # fmt: skip
     tables: dict[str, Any] = {n: read_tsv(getattr(inputs, n)) for n in names}
@@ -102,19 +101,18 @@ def read_inputs(inputs: ReportInputs) -> dict[str, Any]:
     return tables
 
 
-def body_sections(
-    inputs: ReportInputs, tables: dict[str, Any], page: Page, notes: list[str]
-) -> list[Block]:
+def body_sections(inputs: ReportInputs, tables: dict[str, Any], page: Page) -> list[Block]:
     """The sections in reading order (the truth panel only on simulated data)."""
     t, findings = tables, tables["findings"]
     figures = {k: getattr(inputs, k) for k in ("umap", "umap_cell_type", "panel_dotplot",
                                                "markers_dotplot")}  # fmt: skip
     out = [
         sections.findings_section(page, findings),
-        sections.design_section(page, t["design"], t["design_findings"]),
+        sections.design_section(page, t["design"], t["design_findings"],
+                                t["integration_verdict"]),
         sections.qc_section(page, t["qc_summary"], t["qc_thresholds"], inputs.qc_overview,
                             inputs.qc_figures, t["sheet"]),
-        sections.atlas_section(page, t, figures, notes),
+        sections.atlas_section(page, t, figures),
         comparison.composition_section(page, t["composition_tests"], findings,
                                        inputs.composition_figure, t["proportions"]),
         comparison.de_section(page, t["de_summary"], inputs.de_tables, inputs.de_figures),
@@ -170,7 +168,7 @@ def build_report(
     page = Page(out_dir=out_dir, results_dir=results, alpha=alpha, contrast=contrast)
     tables = read_inputs(inputs)
     first = first_screen(inputs, tables, config, page)
-    body = body_sections(inputs, tables, page, first["integration_notes"])
+    body = body_sections(inputs, tables, page)
     checksummed = [inputs.sheet, *inputs.checksummed, *sample_files(tables["sheet"], workdir)]
     body += [
         appendix.methods_section(page, config),

@@ -91,15 +91,26 @@ def de_overview(findings: pd.DataFrame | None, alpha: float) -> str:
     )
 
 
-def design_section(page: Page, design: pd.DataFrame | None, findings: pd.DataFrame | None) -> Block:
-    """The design check's findings and the cross-tabulation of condition with each factor."""
+def design_section(
+    page: Page,
+    design: pd.DataFrame | None,
+    findings: pd.DataFrame | None,
+    integration: pd.DataFrame | None = None,
+) -> Block:
+    """The design check's findings with the integration verdict, and the cross-tabulations."""
     blocks: list[Block] = []
+    parts = [t[["severity", "topic", "message"]] for t in (findings, integration) if t is not None]
     if findings is None:
         blocks.append(b.absent("results/design/design_findings.tsv"))
-    elif findings.empty:
+    if integration is None:
+        blocks.append(b.absent("results/annotate/integration_verdict.tsv"))
+    combined = pd.concat(parts, ignore_index=True) if parts else None
+    if combined is not None and combined.empty:
         blocks.append(b.text("The design check raised no finding."))
-    else:
-        blocks.append(page.table(findings, "design-findings"))
+    elif combined is not None:
+        blocks.append(page.table(combined, "design-findings", caption=(
+            "Design findings before integration (results/design/design_findings.tsv) and the "
+            "integration verdict after it (results/annotate/integration_verdict.tsv)")))  # fmt: skip
     if design is None:
         blocks.append(b.absent("results/design/design.tsv"))
     else:
@@ -190,9 +201,8 @@ def annotation_table(
 
 
 def atlas_section(
-    page: Page, tables: dict[str, pd.DataFrame | None], figures: dict[str, str | None],
-    integration_notes: list[str],
-) -> Block:  # fmt: skip
+    page: Page, tables: dict[str, pd.DataFrame | None], figures: dict[str, str | None]
+) -> Block:
     """UMAPs, clusters, the annotation with its evidence, and the integration metrics."""
     blocks: list[Block] = [
         page.figure(figures.get("umap"), "UMAP of the integrated embedding (clusters, samples, "
@@ -219,9 +229,9 @@ def atlas_section(
     if metrics is None:
         blocks.append(b.absent("results/annotate/integration_metrics.tsv"))
     else:
-        verdict = ("Integration verdict: " + "; ".join(integration_notes) + "."
-                   if integration_notes else
-                   "Integration verdict: no warning (batches mix among neighbours, no cluster "
-                   "is mostly one batch beyond a quarter of clusters, cell types stay apart).")  # fmt: skip
-        blocks += [b.text(verdict), page.table(metrics, "integration")]
+        verdict = tables.get("integration_verdict")
+        said = ("Integration verdict absent (results/annotate/integration_verdict.tsv)"
+                if verdict is None or verdict.empty else
+                "Integration verdict: " + "; ".join(verdict["message"].astype(str)))  # fmt: skip
+        blocks += [b.text(said + "."), page.table(metrics, "integration")]
     return b.section("atlas", "Atlas and annotation", blocks)

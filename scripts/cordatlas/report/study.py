@@ -14,14 +14,6 @@ from cordatlas.vocabulary import DONOR_LEVEL
 #: Banner levels, from "the comparison can be read as it stands" to "it cannot be trusted".
 GREEN, AMBER, RED = "green", "amber", "red"
 
-#: Integration reading: a working clustering with more than this fraction of clusters dominated
-#: by one batch, kNN batch entropy below this fraction of its random-mixing value, or a
-#: cell-type silhouette this far below the unintegrated one is flagged (thresholds of this
-#: report, stated in its text; the metrics themselves are the workflow's).
-MAX_DOMINATED_FRACTION = 0.25
-MIN_RELATIVE_MIXING = 0.5
-MAX_SILHOUETTE_DROP = 0.1
-
 
 def synthetic_samples(sheet: pd.DataFrame | None, demo_outdir: str | None) -> list[str]:
     """Samples whose path lies under the simulator's folder (config demo.outdir)."""
@@ -70,33 +62,12 @@ class Verdict:
     points: list[str] = field(default_factory=list)
 
 
-def integration_reading(
-    metrics: pd.DataFrame | None, working_resolution: float | None
-) -> list[str]:
-    """Warnings read off integration_metrics.tsv at the working resolution (empty: looks fine)."""
-    if metrics is None or metrics.empty:
+def integration_notes(verdict: pd.DataFrame | None) -> list[str]:
+    """The integration verdict's message when it is not good (``integration_verdict.tsv``)."""
+    if verdict is None or verdict.empty:
         return []
-    rows = metrics
-    if working_resolution is not None and "resolution" in metrics:
-        chosen = metrics[metrics["resolution"].astype(float) == float(working_resolution)]
-        rows = chosen if not chosen.empty else metrics
-    row = rows.iloc[0]
-    notes = []
-    dominated = float(row.get("frac_clusters_batch_dominated", math.nan))
-    if dominated > MAX_DOMINATED_FRACTION:
-        notes.append(f"{dominated:.0%} of clusters are dominated by one batch")
-    mixing, random = (float(row.get(k, math.nan)) for k in
-                      ("knn_batch_entropy", "knn_batch_entropy_random"))  # fmt: skip
-    if random > 0 and mixing / random < MIN_RELATIVE_MIXING:
-        notes.append(
-            f"batches mix poorly among neighbours (kNN entropy {mixing:.2f} vs {random:.2f} "
-            "under random mixing)"
-        )
-    kept, before = (float(row.get(k, math.nan)) for k in
-                    ("cell_type_silhouette", "cell_type_silhouette_unintegrated"))  # fmt: skip
-    if before - kept > MAX_SILHOUETTE_DROP:
-        notes.append(f"integration blurred cell types (silhouette {kept:.2f}, {before:.2f} before)")
-    return notes
+    rows = verdict[verdict["severity"].astype(str) == "warning"]
+    return [str(m) for m in rows["message"]]
 
 
 def design_verdict(
@@ -111,7 +82,7 @@ def design_verdict(
     warnings = design_findings[design_findings["severity"].astype(str) == "warning"]
     topics = warnings["topic"].astype(str)
     points = [str(m) for m in warnings["message"]]
-    points += [f"Integration: {n}." for n in integration]
+    points += [f"Integration: {n}." for n in integration]  # integration_notes()
     points += _replication_points(de_summary)
     points += [f"Note: {m}" for m in design_findings.loc[
         design_findings["severity"].astype(str) != "warning", "message"]]  # fmt: skip
@@ -120,6 +91,12 @@ def design_verdict(
             "The comparison cannot be trusted as it stands: condition is "
             + ", ".join(_describe(t) for t in topics if ":" in t)
             + ". Every cross-condition row below is confounded or exploratory."
+        )
+        return Verdict(RED, headline, points)
+    if any(n.startswith("integration failed") for n in integration):
+        headline = (
+            "The per-cell-type comparison may compare different cells: integration failed "
+            "(cord and adult cells rarely share clusters). Read the atlas section first."
         )
         return Verdict(RED, headline, points)
     if len(warnings) or integration:
