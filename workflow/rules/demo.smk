@@ -2,6 +2,11 @@
 
 
 rule simulate_demo:
+    input:
+        # the sheet itself, re-read by the job: a table passed as a param would be pasted raw
+        # into Snakemake's report
+        sheet=config["samples"],
+        schema=str(SCHEMAS / "samples.schema.yaml"),
     output:
         samples=[
             directory(path) if demo_format(path, fmt) == "10x_mtx" else path
@@ -10,6 +15,8 @@ rule simulate_demo:
             .itertuples(index=False)
         ],
         truth=DEMO_TRUTH,
+        # per sample: soup share and the donor's planted stress (realistic demo)
+        truth_samples=str(DEMO_DIR / "truth" / "truth_samples.tsv"),
     log:
         "logs/simulate_demo/simulate_demo.log",
     benchmark:
@@ -21,7 +28,6 @@ rule simulate_demo:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
     params:
-        samples=DEMO_SAMPLES,
         truth_dir=lambda wc, output: str(Path(output.truth[0]).parent),
         demo=PARAMS.demo,
         contrast=PARAMS.contrast,

@@ -369,3 +369,106 @@ MOUSE_GENES_NAMED: tuple[str, ...] = (
     "Ptprc", "Coro1a", "Laptm5", "Srgn", "Vim", "Lgals1", "Hmgb2", "Top2a", "Mki67", "Cd52",
     "Junb", "Fos",
 )  # fmt: skip
+
+# ============================================================================================
+# The realistic simulator (config demo.realism: realistic): what the simple one leaves out
+# ============================================================================================
+#: Dirichlet concentration of donor proportions: with concentration a, a type of share p has a
+#: between-donor sd of sqrt(p (1 - p) / (a + 1)); a = 30 gives a 20 % share an sd of 7 points
+#: (about 9-33 % between the 5th and 95th percentile donor) and a 2 % share an sd of 2.5
+#: points, the spread of major blood subsets between healthy people, not the 200 of the simple
+#: simulator (a 20 % share +- 3 points).
+REALISTIC_DIRICHLET_CONCENTRATION = 30.0
+#: Donor x gene log effect shared by a donor's cell types, and donor x type x gene on top: a
+#: total log sd of 0.36, the biological coefficient of variation of about 0.4 that edgeR's
+#: user guide gives as typical between human individuals (0.1 for inbred model organisms).
+REALISTIC_DONOR_LOG_SD = 0.2
+REALISTIC_DONOR_TYPE_LOG_SD = 0.3
+
+#: Ambient RNA: every droplet holds a share of the sample's soup (its cells' average
+#: expression); SoupX (Young & Behjati 2020, GigaScience 9:giaa151) estimates contamination of
+#: a few per cent to over 10 % in droplet data. Per sample a mean share from this range, per
+#: cell a gamma spread around it (shape below).
+SOUP_FRACTION_RANGE = (0.02, 0.10)
+SOUP_CELL_SHAPE = 4.0
+#: Lysed red cells put haemoglobin mRNA in the soup: its haemoglobin share is this times the
+#: sample's erythroid share (erythroid + erythroid_progenitor), at most SOUP_HB_MAX, so cord
+#: samples (more nucleated red cells and reticulocytes) carry more globin in every droplet.
+SOUP_HB_PER_ERYTHROID = 4.0
+SOUP_HB_MAX = 0.6
+
+#: Naive-to-memory continuum: T cells of these (naive, memory) pairs lie on an axis t in
+#: [0, 1] (0 naive, 1 memory), their profile the geometric interpolation of the two types'.
+#: A cell's label is the side of 0.5 it sits on; within a side t is drawn from a Beta with
+#: these parameters measured from the pure end, so that a fair share sits near the middle.
+CONTINUUM_PAIRS: tuple[tuple[str, str], ...] = (
+    ("CD4_naive", "CD4_memory"),
+    ("CD8_naive", "CD8_effector"),
+)
+CONTINUUM_STEPS = 20
+CONTINUUM_BETA = (1.2, 1.8)
+
+#: Doublets: the first parent's share of the doublet's RNA is Beta distributed (unequal
+#: capture and unequal cell sizes), and the second parent is drawn from the sample's type
+#: frequencies, so the homotypic share is the sum of squared frequencies (no fixed 10 %).
+DOUBLET_MIX_BETA = (2.0, 2.0)
+
+#: Damaged cells spread across the QC thresholds: planted mitochondrial shares from 8 % (below
+#: any usual cut) to 40 %, and milder RNA loss (total relative to a healthy cell of the type).
+REALISTIC_DAMAGED_MITO_RANGE = (0.08, 0.40)
+REALISTIC_DAMAGED_TOTAL_RANGE = (0.3, 0.9)
+
+#: Stress / processing-delay programme (the genes of config/signatures.yaml's
+#: stress_processing_delay control): in stressed donors every cell's stress genes rise by a
+#: donor-level log2 fold from this range times a per-cell gamma intensity (mean 1).
+STRESS_GENES: tuple[str, ...] = tuple(PROGRAMMES["stress"])
+STRESS_LOG2FC_RANGE = (1.0, 2.5)
+STRESS_CELL_SHAPE = 4.0
+#: Share of each condition's donors stressed when stress is independent of condition.
+STRESS_DONOR_SHARE = 0.5
+
+#: Marker programmes that differ from the annotation panel (config/marker_panel.yaml): panel
+#: markers barely expressed in their type (as CD4 mRNA is poorly captured by droplets) ...
+WEAK_PANEL_MARKERS: dict[str, tuple[str, ...]] = {
+    "HSC_MPP": ("HLF", "MECOM"),
+    "myeloid_progenitor": ("MS4A3",),
+    "erythroid_progenitor": ("KLF1",),
+    "erythroid": ("SLC4A1",),
+    "megakaryocyte": ("GP9",),
+    "CD14_monocyte": ("VCAN",),
+    "CD16_monocyte": ("CSF1R",),
+    "cDC": ("CLEC10A",),
+    "pDC": ("CLEC4C",),
+    "B_memory": ("AIM2",),
+    "CD4_naive": ("CD4",),
+    "CD4_memory": ("CD4",),
+    "Treg": ("CD4", "IKZF2"),
+    "NK_CD56dim": ("KLRF1",),
+}
+WEAK_PANEL_MARKER_CP10K = 0.5
+#: ... and strong type-specific genes the panel lacks (unnamed SIMG filler genes).
+UNNAMED_MARKERS_PER_TYPE = 4
+UNNAMED_MARKER_CP10K = (10.0, 40.0)
+
+#: Signature whose literature expectation each planted effect is judged against, by programme
+#: (gene-level exceptions below), and that expectation (config/signatures.yaml).
+LITERATURE_SET: dict[str, str] = {
+    "fetal_programme": "fetal_programme",
+    "fetal_haemoglobin": "fetal_haemoglobin",
+    "cytotoxicity": "cytotoxicity",
+    "neonatal_alarmins": "neonatal_alarmins",
+}
+LITERATURE_SET_OF_GENE: dict[str, str] = {"BCL11A": "globin_switch_bcl11a"}
+LITERATURE_DIRECTION: dict[str, str] = {
+    "fetal_programme": "up",
+    "fetal_haemoglobin": "up",
+    "globin_switch_bcl11a": "down",
+    "cytotoxicity": "down",
+    "neonatal_alarmins": "up",
+}
+#: One planted effect opposite to the literature (Ulas et al. 2017 report S100A8/S100A9 high
+#: in neonatal monocytes): the realistic simulator plants them lower in the condition, so a
+#: correct method must report "disagrees with the literature" there.
+OPPOSITE_EFFECTS: tuple[tuple[str, tuple[str, ...], dict[str, float]], ...] = (
+    ("neonatal_alarmins", ("CD14_monocyte",), {"S100A8": -1.2, "S100A9": -1.2}),
+)

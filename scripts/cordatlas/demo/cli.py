@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cordatlas.demo.realistic import STRESS_MODES
+from cordatlas.demo.simulate import REALISM_LEVELS
 from cordatlas.demo.write import write_demo
 from cordatlas.errors import UserInputError
 from cordatlas.params import Contrast, DemoParams
@@ -36,6 +38,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-condition-effect",
         action="store_true",
         help="plant no cord-vs-adult difference (a null study)",
+    )
+    parser.add_argument(
+        "--realism",
+        choices=REALISM_LEVELS,
+        default="realistic",
+        help="realistic (default: ambient RNA, T-cell continuum, donor effects, stress, ...) "
+        "or simple (the original, faster simulator)",
+    )
+    parser.add_argument(
+        "--stress",
+        choices=STRESS_MODES,
+        default="independent",
+        help="realistic only: stress half of each condition's donors (independent, default) "
+        "or every donor of the condition (with_condition)",
     )
     parser.add_argument("--damaged-rate", type=float, default=0.05)
     parser.add_argument("--low-count-rate", type=float, default=0.05)
@@ -75,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_cells_per_sample=args.cells_per_sample,
         n_genes=args.genes,
         condition_effect=not args.no_condition_effect,
+        realism=args.realism,
+        stress=args.stress,
     )
     try:
         sheet = Path(args.samples)

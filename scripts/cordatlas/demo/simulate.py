@@ -6,6 +6,7 @@ The biology it draws from (cell types, gene sets, expression levels) is data in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cordatlas.checks import check_contrast, require_columns
+from cordatlas.demo import realistic as real
 from cordatlas.demo.biology import (
     CELL_CYCLE_G2M,
     CELL_CYCLE_S,
     CELL_TYPES,
     COMPONENTS,
     COMPOSITION,
+    CONTINUUM_PAIRS,
     CYCLING_DEFAULT,
     CYCLING_FOLD,
     CYCLING_FRACTION,
@@ -33,6 +36,7 @@ from cordatlas.demo.biology import (
     DISPERSION_MEDIAN,
     DONOR_LOG_SD,
     DOUBLET_HETEROTYPIC,
+    DOUBLET_MIX_BETA,
     HAEMOGLOBIN,
     HOUSEKEEPING,
     HOUSEKEEPING_LINEAGE,
@@ -41,17 +45,30 @@ from cordatlas.demo.biology import (
     LINEAGE,
     LINEAGE_LEVELS,
     LINEAGES,
+    LITERATURE_DIRECTION,
+    LITERATURE_SET,
+    LITERATURE_SET_OF_GENE,
     LOW_COUNT_RANGE,
     MARKER_OFF_CP10K,
     MARKERS,
     MITOCHONDRIAL,
+    OPPOSITE_EFFECTS,
     PLANTED_EFFECTS,
     PROGRAMMES,
     RANDOM_DE_LOG2FC,
     RANDOM_DE_MIN_CP10K,
     RANDOM_DE_PER_TYPE,
+    REALISTIC_DAMAGED_MITO_RANGE,
+    REALISTIC_DAMAGED_TOTAL_RANGE,
+    REALISTIC_DIRICHLET_CONCENTRATION,
+    REALISTIC_DONOR_LOG_SD,
     RIBOSOMAL,
     SAMPLE_DEPTH_LOG_SD,
+    SOUP_CELL_SHAPE,
+    SOUP_FRACTION_RANGE,
+    STRESS_CELL_SHAPE,
+    STRESS_GENES,
+    WEAK_PANEL_MARKERS,
 )
 from cordatlas.errors import UserInputError
 
@@ -60,6 +77,7 @@ __all__ = [
     "CELL_CYCLE_G2M",
     "CELL_CYCLE_S",
     "CELL_TYPES",
+    "REALISM_LEVELS",
     "SimulatedStudy",
     "build_gene_table",
     "simulate_study",
@@ -80,6 +98,10 @@ _NOT_CARRIED = frozenset(
 
 _TRUTH_DE_COLUMNS = ["cell_type", "gene", "log2FC", "programme", "reference_cp10k"]
 
+#: config ``demo.realism``: ``realistic`` adds what :mod:`cordatlas.demo.realistic` plants;
+#: ``simple`` is the original simulator (same seed, same counts), faster and flattering.
+REALISM_LEVELS: tuple[str, ...] = ("realistic", "simple")
+
 
 # ============================================================================================
 # Public result type
@@ -98,19 +120,33 @@ class SimulatedStudy:
     truth_cells
         One row per barcode, in the order of ``adata`` (grouped by sample, in sheet order):
         sample, donor, condition, barcode, cell_type, artefact, doublet_types ("A+B" for
-        doublets, "" otherwise), phase.
+        doublets, "" otherwise), phase; then what was planted in it: ambient_fraction
+        (expected share of its UMIs from the soup; 1 for low-count barcodes), memory_score
+        (position on the naive (0) to memory (1) axis of continuum T cells, else NaN),
+        doublet_mix (a doublet's expected share of UMIs from the first type named in
+        doublet_types, else NaN), damage_mito_share (a damaged cell's planted mitochondrial
+        share, else NaN), stress_log2fc (log2 fold of the stress genes in this cell).
     truth_de
         Planted differences: cell_type, gene, log2FC (condition vs reference, positive = higher
         in the condition, on the scale of expected expression at equal library size),
-        programme, reference_cp10k (the reference group's expected level). Genes not listed
-        are null in every type.
+        programme, reference_cp10k (the reference group's expected level), literature_set (the
+        signature whose published expectation applies, "" for random genes),
+        literature_direction (its expected direction in the condition), agrees_with_literature
+        ("yes", "no", or "" without an expectation). Genes not listed are null in every type.
     truth_composition
         Per donor and type: donor, condition, cell_type, n_cells, proportion (among the
         donor's healthy singlets), donor_proportion (the donor's drawn expected proportion).
     truth_condition_composition
         condition, cell_type, expected_proportion (the Dirichlet mean).
     truth_genes
-        gene, gene_ids, category, categories (all gene sets the gene belongs to).
+        gene, gene_ids, category, categories (all gene sets the gene belongs to), marker_of
+        (types whose simulated marker programme has the gene, unnamed filler markers
+        included), weak_in (types where the gene, an annotation-panel marker, is barely
+        expressed), each ``;``-separated.
+    truth_samples
+        Per sample: sample, donor, condition, ambient_fraction (the sample's mean soup share),
+        soup_haemoglobin_share (haemoglobin share of its soup), stressed, stress_log2fc (the
+        donor's planted stress fold).
     """
 
     adata: ad.AnnData
@@ -119,6 +155,7 @@ class SimulatedStudy:
     truth_composition: pd.DataFrame
     truth_condition_composition: pd.DataFrame
     truth_genes: pd.DataFrame
+    truth_samples: pd.DataFrame
 
 
 # ============================================================================================
@@ -244,14 +281,18 @@ def _normalise(weights: np.ndarray) -> np.ndarray:
 
 
 def _condition_log2fc(
-    genes: pd.DataFrame, profiles: np.ndarray, rng: np.random.Generator
+    genes: pd.DataFrame,
+    profiles: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    extra: Sequence[tuple[str, tuple[str, ...], dict[str, float]]] = (),
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Planted log2FC (types x genes) of the case condition vs the reference, and its table."""
     names = genes["gene"].tolist()
     index = {g: i for i, g in enumerate(names)}
     lfc = np.zeros(profiles.shape)
     rows: list[dict[str, object]] = []
-    for programme, cell_types, effects in PLANTED_EFFECTS:
+    for programme, cell_types, effects in (*PLANTED_EFFECTS, *extra):
         for cell_type in cell_types:
             t = CELL_TYPES.index(cell_type)
             for gene, value in effects.items():
@@ -288,7 +329,25 @@ def _condition_log2fc(
     table = table.sort_values(
         ["cell_type", "gene"], key=lambda s: s.map(order) if s.name == "cell_type" else s
     ).reset_index(drop=True)
-    return lfc, table
+    return lfc, _with_literature(table)
+
+
+def _with_literature(table: pd.DataFrame) -> pd.DataFrame:
+    """truth_de with the published expectation each planted row is judged against."""
+    sets = [
+        LITERATURE_SET_OF_GENE.get(gene, LITERATURE_SET.get(programme, ""))
+        if programme in LITERATURE_SET else ""
+        for programme, gene in zip(table["programme"], table["gene"], strict=True)
+    ]  # fmt: skip
+    direction = [LITERATURE_DIRECTION.get(s, "") for s in sets]
+    planted = np.where(table["log2FC"].to_numpy() > 0, "up", "down")
+    agrees = [
+        "" if d == "" else ("yes" if d == p else "no")
+        for d, p in zip(direction, planted, strict=True)
+    ]
+    return table.assign(
+        literature_set=sets, literature_direction=direction, agrees_with_literature=agrees
+    )
 
 
 # ============================================================================================
@@ -409,8 +468,13 @@ class _Donors:
     condition: dict[str, str]
     #: donors x types, the Dirichlet draw around the condition mean
     props: np.ndarray
-    #: donors x (types + ambient) x genes, expression shares (each row sums to 1 for ambient)
+    #: donors x rows x genes, expression shares: the types, the ambient soup (sums to 1), then
+    #: (realistic) the naive-to-memory continuum rows
     mu: np.ndarray
+    #: per donor: planted log2 fold of the stress genes (0 = not stressed)
+    stress_log2fc: np.ndarray
+    #: per donor: haemoglobin share of the soup
+    soup_hb_share: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -429,7 +493,7 @@ class _Components:
     """The cells summed into barcodes: one per barcode (in barcode order), then doublets' second."""
 
     owner: np.ndarray
-    #: row of the flattened donor x (types + ambient) expression
+    #: row of the flattened donor x rows expression
     profile: np.ndarray
     library: np.ndarray
     #: 0 G1, 1 S, 2 G2M
@@ -437,6 +501,16 @@ class _Components:
     #: damaged cells: fraction of non-mitochondrial RNA kept, fold of mitochondrial RNA
     keep: np.ndarray
     mito_fold: np.ndarray
+    #: expected UMIs relative to `library` (a damaged cell's remaining share of its RNA)
+    total_factor: np.ndarray
+    #: damaged cells: the planted mitochondrial share, NaN otherwise
+    damage_mito: np.ndarray
+    #: fold of the stress genes
+    stress_fold: np.ndarray
+    #: expected soup UMIs added to the component (realistic: each cell barcode's first one)
+    soup_library: np.ndarray
+    #: continuum row of a T cell (pair * steps + step), -1 otherwise
+    continuum: np.ndarray
 
 
 def simulate_study(
@@ -450,17 +524,29 @@ def simulate_study(
     low_count_rate: float = 0.05,
     doublet_rate: float = 0.06,
     contrast: Sequence[str] = ("cord_blood", "adult"),
+    realism: str = "simple",
+    stress: str = "independent",
     threads: int = 1,
 ) -> SimulatedStudy:
     """Simulate a cord blood vs adult study with planted, known differences.
 
-    Counts are negative binomial (gamma-Poisson): per cell type a baseline expression profile
-    built from real marker genes and gene programmes, times a per-donor x gene log-normal
-    effect (sd 0.15), times the planted condition effect, times a log-normal library size
-    (type-specific median, sample-level depth factor); gene-wise dispersion. Progenitors cycle
-    (S or G2/M genes up). Each sample also holds damaged cells (mitochondrial fraction
-    25-80 %), low-count ambient barcodes (30-300 UMI) and doublets (two cells summed, mostly
-    of different types) at the given rates.
+    ``simple`` (the original simulator): counts are negative binomial (gamma-Poisson): per
+    cell type a baseline expression profile built from real marker genes and gene
+    programmes, times a per-donor x gene log-normal effect (sd 0.15), times the planted
+    condition effect, times a log-normal library size (type-specific median, sample-level
+    depth factor); gene-wise dispersion. Progenitors cycle (S or G2/M genes up). Each sample
+    also holds damaged cells (mitochondrial fraction 25-80 %), low-count ambient barcodes
+    (30-300 UMI) and doublets (two cells summed, 90 % of different types) at the given rates.
+    Donor proportions are Dirichlet with concentration 200.
+
+    ``realistic`` (config default) adds, with constants in :mod:`cordatlas.demo.biology`:
+    ambient RNA (a per-sample soup with lysed red cells' haemoglobin in every droplet); a
+    naive-to-memory continuum in CD4 and CD8 T cells; larger, cell-type-specific donor
+    effects and Dirichlet concentration 30; doublets with a Beta mixing fraction and
+    frequency-driven homotypic share; damaged cells at 8-40 % mitochondrial share; a stress
+    programme in some donors (``stress``); marker programmes that differ from the annotation
+    panel; one planted effect opposite to the literature (S100A8/S100A9 in CD14 monocytes).
+    Each is recorded in the truth tables.
 
     Parameters
     ----------
@@ -482,6 +568,13 @@ def simulate_study(
         doublets (rounded to whole barcodes).
     contrast
         (condition, reference): planted effects are of the first versus the second.
+    realism
+        ``simple`` or ``realistic`` (see above). The default here is ``simple``, so that unit
+        tests of the methods keep their fast, flattering data; the workflow's default (config
+        ``demo.realism``) and the command line's are ``realistic``.
+    stress
+        Realistic only: ``independent`` stresses half of each condition's donors,
+        ``with_condition`` every donor of the condition and none of the reference.
     threads
         Threads drawing counts (blocks of cells have their own generators, so the result is
         identical for any number of threads).
@@ -492,6 +585,7 @@ def simulate_study(
         The counts and every truth table.
     """
     table, contrast = _sample_table(samples, contrast)
+    realistic = _check_realism(realism, stress)
     rates = {"damaged": damaged_rate, "low_count": low_count_rate, "doublet": doublet_rate}
     n_kind = _barcodes_per_kind(n_cells_per_sample, rates)
 
@@ -499,6 +593,8 @@ def simulate_study(
     rng_profile, rng_de, rng_donor, rng_comp, rng_cells, rng_barcode = (
         np.random.default_rng(s) for s in streams[:6]
     )
+    # the realistic simulator's own stream: `simple` draws exactly what it always drew
+    rng_real = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
     genes = build_gene_table(n_genes=n_genes)
     profiles = _baseline_profiles(genes, rng_profile)
     shape = 1.0 / np.clip(
@@ -506,21 +602,31 @@ def simulate_study(
         0.02,
         2.0,
     )
-    lfc, truth_de = _condition_log2fc(genes, profiles, rng_de)
+    unnamed: dict[str, list[str]] = {}
+    if realistic:
+        profiles, unnamed = real.adjust_markers(genes, profiles, rng_real)
+    extra = OPPOSITE_EFFECTS if realistic else ()
+    lfc, truth_de = _condition_log2fc(genes, profiles, rng_de, extra=extra)
     if not condition_effect:
         lfc[:] = 0.0
         truth_de = truth_de.iloc[0:0].copy()
     means = _condition_means(contrast, condition_effect=condition_effect)
-    donors = _donor_model(table, contrast, means, profiles, lfc, rng_comp, rng_donor)
+    donor_rngs = (rng_comp, rng_donor, rng_real if realistic else None)
+    donors = _donor_model(table, contrast, means, profiles, lfc, genes, donor_rngs, stress=stress)
 
-    cells = _draw_barcodes(table, donors, n_kind, rng_cells)
-    components = _draw_components(table, donors, cells, genes, profiles, rng_cells)
+    cells = _draw_barcodes(table, donors, n_kind, rng_cells, by_frequency=realistic)
+    components = _draw_components(
+        table, donors, cells, genes, profiles, rng_cells, realistic=realistic
+    )
+    sample_soup = np.zeros(len(table))
+    if realistic:
+        components, sample_soup = _realistic_components(components, table, donors, cells, rng_real)
     x = _draw_counts(
         components, donors.mu, shape, genes, n_cells=cells.sample.size, root=streams[6],
         threads=threads,
     )  # fmt: skip
 
-    truth_cells = _truth_cells(table, cells, components.phase, rng_barcode)
+    truth_cells = _truth_cells(table, cells, components, rng_barcode)
     adata = ad.AnnData(X=x, obs=_obs_table(truth_cells, table, cells.sample), var=_var_table(genes))
     adata.uns["simulation"] = {
         "seed": int(seed),
@@ -531,6 +637,8 @@ def simulate_study(
         "low_count_rate": float(low_count_rate),
         "doublet_rate": float(doublet_rate),
         "contrast": list(contrast),
+        "realism": realism,
+        "stress": stress if realistic else "none",
     }
     return SimulatedStudy(
         adata=adata,
@@ -538,11 +646,27 @@ def simulate_study(
         truth_de=truth_de.reset_index(drop=True),
         truth_composition=_composition_table(truth_cells, donors),
         truth_condition_composition=_condition_composition_table(contrast, means),
-        truth_genes=genes[["gene", "gene_ids", "category", "categories"]].copy(),
+        truth_genes=_truth_genes(genes, unnamed, realistic=realistic),
+        truth_samples=_truth_samples(table, donors, sample_soup),
     )
 
 
 # ---- check --------------------------------------------------------------------------------
+def _check_realism(realism: str, stress: str) -> bool:
+    """Whether the study is realistic; a UserInputError for unknown values."""
+    if realism not in REALISM_LEVELS:
+        raise UserInputError(
+            f"demo realism {realism!r} is not one of {', '.join(REALISM_LEVELS)}; set "
+            "demo.realism in the config."
+        )
+    if stress not in real.STRESS_MODES:
+        raise UserInputError(
+            f"demo stress {stress!r} is not one of {', '.join(real.STRESS_MODES)}; set "
+            "demo.stress in the config."
+        )
+    return realism == "realistic"
+
+
 def _barcodes_per_kind(n_cells_per_sample: int, rates: Mapping[str, float]) -> dict[str, int]:
     """Barcodes per sample of each kind (healthy ``none`` first), or a UserInputError."""
     for name, rate in rates.items():
@@ -569,34 +693,74 @@ def _donor_model(
     means: np.ndarray,
     profiles: np.ndarray,
     lfc: np.ndarray,
-    rng_comp: np.random.Generator,
-    rng_donor: np.random.Generator,
+    genes: pd.DataFrame,
+    rngs: tuple[np.random.Generator, np.random.Generator, np.random.Generator | None],
+    *,
+    stress: str,
 ) -> _Donors:
     """Per donor: expected proportions and expression (+ an ambient profile: the UMI-weighted
-    mix of the donor's cells, what lysed cells leave in the droplet soup)."""
+    mix of the donor's cells, what lysed cells leave in the droplet soup).
+
+    ``rngs`` are the composition, donor-effect and realistic generators; a realistic generator
+    (not None) adds type-specific donor effects, the soup's haemoglobin, the continuum rows
+    and stressed donors.
+    """
+    rng_comp, rng_donor, rng_real = rngs
+    realistic = rng_real is not None
     donors = list(dict.fromkeys(table["donor"]))
     donor_condition = dict(zip(table["donor"], table["condition"], strict=True))
     n_types, n_genes = profiles.shape
+    n_extra = len(CONTINUUM_PAIRS) * real.CONTINUUM_STEPS if realistic else 0
+    concentration = REALISTIC_DIRICHLET_CONCENTRATION if realistic else DIRICHLET_CONCENTRATION
+    donor_sd = REALISTIC_DONOR_LOG_SD if realistic else DONOR_LOG_SD
+    hb_idx = real.haemoglobin_index(genes)
     donor_props = np.zeros((len(donors), n_types))
-    mu = np.zeros((len(donors), n_types + 1, n_genes))
+    mu = np.zeros((len(donors), n_types + 1 + n_extra, n_genes))
+    soup_hb = np.zeros(len(donors))
     lib_median = _library_medians()
     for d, donor in enumerate(donors):
         c = list(contrast).index(donor_condition[donor])
-        donor_props[d] = rng_comp.dirichlet(DIRICHLET_CONCENTRATION * means[c])
-        effect = np.exp(rng_donor.normal(0.0, DONOR_LOG_SD, n_genes))
+        donor_props[d] = rng_comp.dirichlet(concentration * means[c])
+        effect = np.exp(rng_donor.normal(0.0, donor_sd, n_genes))
         expression = profiles * effect
+        if realistic:
+            expression = expression * real.donor_type_effects(n_types, n_genes, rng_real)
         if c == 0:
             expression = expression * np.exp2(lfc)
         mu[d, :n_types] = expression
         umi = donor_props[d] * lib_median
-        mu[d, n_types] = _normalise(umi @ (expression / expression.sum(1, keepdims=True)))
-    return _Donors(names=donors, condition=donor_condition, props=donor_props, mu=mu)
+        ambient = _normalise(umi @ (expression / expression.sum(1, keepdims=True)))
+        if realistic:
+            ambient, soup_hb[d] = real.soup_profile(ambient, expression, donor_props[d], hb_idx)
+            mu[d, n_types + 1 :] = real.continuum_rows(expression)
+        else:
+            soup_hb[d] = float(ambient[hb_idx].sum())
+        mu[d, n_types] = ambient
+    stress_log2fc = np.zeros(len(donors))
+    if realistic:
+        stress_log2fc = real.stressed_donor_log2fc(
+            [donor_condition[d] for d in donors], contrast, stress, rng_real
+        )
+    return _Donors(
+        names=donors, condition=donor_condition, props=donor_props, mu=mu,
+        stress_log2fc=stress_log2fc, soup_hb_share=soup_hb,
+    )  # fmt: skip
 
 
 def _draw_barcodes(
-    table: pd.DataFrame, donors: _Donors, n_kind: Mapping[str, int], rng: np.random.Generator
+    table: pd.DataFrame,
+    donors: _Donors,
+    n_kind: Mapping[str, int],
+    rng: np.random.Generator,
+    *,
+    by_frequency: bool = False,
 ) -> _Barcodes:
-    """Every barcode's kind and cell type(s), sample by sample, in a random order per sample."""
+    """Every barcode's kind and cell type(s), sample by sample, in a random order per sample.
+
+    A doublet's second cell is of another type with probability ``DOUBLET_HETEROTYPIC``, or
+    (``by_frequency``) drawn from the sample's type frequencies like the first, so that the
+    homotypic share is the sum of squared frequencies.
+    """
     n_types = len(CELL_TYPES)
     n_per_sample = sum(n_kind.values())
     out_sample: list[np.ndarray] = []
@@ -612,7 +776,9 @@ def _draw_barcodes(
         type_a[singlet] = rng.choice(n_types, size=int(singlet.sum()), p=props)
         doublet = np.flatnonzero(kinds == "doublet")
         type_a[doublet] = rng.choice(n_types, size=doublet.size, p=props)
-        for i in doublet:
+        if by_frequency:
+            type_b[doublet] = rng.choice(n_types, size=doublet.size, p=props)
+        for i in doublet if not by_frequency else ():
             if rng.random() < DOUBLET_HETEROTYPIC:
                 other = props.copy()
                 other[type_a[i]] = 0.0
@@ -639,9 +805,12 @@ def _draw_components(
     genes: pd.DataFrame,
     profiles: np.ndarray,
     rng: np.random.Generator,
+    *,
+    realistic: bool = False,
 ) -> _Components:
     """Each component's expression profile, library size, phase and damage."""
     n_types = len(CELL_TYPES)
+    n_rows = donors.mu.shape[1]
     n_cells = cells.sample.size
     sample_donor = np.array([donors.names.index(x) for x in table["donor"]])
     cell_donor = sample_donor[cells.sample]
@@ -652,8 +821,8 @@ def _draw_components(
     owner = np.concatenate([np.arange(n_cells), second])
     comp_type = np.concatenate([cells.type_a, cells.type_b[second]])
     low = np.flatnonzero(cells.kind == "low_count")
-    profile = cell_donor[owner] * (n_types + 1) + comp_type
-    profile[low] = cell_donor[low] * (n_types + 1) + n_types  # ambient
+    profile = cell_donor[owner] * n_rows + comp_type
+    profile[low] = cell_donor[low] * n_rows + n_types  # ambient
     n_comp = owner.size
     safe_type = np.maximum(comp_type, 0)
     library = (
@@ -674,15 +843,77 @@ def _draw_components(
     damaged = np.flatnonzero(cells.kind == "damaged")
     keep = np.ones(n_comp)
     mito_fold = np.ones(n_comp)
-    target = rng.uniform(*DAMAGED_MITO_RANGE, size=damaged.size)
-    total = rng.uniform(*DAMAGED_TOTAL_RANGE, size=damaged.size)
+    total_factor = np.ones(n_comp)
+    damage_mito = np.full(n_comp, np.nan)
+    mito_range = REALISTIC_DAMAGED_MITO_RANGE if realistic else DAMAGED_MITO_RANGE
+    total_range = REALISTIC_DAMAGED_TOTAL_RANGE if realistic else DAMAGED_TOTAL_RANGE
+    target = rng.uniform(*mito_range, size=damaged.size)
+    total = rng.uniform(*total_range, size=damaged.size)
     mito_idx = np.flatnonzero(genes["category"].to_numpy() == "mitochondrial")
     f0 = profiles[:, mito_idx].sum(1)[comp_type[damaged]]
     keep[damaged] = total * (1 - target) / (1 - f0)
     mito_fold[damaged] = total * target / f0
+    total_factor[damaged] = total
+    damage_mito[damaged] = target
     return _Components(
-        owner=owner, profile=profile, library=library, phase=phase, keep=keep, mito_fold=mito_fold
-    )
+        owner=owner, profile=profile, library=library, phase=phase, keep=keep,
+        mito_fold=mito_fold, total_factor=total_factor, damage_mito=damage_mito,
+        stress_fold=np.ones(n_comp), soup_library=np.zeros(n_comp),
+        continuum=np.full(n_comp, -1, dtype=np.int64),
+    )  # fmt: skip
+
+
+def _realistic_components(
+    components: _Components,
+    table: pd.DataFrame,
+    donors: _Donors,
+    cells: _Barcodes,
+    rng: np.random.Generator,
+) -> tuple[_Components, np.ndarray]:
+    """Components with the continuum, unequal doublet parents, stress and soup; sample soup shares."""
+    n_types = len(CELL_TYPES)
+    n_cells = cells.sample.size
+    n_rows = donors.mu.shape[1]
+    owner = components.owner
+    comp_donor = components.profile // n_rows
+    comp_type = components.profile % n_rows
+    comp_type = np.where(comp_type < n_types, comp_type, -1)
+    library = components.library.copy()
+    profile = components.profile.copy()
+
+    # naive-to-memory continuum: the row and library median of the cell's position
+    continuum = real.continuum_steps(comp_type, rng)
+    on_axis = np.flatnonzero(continuum >= 0)
+    medians = _library_medians()
+    axis_medians = real.continuum_library_medians(medians)
+    library[on_axis] *= axis_medians[continuum[on_axis]] / medians[comp_type[on_axis]]
+    profile[on_axis] = comp_donor[on_axis] * n_rows + n_types + 1 + continuum[on_axis]
+
+    # doublets: the first parent's share of the pair's RNA is Beta distributed
+    second = np.arange(n_cells, owner.size)
+    first = owner[second]
+    pair_total = library[first] + library[second]
+    share = rng.beta(*DOUBLET_MIX_BETA, size=second.size)
+    library[first], library[second] = share * pair_total, (1 - share) * pair_total
+
+    # stress genes: the donor's fold times a per-cell gamma intensity (mean 1)
+    intensity = rng.standard_gamma(STRESS_CELL_SHAPE, owner.size) / STRESS_CELL_SHAPE
+    stress_fold = np.exp2(donors.stress_log2fc[comp_donor] * intensity)
+
+    # soup: a per-sample mean share, per cell a gamma spread around it, on the first component
+    sample_soup = rng.uniform(*SOUP_FRACTION_RANGE, size=len(table))
+    rho = sample_soup[cells.sample] * rng.standard_gamma(SOUP_CELL_SHAPE, n_cells)
+    rho = np.clip(rho / SOUP_CELL_SHAPE, 0.0, 0.5)
+    own = np.bincount(owner, weights=library * components.total_factor, minlength=n_cells)
+    soup_library = np.zeros(owner.size)
+    is_cell = cells.kind != "low_count"
+    soup_library[:n_cells] = np.where(is_cell, rho / (1 - rho) * own, 0.0)
+    stress_fold[:n_cells][~is_cell] = 1.0
+    out = dataclasses.replace(
+        components, profile=profile, library=library, stress_fold=stress_fold,
+        soup_library=soup_library, continuum=continuum,
+    )  # fmt: skip
+    return out, sample_soup
 
 
 def _draw_counts(
@@ -697,12 +928,16 @@ def _draw_counts(
 ) -> sp.csr_matrix:
     """The counts matrix (barcodes x genes, CSR int32), drawn block by block of barcodes."""
     n_genes = mu.shape[-1]
+    n_rows = mu.shape[1]
     gene_names = genes["gene"].tolist()
     s_idx = np.array([gene_names.index(g) for g in CELL_CYCLE_S])
     g2m_idx = np.array([gene_names.index(g) for g in CELL_CYCLE_G2M])
+    stress_idx = np.array([gene_names.index(g) for g in STRESS_GENES])
     mito_idx = np.flatnonzero(genes["category"].to_numpy() == "mitochondrial")
     owner, phase, keep = components.owner, components.phase, components.keep
     mu_flat = mu.reshape(-1, n_genes)
+    # each component's soup row: its donor's ambient profile
+    soup_row = (components.profile // n_rows) * n_rows + len(CELL_TYPES)
     comp_order = np.argsort(owner, kind="stable")
     comp_start = np.searchsorted(owner[comp_order], np.arange(n_cells + 1))
     n_blocks = max(1, math.ceil(n_cells / _BLOCK_CELLS))
@@ -721,6 +956,7 @@ def _draw_counts(
         if rows.size:
             mean[rows] *= keep[comps][rows, None]
             mean[np.ix_(rows, mito_idx)] *= (components.mito_fold[comps] / keep[comps])[rows, None]
+        _add_stress_and_soup(mean, components, comps, mu_flat, soup_row, stress_idx)
         counts = _sample_counts(mean, shape, np.random.default_rng(block_seeds[b]))
         del mean
         if comps.size == hi_cell - lo_cell:  # no doublet in this block
@@ -746,11 +982,31 @@ def _draw_counts(
     return sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
 
 
+def _add_stress_and_soup(
+    mean: np.ndarray,
+    components: _Components,
+    comps: np.ndarray,
+    mu_flat: np.ndarray,
+    soup_row: np.ndarray,
+    stress_idx: np.ndarray,
+) -> None:
+    """Raise stressed cells' stress genes, then add each droplet's soup (in place)."""
+    fold = components.stress_fold[comps]
+    rows = np.flatnonzero(fold != 1.0)
+    if rows.size:
+        mean[np.ix_(rows, stress_idx)] *= fold[rows, None]
+    soup = components.soup_library[comps]
+    rows = np.flatnonzero(soup > 0)
+    if rows.size:
+        mean[rows] += soup[rows, None] * mu_flat[soup_row[comps][rows]]
+
+
 # ---- format -------------------------------------------------------------------------------
 def _truth_cells(
-    table: pd.DataFrame, cells: _Barcodes, phase: np.ndarray, rng: np.random.Generator
+    table: pd.DataFrame, cells: _Barcodes, components: _Components, rng: np.random.Generator
 ) -> pd.DataFrame:
-    """One row per barcode: sample, donor, condition, barcode, cell type, artefact, phase."""
+    """One row per barcode: sample, donor, condition, barcode, cell type, artefact, phase, and
+    what was planted in it."""
     n_types = len(CELL_TYPES)
     n_cells = cells.sample.size
     kind = cells.kind
@@ -766,7 +1022,7 @@ def _truth_cells(
         pair = sorted((cells.type_a[i], cells.type_b[i]))
         doublet_types[i] = f"{CELL_TYPES[pair[0]]}+{CELL_TYPES[pair[1]]}"
     phase_names = np.array(["G1", "S", "G2M"], dtype=object)
-    cell_phase = phase_names[phase[:n_cells]]
+    cell_phase = phase_names[components.phase[:n_cells]]
     cell_phase[(kind == "low_count") | (kind == "doublet")] = "none"
     return pd.DataFrame(
         {
@@ -778,8 +1034,37 @@ def _truth_cells(
             "artefact": kind.astype(object),
             "doublet_types": doublet_types,
             "phase": cell_phase,
+            **_planted_columns(cells, components),
         }
     )
+
+
+def _planted_columns(cells: _Barcodes, components: _Components) -> dict[str, np.ndarray]:
+    """Per barcode: soup share, continuum position, doublet mix, planted damage and stress."""
+    n_cells = cells.sample.size
+    kind = cells.kind
+    owner = components.owner
+    expected = components.library * components.total_factor
+    own = np.bincount(owner, weights=expected, minlength=n_cells)
+    soup = components.soup_library[:n_cells]
+    ambient = np.where(kind == "low_count", 1.0, soup / np.maximum(own + soup, 1e-12))
+    # a doublet's share of its own RNA from the type named first ("A+B" is sorted by type)
+    mix = np.full(n_cells, np.nan)
+    second = np.arange(n_cells, owner.size)
+    first = owner[second]
+    share_a = expected[first] / (expected[first] + expected[second])
+    a_first = cells.type_a[first] <= cells.type_b[first]
+    mix[first] = np.round(np.where(a_first, share_a, 1.0 - share_a), 4)
+    memory = real.continuum_position(components.continuum[:n_cells])
+    memory[kind == "doublet"] = np.nan
+    stress = np.log2(components.stress_fold[:n_cells])
+    return {
+        "ambient_fraction": np.round(ambient, 4),
+        "memory_score": memory,
+        "doublet_mix": mix,
+        "damage_mito_share": np.round(components.damage_mito[:n_cells], 4),
+        "stress_log2fc": np.round(stress, 4),
+    }
 
 
 def _obs_table(
@@ -795,7 +1080,7 @@ def _obs_table(
             continue
         obs[column] = values.map(lambda v: "" if _absent(v) else str(v)).to_numpy()[cell_sample]
     for column in obs.columns:
-        if column != "barcode":
+        if column != "barcode" and not pd.api.types.is_numeric_dtype(obs[column]):
             obs[column] = pd.Categorical(obs[column])
     obs.index = pd.Index(
         [
@@ -804,6 +1089,41 @@ def _obs_table(
         ]
     )
     return obs
+
+
+def _truth_genes(
+    genes: pd.DataFrame, unnamed: Mapping[str, list[str]], *, realistic: bool
+) -> pd.DataFrame:
+    """truth_genes: the gene table, which types each gene marks, where panel markers are weak."""
+    marker_of: dict[str, list[str]] = {}
+    weak_in: dict[str, list[str]] = {}
+    for cell_type in CELL_TYPES:
+        weak = set(WEAK_PANEL_MARKERS.get(cell_type, ())) if realistic else set()
+        for gene in MARKERS[cell_type]:
+            (weak_in if gene in weak else marker_of).setdefault(gene, []).append(cell_type)
+        for gene in unnamed.get(cell_type, []):
+            marker_of.setdefault(gene, []).append(cell_type)
+    table = genes[["gene", "gene_ids", "category", "categories"]].copy()
+    table["marker_of"] = [";".join(marker_of.get(g, [])) for g in table["gene"]]
+    table["weak_in"] = [";".join(weak_in.get(g, [])) for g in table["gene"]]
+    return table
+
+
+def _truth_samples(table: pd.DataFrame, donors: _Donors, sample_soup: np.ndarray) -> pd.DataFrame:
+    """truth_samples: each sample's soup and its donor's planted stress."""
+    donor = [donors.names.index(d) for d in table["donor"]]
+    stress = donors.stress_log2fc[donor]
+    return pd.DataFrame(
+        {
+            "sample": table["sample"].to_numpy(dtype=object),
+            "donor": table["donor"].to_numpy(dtype=object),
+            "condition": table["condition"].to_numpy(dtype=object),
+            "ambient_fraction": np.round(sample_soup, 4),
+            "soup_haemoglobin_share": np.round(donors.soup_hb_share[donor], 4),
+            "stressed": stress > 0,
+            "stress_log2fc": stress,
+        }
+    )
 
 
 def _var_table(genes: pd.DataFrame) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from cordatlas.io.formats import COUNT_FORMATS, infer_format
 from cordatlas.io.writers import write_counts
 from cordatlas.params import Contrast, DemoParams
 
-__all__ = ["write_demo", "write_truth"]
+__all__ = ["demo_rows", "write_demo", "write_truth"]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,9 @@ def write_demo(
         ``path``, optional ``barcode_pattern``, ``orientation``, ``genome``. Empty cells and
         NA count as absent.
     demo
-        config ``demo``: ``seed``, ``n_cells_per_sample``, ``n_genes`` and
-        ``condition_effect`` as in :func:`~cordatlas.demo.simulate.simulate_study`. Its
+        config ``demo``: ``seed``, ``n_cells_per_sample``, ``n_genes``,
+        ``condition_effect``, ``realism`` and ``stress`` as in
+        :func:`~cordatlas.demo.simulate.simulate_study`. Its
         ``outdir`` is where the sheet's demo paths already lie; paths are written as the
         sheet gives them (see `base_dir`).
     contrast
@@ -98,7 +99,8 @@ def write_demo(
         working directory.
     truth_dir
         Directory for ``truth_cells.tsv``, ``truth_de.tsv``, ``truth_composition.tsv``,
-        ``truth_condition_composition.tsv`` and ``truth_genes.tsv``; None writes none.
+        ``truth_condition_composition.tsv``, ``truth_genes.tsv`` and ``truth_samples.tsv``;
+        None writes none.
     damaged_rate, low_count_rate, doublet_rate, threads
         As in :func:`~cordatlas.demo.simulate.simulate_study`.
 
@@ -130,6 +132,8 @@ def write_demo(
         low_count_rate=low_count_rate,
         doublet_rate=doublet_rate,
         contrast=pair,
+        realism=demo.realism,
+        stress=demo.stress,
         threads=threads,
     )
     plan = _FilePlan.start(table, study, seed=demo.seed, condition=pair[0], base_dir=base_dir)
@@ -144,6 +148,19 @@ def write_demo(
     if truth_dir is not None:
         write_truth(study, truth_dir)
     return study
+
+
+def demo_rows(samples: pd.DataFrame, outdir: str | os.PathLike[str]) -> pd.DataFrame:
+    """The sample-sheet rows the simulator writes: those whose ``path`` lies under ``outdir``.
+
+    The same rule as the workflow's ``is_demo_path`` (``common.smk``), so the rule
+    ``simulate_demo`` can re-read the sheet instead of receiving the table as a param.
+    """
+    folder = Path(outdir)
+    if "path" not in samples.columns:
+        return samples.iloc[0:0]
+    under = samples["path"].map(lambda p: not _absent(p) and folder in Path(str(p)).parents)
+    return samples[under.astype(bool)]
 
 
 # ---- check --------------------------------------------------------------------------------
@@ -438,6 +455,9 @@ def _with_written_barcodes(
                 "phase": "none",
             }
         )
+        # what the simulator planted does not apply to the spiked-in mouse cells
+        extra = extra.reindex(columns=truth.columns)
+        extra["stress_log2fc"] = 0.0
         truth_parts.append(extra)
         extra_obs = extra.copy()
         for column in obs.columns:
@@ -448,14 +468,15 @@ def _with_written_barcodes(
         obs_parts.append(extra_obs[obs.columns])
         x_parts.append(counts)
     truth_all = pd.concat(truth_parts, ignore_index=True)
-    obs_all = pd.concat([o.astype({c: object for c in o.columns}) for o in obs_parts])
+    text = [c for c in obs.columns if not pd.api.types.is_numeric_dtype(obs[c])]
+    obs_all = pd.concat([o.astype(dict.fromkeys(text, object)) for o in obs_parts])
     # file order: each sample's cells, then its mouse cells, samples in sheet order
     position = {sample: i for i, sample in enumerate(table["sample"])}
     is_extra = np.repeat(np.arange(len(truth_parts)) > 0, [len(t) for t in truth_parts])
     order = np.lexsort((is_extra, truth_all["sample"].map(position).to_numpy()))
     truth_all = truth_all.iloc[order].reset_index(drop=True)
     obs_all = obs_all.iloc[order]
-    for column in obs_all.columns:
+    for column in text:
         if column != "barcode":
             obs_all[column] = pd.Categorical(obs_all[column].astype(str))
     adata = ad.AnnData(
@@ -471,6 +492,7 @@ def _with_written_barcodes(
         truth_composition=study.truth_composition,
         truth_condition_composition=study.truth_condition_composition,
         truth_genes=study.truth_genes,
+        truth_samples=study.truth_samples,
     )
 
 
@@ -504,7 +526,7 @@ def write_truth(study: SimulatedStudy, truth_dir: str | os.PathLike[str]) -> dic
     -------
     dict
         Table name -> path written (``truth_cells``, ``truth_de``, ``truth_composition``,
-        ``truth_condition_composition``, ``truth_genes``).
+        ``truth_condition_composition``, ``truth_genes``, ``truth_samples``).
     """
     directory = Path(truth_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -514,6 +536,7 @@ def write_truth(study: SimulatedStudy, truth_dir: str | os.PathLike[str]) -> dic
         "truth_composition": study.truth_composition,
         "truth_condition_composition": study.truth_condition_composition,
         "truth_genes": study.truth_genes,
+        "truth_samples": study.truth_samples,
     }
     paths = {}
     for name, frame in tables.items():
