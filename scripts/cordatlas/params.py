@@ -40,6 +40,8 @@ class DemoParams:
     n_cells_per_sample: int
     n_genes: int
     condition_effect: bool
+    realism: str
+    stress: str
 
 
 @dataclass(frozen=True)
