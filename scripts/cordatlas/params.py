@@ -49,7 +49,9 @@ class IngestParams:
     """config ``ingest``: species handling and the download cache."""
 
     species: str
-    species_min_fraction: float
+    species_multiplet_nmads: float
+    species_multiplet_min_share: float
+    species_multiplet_min_cells: int
     download_dir: str
 
 
@@ -76,7 +78,7 @@ class QCParams:
     min_counts: float | None
     min_genes: float | None
     max_pct_counts_hb: float | None
-    top20_exempt_min_pct_hb: float | None
+    hb_rich_min_pct_hb: float | None
     doublets: DoubletParams
     min_cells_per_gene: int
     min_cells_per_sample: int

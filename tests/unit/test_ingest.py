@@ -20,12 +20,13 @@ import scipy.sparse as sp
 
 from cordatlas.errors import UserInputError
 from cordatlas.io.delimited import detect_orientation, read_delimited
-from cordatlas.io.ingest import detect_format, ingest_sample
+from cordatlas.io.ingest import detect_format, ingest_sample, read_sample, split_species
 from cordatlas.io.readers import describe_non_counts, harmonise_genes, read_10x_h5, read_10x_mtx
 from cordatlas.params import default_params
+from cordatlas.plotting.qc import plot_species
 
 META = {"donor": "D1", "condition": "cord_blood", "tissue": "cord_blood", "sex": None}
-#: config ``ingest`` with the schema defaults (species human, species_min_fraction 0.9).
+#: config ``ingest`` with the schema defaults (species human, multiplets 3 MADs, floor 0.1).
 INGEST = default_params().ingest
 TENX = "fixtures_scanpy_10x_formats"
 GEO = "cord_cbmc_cd8gated_dropseq_gse100866"
@@ -203,9 +204,12 @@ def test_mtx_folder_missing_files_is_a_user_error(tmp_path: Path) -> None:
 
 def test_geo_csv_genes_x_cells_matches_h5ad(shared_data: Path) -> None:
     csv_path = shared_data / GEO / "GSE100866_CD8_merged-RNA_umi.csv.gz"
-    adata = ingest_sample(csv_path, {"sample": "cbmc_cd8", **META}, params=INGEST)
+    result = read_sample(csv_path, {"sample": "cbmc_cd8", **META}, params=INGEST)
+    adata = result.adata
     _assert_contract(adata, sample="cbmc_cd8")
     assert adata.shape == (1774, 11757)
+    # hg19 only (SOURCE.md): no species prefix, nothing called, no cell dropped
+    assert adata.uns["ingest"]["species"]["mixed"] is False and result.species.empty
     assert adata.uns["ingest"]["format"] == "delimited"
     assert adata.uns["ingest"]["orientation"] == "genes_x_cells"
     reference = ad.read_h5ad(shared_data / GEO / "cd8_merged_cord_blood.h5ad")
@@ -339,7 +343,8 @@ def test_mixed_species_keeps_human_cells_and_genes(tmp_path: Path) -> None:
     )
     path = tmp_path / "cbmc.csv.gz"
     frame.to_csv(path)
-    adata = ingest_sample(path, {"sample": "cbmc", **META}, params=INGEST)
+    result = read_sample(path, {"sample": "cbmc", **META}, params=INGEST)
+    adata = result.adata
     _assert_contract(adata, sample="cbmc")
     assert list(adata.obs["barcode"]) == BARCODES[:3]
     assert list(adata.var_names) == ["CD3E", "MT-CO1", "LYZ"]
@@ -349,6 +354,19 @@ def test_mixed_species_keeps_human_cells_and_genes(tmp_path: Path) -> None:
     assert report["mixed"] is True and report["prefix"] == "HUMAN_"
     assert report["n_cells_dropped"] == 3 and report["n_genes_dropped"] == 3
     assert report["genes_per_prefix"] == {"HUMAN_": 3, "MOUSE_": 2}
+    # a 50:50 tie goes to the first species; it is the one multiplet
+    assert report["cells_per_species"] == {"human": 4, "mouse": 2}
+    assert report["multiplets_per_species"] == {"human": 1, "mouse": 0}
+    # 6 cells (< min_cells): one pooled cut, by hand: median 0.0405, MAD 1.4826 * 0.0244
+    shares = np.array([0, 1 / 31, 0.1, 1 / 30, 1 / 21, 0.5])
+    mad = 1.4826 * np.median(np.abs(shares - np.median(shares)))
+    assert report["multiplet_cut"]["human"] == pytest.approx(np.median(shares) + 3 * mad)
+    assert "pooled" in report["multiplet_cut_source"]["mouse"]
+    table = result.species
+    assert list(table.index) == list(frame.columns)
+    assert table["multiplet"].tolist() == [False, False, False, False, False, True]
+    assert table["kept"].sum() == adata.n_obs
+    np.testing.assert_allclose(table["minority_share"], shares)
 
     mouse_only = ingest_sample(
         path, {"sample": "cbmc", **META}, params=replace(INGEST, species="mouse")
@@ -356,12 +374,145 @@ def test_mixed_species_keeps_human_cells_and_genes(tmp_path: Path) -> None:
     assert list(mouse_only.var_names) == ["Cd3e", "mt-Co1"]
     # 29/30 and 20/21 of counts on mouse genes; the 50:50 doublet is dropped for both species
     assert list(mouse_only.obs["barcode"]) == [BARCODES[3], "GGGCATCCAAGCCGTC-1"]
-    with pytest.raises(UserInputError, match="no cells left"):
+
+
+def test_species_settings_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "counts.csv"
+    _counts_frame().to_csv(path)
+    with pytest.raises(UserInputError, match=r"species_multiplet_min_share 0.6 .*ingest\."):
         ingest_sample(
-            path,
-            {"sample": "cbmc", **META},
-            params=replace(INGEST, species_min_fraction=1.0, species="mouse"),
+            path, {"sample": "s", **META}, params=replace(INGEST, species_multiplet_min_share=0.6)
         )
+    with pytest.raises(UserInputError, match="species_multiplet_nmads"):
+        ingest_sample(
+            path, {"sample": "s", **META}, params=replace(INGEST, species_multiplet_nmads=0)
+        )
+
+
+def _barnyard(
+    human: np.ndarray,
+    mouse: np.ndarray,
+    *,
+    n_multiplets: int,
+    human_cross: tuple[float, float],
+    mouse_cross: tuple[float, float],
+    seed: int,
+) -> tuple[ad.AnnData, np.ndarray]:
+    """A barnyard matrix from human and mouse cells' counts (cells x genes, one gene space).
+
+    Each cell's counts on its own genes are its own; a share drawn uniformly from
+    `human_cross` (human cells) or `mouse_cross` (mouse cells) of its counts is moved to the
+    other species' copy of the same genes (binomial thinning: cross-mapping and ambient RNA).
+    Multiplets sum one human and one mouse cell before thinning. Returns (adata, truth per cell:
+    "human", "mouse" or "multiplet").
+    """
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(0, [len(human), len(mouse)], size=(n_multiplets, 2))
+    own = np.vstack([human, mouse, human[pairs[:, 0]]])
+    other = np.vstack([np.zeros_like(human), np.zeros_like(mouse), mouse[pairs[:, 1]]])
+    truth = np.array(["human"] * len(human) + ["mouse"] * len(mouse) + ["multiplet"] * n_multiplets)
+    share = np.where(
+        truth == "mouse",
+        rng.uniform(*mouse_cross, len(truth)),
+        rng.uniform(*human_cross, len(truth)),
+    )
+    # human-majority rows: own = human genes; mouse rows: own = mouse genes (swapped below)
+    moved_own = rng.binomial(own.astype(np.int64), share[:, None])
+    moved_other = rng.binomial(other.astype(np.int64), share[:, None])
+    first = own - moved_own + moved_other  # genes of the cell's own species
+    second = other - moved_other + moved_own  # genes of the other species
+    human_genes = np.where((truth == "mouse")[:, None], second, first)
+    mouse_genes = np.where((truth == "mouse")[:, None], first, second)
+    n_genes = human.shape[1]
+    adata = ad.AnnData(sp.csr_matrix(np.hstack([human_genes, mouse_genes]).astype(np.float32)))
+    adata.var_names = [f"HUMAN_G{i}" for i in range(n_genes)] + [
+        f"MOUSE_g{i}" for i in range(n_genes)
+    ]
+    adata.obs_names = [f"c{i}" for i in range(len(truth))]
+    return adata, truth
+
+
+def _synthetic_cells(n_cells: int, n_genes: int, *, median: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    profile = rng.gamma(0.4, 1.0, size=n_genes)
+    size = rng.lognormal(np.log(median), 0.5, size=n_cells)
+    return rng.poisson(size[:, None] * (profile / profile.sum())[None, :])
+
+
+def _check_barnyard_calls(table: pd.DataFrame, truth: np.ndarray) -> dict[str, float]:
+    called = np.where(table["multiplet"], "multiplet", table["species"])
+    return {
+        "human_kept": float(table["kept"].to_numpy()[truth == "human"].mean()),
+        "mouse_right": float((called[truth == "mouse"] == "mouse").mean()),
+        "multiplets_found": float((called[truth == "multiplet"] == "multiplet").mean()),
+        "singlets_called_multiplet": float((called[truth != "multiplet"] == "multiplet").mean()),
+    }
+
+
+def test_barnyard_keeps_cross_mapped_human_cells_and_finds_multiplets() -> None:
+    """CITE-seq-like barnyard: human cells carry 5-15 % mouse counts, mouse cells 1-4 % human."""
+    human = _synthetic_cells(900, 300, median=1500, seed=1)
+    mouse = _synthetic_cells(150, 300, median=3000, seed=2)
+    adata, truth = _barnyard(
+        human, mouse, n_multiplets=40, human_cross=(0.05, 0.15), mouse_cross=(0.01, 0.04), seed=3
+    )
+    out, report, table = split_species(adata, sample="cbmc", species="human")
+    measured = _check_barnyard_calls(table, truth)
+    # the former fixed 0.9 purity cut would drop every human cell above 10 % mouse (about half)
+    assert (table["minority_share"].to_numpy()[truth == "human"] > 0.1).mean() > 0.3
+    assert measured["human_kept"] >= 0.98, measured
+    assert measured["mouse_right"] == 1.0, measured
+    assert measured["multiplets_found"] >= 0.9, measured
+    assert measured["singlets_called_multiplet"] <= 0.01, measured
+    assert report["multiplet_cut"]["human"] > 0.15  # the human cells' own spread sets the cut
+    assert report["multiplet_cut"]["mouse"] == pytest.approx(0.1)  # clean cells: the floor
+    assert out.n_obs == int(table["kept"].sum()) and out.var_names[0] == "G0"
+    assert report["cells_per_species"]["human"] + report["cells_per_species"]["mouse"] == len(truth)
+
+
+def test_barnyard_on_real_cord_counts(shared_data: Path) -> None:
+    """Real cord blood Drop-seq cells (GSE100866 CD8) as both species of a planted barnyard.
+
+    The shared GSE100866 files are the hg19-only CD8 experiment (no MOUSE_ genes; SOURCE.md), so
+    the mixing is planted: 1,200 real cells stay human with 5-15 % of their counts moved to the
+    mouse copies of the same genes, 400 others become mouse cells with 1-4 % moved back, and 60
+    multiplets sum a real human and a real mouse cell. Real library sizes and sparsity.
+    """
+    real = ad.read_h5ad(shared_data / GEO / "cd8_merged_cord_blood.h5ad")
+    counts = np.rint(real.X.toarray()).astype(np.int64)
+    order = np.random.default_rng(0).permutation(real.n_obs)
+    adata, truth = _barnyard(
+        counts[order[:1200]],
+        counts[order[1200:1600]],
+        n_multiplets=60,
+        human_cross=(0.05, 0.15),
+        mouse_cross=(0.01, 0.04),
+        seed=4,
+    )
+    _, report, table = split_species(adata, sample="cbmc_real", species="human")
+    measured = _check_barnyard_calls(table, truth)
+    assert measured["human_kept"] >= 0.97, measured
+    assert measured["mouse_right"] >= 0.99, measured
+    assert measured["multiplets_found"] >= 0.85, measured
+    assert report["n_multiplets"] == int(table["multiplet"].sum())
+
+
+def test_species_figure_is_written(tmp_path: Path) -> None:
+    human = _synthetic_cells(200, 100, median=1500, seed=5)
+    mouse = _synthetic_cells(60, 100, median=3000, seed=6)
+    adata, _ = _barnyard(
+        human, mouse, n_multiplets=10, human_cross=(0.05, 0.15), mouse_cross=(0.01, 0.04), seed=7
+    )
+    _, report, table = split_species(adata, sample="by", species="human")
+    plot_species(table, report, sample="by", path=tmp_path / "species.png")
+    plot_species(
+        pd.DataFrame(),
+        {"species": "human", "mixed": False},
+        sample="one",
+        path=tmp_path / "one.png",
+    )
+    for name in ("species.png", "one.png"):
+        assert (tmp_path / name).stat().st_size > 5000
 
 
 def test_no_species_prefix_changes_nothing(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_haemoglobin_rich_cells_are_not_judged_on_top20():
     adata.X = sp.csr_matrix(X)
     kept = run_qc(adata, doublets={"remove": False})
     assert kept.cells["passed_qc"].iloc[:30].all()
-    judged = run_qc(adata, doublets={"remove": False}, top20_exempt_min_pct_hb=None)
+    judged = run_qc(adata, doublets={"remove": False}, hb_rich_min_pct_hb=None)
     assert judged.cells["qc_reasons"].iloc[:30].str.contains("high_top20").all()
 
 

@@ -36,6 +36,14 @@ rule ingest_sample:
         counts=sample_source,
     output:
         h5ad=study_path("results/ingest/{sample}.h5ad"),
+        species=study_path("results/qc/{sample}/species.tsv"),
+        species_plot=report(
+            study_path("results/qc/{sample}/species.png"),
+            caption="../report/species.rst",
+            category="Quality control",
+            subcategory="Species (mixed-species files)",
+            labels={"sample": "{sample}"},
+        ),
     log:
         study_path("logs/ingest_sample/{sample}.log"),
     benchmark:

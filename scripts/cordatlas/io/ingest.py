@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,16 @@ from cordatlas.io.readers import (
 )
 from cordatlas.params import IngestParams
 
-__all__ = ["detect_format", "filter_barcodes", "ingest_sample", "split_species"]
+__all__ = [
+    "IngestResult",
+    "call_species",
+    "detect_format",
+    "filter_barcodes",
+    "ingest_sample",
+    "read_sample",
+    "species_cuts",
+    "split_species",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +75,52 @@ def detect_format(path: Path | str, *, sample: str) -> str:
     )
 
 
+#: Columns of the per-cell species table (`split_species`), after one ``counts_<species>`` each.
+SPECIES_COLUMNS = ("total_counts", "species", "minority_share", "multiplet", "kept")
+
+
+@dataclass(frozen=True)
+class SpeciesCut:
+    """The multiplet cut on the minority-species share of one majority species' cells."""
+
+    species: str
+    n_cells: int
+    median: float | None
+    cut: float
+    source: str
+
+
 def split_species(
-    adata: ad.AnnData, *, sample: str, species: str = "human", min_fraction: float = 0.9
-) -> tuple[ad.AnnData, dict[str, Any]]:
-    """Keep one species' cells and genes from a mixed-species (barnyard) matrix.
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    species: str = "human",
+    nmads: float = 3.0,
+    min_share: float = 0.1,
+    min_cells: int = 20,
+) -> tuple[ad.AnnData, dict[str, Any], pd.DataFrame]:
+    """Keep one species' single cells and genes from a mixed-species (barnyard) matrix.
 
     A file is mixed-species when at least half its genes carry a species prefix
     (``HUMAN_``/``MOUSE_``, i.e. the species name upper-cased plus ``_``, as in GEO GSE100866).
-    Then cells with at least `min_fraction` of their counts on `species` genes are kept, genes
-    of other species (and unprefixed genes) are dropped and the prefix is stripped. Without
-    prefixes the input is returned unchanged. Returns (adata, report for ``uns["ingest"]``).
+    Then each cell's species is its majority species (`call_species`), and a cell whose
+    minority-species share is an outlier above the shares of its majority species' cells is a
+    cross-species multiplet (`species_cuts`). Single cells of `species` are kept, genes of other
+    species (and unprefixed genes) are dropped and the prefix is stripped. Without prefixes the
+    input is returned unchanged.
+
+    Returns
+    -------
+    (adata, report for ``uns["ingest"]["species"]``, per-cell table of every cell read:
+    ``counts_<species>`` per species, `SPECIES_COLUMNS`; empty for a single-species file).
     """
     species = species.strip().lower()
     prefixes = {s: f"{s.upper()}_" for s in dict.fromkeys((*KNOWN_SPECIES, species))}
-    symbols = (
-        adata.var["gene_symbol"].astype(str)
-        if "gene_symbol" in adata.var
-        else adata.var_names.astype(str)
-    )
-    names = pd.Series(symbols.to_numpy(), index=adata.var_names)
+    names = _gene_symbols(adata)
     per_prefix = {p: int(names.str.startswith(p).sum()) for p in prefixes.values()}
     report: dict[str, Any] = {"species": species, "mixed": False}
     if sum(per_prefix.values()) < SPECIES_PREFIX_MIN_FRACTION * max(adata.n_vars, 1):
-        return adata, report
+        return adata, report, pd.DataFrame(columns=list(SPECIES_COLUMNS))
     prefix = prefixes[species]
     own = names.str.startswith(prefix).to_numpy()
     if not own.any():
@@ -97,43 +130,160 @@ def split_species(
             f"gene names carry species prefixes ({found}) but none is {prefix} for species "
             f"{species!r}; set `ingest.species` in the config to the species to keep",
         )
-    # float64 so that a cell exactly at the cut (9 of 10 counts for 0.9) is kept
-    totals = np.asarray(adata.X.sum(axis=1), dtype=np.float64).ravel()
-    on_own = np.asarray(adata.X[:, own].sum(axis=1), dtype=np.float64).ravel()
-    fraction = np.divide(on_own, totals, out=np.zeros_like(totals, dtype=float), where=totals > 0)
-    keep_cells = fraction >= min_fraction
-    out = adata[keep_cells, own].copy()
+    present = {s: p for s, p in prefixes.items() if per_prefix[p]}
+    calls = call_species(_species_counts(adata, names, present))
+    cuts = species_cuts(calls, nmads=nmads, min_share=min_share, min_cells=min_cells)
+    calls["multiplet"] = calls["minority_share"] > calls["species"].map(
+        {c.species: c.cut for c in cuts}
+    ).fillna(np.inf)
+    calls["kept"] = (calls["species"] == species) & ~calls["multiplet"]
+    keep_cells = calls["kept"].to_numpy()
+    out = _strip_prefix(adata[keep_cells, own].copy(), prefix)
+    report.update(_species_report(calls, cuts, prefix=prefix, per_prefix=per_prefix, own=own))
+    report.update({"nmads": float(nmads), "min_share": float(min_share), "min_cells": min_cells})
+    _log_species(report, sample=sample, n_read=adata.n_obs)
+    return out, report, calls
+
+
+def call_species(counts: pd.DataFrame) -> pd.DataFrame:
+    """Majority species and minority share of each cell, from its counts per species.
+
+    `counts` has one ``counts_<species>`` column per species. The majority species has the
+    most counts (ties go to the first column); the minority share is the fraction of the
+    cell's counts on all other species. Cells without counts get species "none", share 0.
+    """
+    values = counts.to_numpy(dtype=np.float64)
+    names = np.array([c.removeprefix("counts_") for c in counts.columns], dtype=object)
+    total = values.sum(axis=1)
+    top = values.max(axis=1) if values.shape[1] else np.zeros(len(values))
+    calls = counts.copy()
+    calls["total_counts"] = total
+    calls["species"] = np.where(total > 0, names[values.argmax(axis=1)], "none")
+    calls["minority_share"] = np.divide(
+        total - top, total, out=np.zeros_like(total), where=total > 0
+    )
+    return calls
+
+
+def species_cuts(
+    calls: pd.DataFrame, *, nmads: float, min_share: float, min_cells: int
+) -> list[SpeciesCut]:
+    """Per majority species, the cut above which a minority share marks a multiplet.
+
+    max(median + `nmads` MADs of the shares of that species' cells, `min_share`), the MAD
+    scaled as R's mad() (:func:`cordatlas.qc.metrics.mad_bounds`); a species with fewer than
+    `min_cells` cells takes the bound of all cells pooled. Robust to the multiplets themselves
+    while they are a minority of a species' cells.
+    """
+    from cordatlas.qc.metrics import mad_bounds
+
+    called = calls[calls["species"] != "none"]
+    pooled = _share_bound(called["minority_share"], nmads=nmads, mad_bounds=mad_bounds)
+    cuts = []
+    for name, shares in called.groupby("species", sort=True)["minority_share"]:
+        own_cut = len(shares) >= min_cells
+        median, bound = (
+            _share_bound(shares, nmads=nmads, mad_bounds=mad_bounds) if own_cut else pooled
+        )
+        where = f"{len(shares)} {name} cells" if own_cut else f"all {len(called)} cells pooled"
+        if bound is None or bound <= min_share:
+            cut, source = float(min_share), f"floor {min_share:g} (median + {nmads:g} MAD of "
+            source += f"{where} is {'undefined' if bound is None else f'{bound:.3g}'})"
+        else:
+            cut, source = float(bound), f"median + {nmads:g} MAD of the share in {where}"
+        cuts.append(SpeciesCut(str(name), int(len(shares)), median, cut, source))
+    return cuts
+
+
+def _share_bound(
+    shares: pd.Series, *, nmads: float, mad_bounds: Any
+) -> tuple[float | None, float | None]:
+    """(median, median + nmads MAD) of minority shares; the bound is None when the MAD is 0."""
+    if shares.empty:
+        return None, None
+    _, upper = mad_bounds(shares.to_numpy(), nmads=nmads, lower=False)
+    return float(np.median(shares)), upper
+
+
+def _gene_symbols(adata: ad.AnnData) -> pd.Series:
+    symbols = (
+        adata.var["gene_symbol"].astype(str)
+        if "gene_symbol" in adata.var
+        else adata.var_names.astype(str)
+    )
+    return pd.Series(symbols.to_numpy(), index=adata.var_names)
+
+
+def _species_counts(
+    adata: ad.AnnData, names: pd.Series, prefixes: Mapping[str, str]
+) -> pd.DataFrame:
+    """Cells x species: each cell's counts on each species' prefixed genes."""
+    columns = {}
+    for name, prefix in prefixes.items():
+        genes = names.str.startswith(prefix).to_numpy()
+        columns[f"counts_{name}"] = np.asarray(
+            adata.X[:, genes].sum(axis=1), dtype=np.float64
+        ).ravel()
+    return pd.DataFrame(columns, index=pd.Index(adata.obs_names.astype(str), name="barcode"))
+
+
+def _strip_prefix(out: ad.AnnData, prefix: str) -> ad.AnnData:
     strip = len(prefix)
     new_names = [n[strip:] if n.startswith(prefix) else n for n in out.var_names.astype(str)]
-    out.var["gene_symbol"] = [
-        s[strip:] if s.startswith(prefix) else s for s in out.var["gene_symbol"].astype(str)
-    ]
-    if "gene_ids" in out.var:
-        out.var["gene_ids"] = [
-            s[strip:] if s.startswith(prefix) else s for s in out.var["gene_ids"].astype(str)
-        ]
+    for column in ("gene_symbol", "gene_ids"):
+        if column in out.var:
+            out.var[column] = [
+                s[strip:] if s.startswith(prefix) else s for s in out.var[column].astype(str)
+            ]
+    if "gene_symbol" not in out.var:
+        out.var["gene_symbol"] = new_names
     out.var_names = pd.Index(new_names, dtype=object)
-    report.update(
-        {
-            "mixed": True,
-            "prefix": prefix,
-            "min_fraction": float(min_fraction),
-            "genes_per_prefix": per_prefix,
-            "n_cells_kept": int(keep_cells.sum()),
-            "n_cells_dropped": int((~keep_cells).sum()),
-            "n_genes_kept": int(own.sum()),
-            "n_genes_dropped": int((~own).sum()),
-        }
+    return out
+
+
+def _species_report(
+    calls: pd.DataFrame,
+    cuts: list[SpeciesCut],
+    *,
+    prefix: str,
+    per_prefix: Mapping[str, int],
+    own: np.ndarray,
+) -> dict[str, Any]:
+    """The JSON-serialisable record of a mixed-species file: cells, multiplets and cuts."""
+    by_species = calls.groupby("species")
+    return {
+        "mixed": True,
+        "prefix": prefix,
+        "genes_per_prefix": dict(per_prefix),
+        "cells_per_species": {str(k): int(v) for k, v in by_species.size().items()},
+        "multiplets_per_species": {
+            str(k): int(v) for k, v in by_species["multiplet"].sum().items()
+        },
+        "multiplet_cut": {c.species: c.cut for c in cuts},
+        "multiplet_cut_source": {c.species: c.source for c in cuts},
+        "median_minority_share": {c.species: c.median for c in cuts},
+        "n_multiplets": int(calls["multiplet"].sum()),
+        "n_cells_kept": int(calls["kept"].sum()),
+        "n_cells_dropped": int((~calls["kept"]).sum()),
+        "n_genes_kept": int(own.sum()),
+        "n_genes_dropped": int((~own).sum()),
+    }
+
+
+def _log_species(report: Mapping[str, Any], *, sample: str, n_read: int) -> None:
+    per_species = ", ".join(
+        f"{name} {n} (multiplets {report['multiplets_per_species'].get(name, 0)}, cut "
+        f"{report['multiplet_cut'].get(name, float('nan')):.3f})"
+        for name, n in report["cells_per_species"].items()
     )
     log.info(
-        "sample %s: mixed-species file; kept %d of %d cells with >= %.2f of counts on %s genes",
+        "sample %s: mixed-species file; majority species of %d cells: %s; kept %d single %s cells",
         sample,
+        n_read,
+        per_species,
         report["n_cells_kept"],
-        adata.n_obs,
-        min_fraction,
-        prefix,
+        report["species"],
     )
-    return out, report
 
 
 def filter_barcodes(adata: ad.AnnData, *, sample: str, pattern: str) -> ad.AnnData:
@@ -176,7 +326,23 @@ def _read_any(
     return read_delimited(path, sample=sample, orientation=orientation)
 
 
+@dataclass(frozen=True)
+class IngestResult:
+    """One sample read: the AnnData later rules trust, and the species call of every cell read."""
+
+    adata: ad.AnnData
+    species: pd.DataFrame  # `split_species`'s per-cell table; empty for a single-species file
+
+
 def ingest_sample(path: Path | str, row: Mapping[str, Any], *, params: IngestParams) -> ad.AnnData:
+    """Read one sample's raw counts into the AnnData every later rule trusts.
+
+    :func:`read_sample` without the per-cell species table.
+    """
+    return read_sample(path, row, params=params).adata
+
+
+def read_sample(path: Path | str, row: Mapping[str, Any], *, params: IngestParams) -> IngestResult:
     """Read one sample's raw counts into the AnnData every later rule trusts.
 
     Parameters
@@ -199,11 +365,13 @@ def ingest_sample(path: Path | str, row: Mapping[str, Any], *, params: IngestPar
           missing values become "unknown".
     params
         config ``ingest``: for mixed-species files (`split_species`), the ``species`` kept and
-        the fraction of a cell's counts (``species_min_fraction``) that must fall on its genes.
+        how cross-species multiplets are called (``species_multiplet_nmads``,
+        ``species_multiplet_min_share``, ``species_multiplet_min_cells``).
 
     Returns
     -------
-    Cells x genes AnnData: X CSR float32 of integer counts; obs_names ``"{sample}:{barcode}"``;
+    `IngestResult`: ``species``, the per-cell species table (`split_species`), and ``adata``:
+    cells x genes AnnData: X CSR float32 of integer counts; obs_names ``"{sample}:{barcode}"``;
     obs ``barcode``, ``sample``, one column per metadata column, ``input_*`` (h5ad/loom);
     var_names unique symbols with ``gene_symbol`` and, when known, ``gene_ids``;
     ``uns["ingest"]`` a JSON-serialisable provenance record.
@@ -228,7 +396,7 @@ def ingest_sample(path: Path | str, row: Mapping[str, Any], *, params: IngestPar
         orientation=orientation,
         genome=_sheet_value(row, "genome"),
     )
-    adata = _select_cells(
+    adata, species = _select_cells(
         adata,
         sample=sample,
         barcode_pattern=_sheet_value(row, "barcode_pattern"),
@@ -244,7 +412,8 @@ def ingest_sample(path: Path | str, row: Mapping[str, Any], *, params: IngestPar
         path,
         fmt,
     )
-    return out
+    species.insert(0, "sample", sample)
+    return IngestResult(adata=out, species=species)
 
 
 # ---- check --------------------------------------------------------------------------------
@@ -260,16 +429,23 @@ def _sheet_value(row: Mapping[str, Any], column: str) -> str | None:
 def _check_request(
     path: Path, *, sample: str, requested: str, orientation: str, params: IngestParams
 ) -> None:
-    """Refuse an unknown format or orientation, a species fraction outside [0, 1], no input."""
+    """Refuse an unknown format or orientation, species settings out of range, no input."""
     if requested not in FORMATS:
         raise _fail(sample, f"format {requested!r} is not one of {', '.join(FORMATS)}")
     if orientation not in ORIENTATIONS:
         raise _fail(sample, f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
-    if not 0.0 <= params.species_min_fraction <= 1.0:
+    if not 0.0 <= params.species_multiplet_min_share <= 0.5:
         raise _fail(
             sample,
-            f"species_min_fraction {params.species_min_fraction} must lie between 0 and 1; fix "
-            "`ingest.species_min_fraction` in the config",
+            f"species_multiplet_min_share {params.species_multiplet_min_share} must lie between "
+            "0 and 0.5 (a minority share never exceeds 0.5); fix "
+            "`ingest.species_multiplet_min_share` in the config",
+        )
+    if not params.species_multiplet_nmads > 0:
+        raise _fail(
+            sample,
+            f"species_multiplet_nmads {params.species_multiplet_nmads} must be positive; fix "
+            "`ingest.species_multiplet_nmads` in the config",
         )
     if not path.exists():
         raise _fail(sample, f"input {path} does not exist; fix `path` in the sample sheet")
@@ -307,14 +483,19 @@ def _select_cells(
     barcode_pattern: str | None,
     params: IngestParams,
     provenance: dict[str, Any],
-) -> ad.AnnData:
-    """Keep the pattern's barcodes and the species' cells and genes, recording both."""
+) -> tuple[ad.AnnData, pd.DataFrame]:
+    """Keep the pattern's barcodes and the species' single cells and genes, recording both."""
     if barcode_pattern:
         adata = filter_barcodes(adata, sample=sample, pattern=barcode_pattern)
     provenance["barcode_pattern"] = barcode_pattern or ""
     provenance["n_cells_matching_pattern"] = int(adata.n_obs)
-    adata, provenance["species"] = split_species(
-        adata, sample=sample, species=params.species, min_fraction=params.species_min_fraction
+    adata, provenance["species"], species = split_species(
+        adata,
+        sample=sample,
+        species=params.species,
+        nmads=params.species_multiplet_nmads,
+        min_share=params.species_multiplet_min_share,
+        min_cells=params.species_multiplet_min_cells,
     )
     if adata.n_obs == 0:
         raise _fail(
@@ -327,7 +508,7 @@ def _select_cells(
     provenance["n_duplicate_symbols_renamed"] = int(
         (adata.var_names.astype(str) != adata.var["gene_symbol"].astype(str)).sum()
     )
-    return adata
+    return adata, species
 
 
 # ---- format -------------------------------------------------------------------------------

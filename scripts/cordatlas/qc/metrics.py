@@ -36,6 +36,30 @@ class Threshold:
     detail: str
 
 
+#: Metric of the rule that judges haemoglobin-rich cells' library size (see `hb_rich_cells`).
+COUNTS_EXCLUDING_HB = "total_counts_excluding_hb"
+
+
+def hb_rich_cells(obs: pd.DataFrame, *, min_pct_hb: float | None) -> np.ndarray:
+    """Haemoglobin-rich cells: more than `min_pct_hb` % of counts on haemoglobin genes.
+
+    The one definition every hb-aware rule uses (config ``qc.hb_rich_min_pct_hb``): red cells
+    and nucleated red cells (abundant in cord blood) put most of their counts on a few globin
+    genes by nature. None (or no ``pct_counts_hb`` column) marks no cell.
+    """
+    if min_pct_hb is None or "pct_counts_hb" not in obs:
+        return np.zeros(len(obs), dtype=bool)
+    return obs["pct_counts_hb"].to_numpy(dtype=float) > min_pct_hb
+
+
+def counts_excluding_hb(obs: pd.DataFrame) -> np.ndarray:
+    """Each cell's total counts outside haemoglobin genes (from total_counts and pct_counts_hb)."""
+    total = obs["total_counts"].to_numpy(dtype=float)
+    if "pct_counts_hb" not in obs:
+        return total
+    return total * (1.0 - obs["pct_counts_hb"].to_numpy(dtype=float) / 100.0)
+
+
 def annotate_gene_sets(
     adata: ad.AnnData,
     *,
@@ -112,6 +136,7 @@ def qc_thresholds(
     min_genes: float,
     max_pct_counts_hb: float | None = None,
     fixed: Mapping[str, float | None] | None = None,
+    hb_rich_min_pct_hb: float | None = None,
 ) -> list[Threshold]:
     """Thresholds for one sample, adaptive unless the sample sheet fixes them.
 
@@ -134,13 +159,17 @@ def qc_thresholds(
         Per-sample fixed thresholds from the sample sheet (`min_counts`, `max_counts`,
         `min_genes`, `max_genes`, `max_pct_counts_mt`); a non-missing value replaces the
         adaptive bound on that side.
+    hb_rich_min_pct_hb
+        Haemoglobin % above which a cell is hb-rich (:func:`hb_rich_cells`). Medians and MADs
+        are then computed without hb-rich cells (when at least 10 others remain), and one more
+        threshold, ``total_counts_excluding_hb``, carries the total-counts upper bound that
+        hb-rich cells are judged on with their counts outside haemoglobin genes
+        (:func:`apply_thresholds`). None treats every cell alike.
     """
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None and not pd.isna(v)}
-    # Medians and MADs describe the sample's cells, not its empty barcodes: an unfiltered matrix
-    # (Cell Ranger raw_feature_bc_matrix) would otherwise put every real cell above the upper bound.
-    plausible = (obs["total_counts"] >= min_counts) & (obs["n_genes_by_counts"] >= min_genes)
-    if plausible.sum() >= 10:
-        obs = obs[plausible]
+    obs = _reference_cells(
+        obs, min_counts=min_counts, min_genes=min_genes, hb_rich_min_pct_hb=hb_rich_min_pct_hb
+    )
     thresholds = [
         _size_threshold(obs, "total_counts", floor=min_counts, nmads=nmads, fixed=fixed),
         _size_threshold(obs, "n_genes_by_counts", floor=min_genes, nmads=nmads, fixed=fixed),
@@ -153,7 +182,49 @@ def qc_thresholds(
                 "pct_counts_hb", None, float(max_pct_counts_hb), "config", "qc.max_pct_counts_hb"
             )
         )
+    if hb_rich_min_pct_hb is not None:
+        thresholds.append(_hb_rich_counts_threshold(thresholds[0], hb_rich_min_pct_hb))
     return thresholds
+
+
+def _reference_cells(
+    obs: pd.DataFrame,
+    *,
+    min_counts: float,
+    min_genes: float,
+    hb_rich_min_pct_hb: float | None,
+) -> pd.DataFrame:
+    """The cells whose medians and MADs set the adaptive bounds.
+
+    Not the empty barcodes: an unfiltered matrix (Cell Ranger raw_feature_bc_matrix) would
+    otherwise put every real cell above the upper bound. Not the hb-rich cells either: their
+    globin-inflated totals and top-20 shares would widen the bounds of every other cell. Each
+    exclusion applies only when at least 10 cells remain.
+    """
+    plausible = (obs["total_counts"] >= min_counts) & (obs["n_genes_by_counts"] >= min_genes)
+    if plausible.sum() >= 10:
+        obs = obs[plausible]
+    nucleated = ~hb_rich_cells(obs, min_pct_hb=hb_rich_min_pct_hb)
+    if nucleated.sum() >= 10:
+        obs = obs[nucleated]
+    return obs
+
+
+def _hb_rich_counts_threshold(total_counts: Threshold, min_pct_hb: float) -> Threshold:
+    """The total-counts upper bound, applied to hb-rich cells' counts outside haemoglobin genes.
+
+    A high-counts outlier is removed as a likely multiplet; globin transcripts make a red cell's
+    library large without a second cell in the droplet, so an hb-rich cell is judged on the rest
+    of its transcriptome against the bound every other cell meets.
+    """
+    return Threshold(
+        COUNTS_EXCLUDING_HB,
+        None,
+        total_counts.upper,
+        "hb-rich cells",
+        f"cells with pct_counts_hb > {min_pct_hb:g}: total_counts upper bound applied to their "
+        "counts outside haemoglobin genes (low side and other rules as for every cell)",
+    )
 
 
 #: Sample-sheet keys of the fixed lower and upper bound of each library-size metric.
@@ -240,6 +311,7 @@ _REASON_OF = {
     ("pct_counts_in_top_20_genes", "upper"): "high_top20",
     ("pct_counts_mt", "upper"): "high_mt",
     ("pct_counts_hb", "upper"): "high_hb",
+    (COUNTS_EXCLUDING_HB, "upper"): "high_counts",
 }
 
 
@@ -247,24 +319,31 @@ def apply_thresholds(
     obs: pd.DataFrame,
     thresholds: Sequence[Threshold],
     *,
-    top20_exempt_min_pct_hb: float | None = None,
+    hb_rich_min_pct_hb: float | None = None,
 ) -> pd.DataFrame:
     """Boolean table (cells x reasons) of which threshold each cell fails.
 
-    Cells whose haemoglobin share exceeds `top20_exempt_min_pct_hb` are not judged on the top-20
-    genes %: red cells and their nucleated precursors (abundant in cord blood) spend most of their
-    counts on a few globin genes by nature, not because they are damaged or empty.
+    Haemoglobin-rich cells (:func:`hb_rich_cells`) are not judged on the top-20 genes %: red
+    cells and their nucleated precursors (abundant in cord blood) spend most of their counts on a
+    few globin genes by nature, not because they are damaged or empty. When the thresholds hold
+    a ``total_counts_excluding_hb`` bound (:func:`qc_thresholds`), hb-rich cells meet it with
+    their counts outside haemoglobin genes instead of the total-counts upper bound.
     """
     flags = pd.DataFrame(False, index=obs.index, columns=list(REASONS))
-    exempt = np.zeros(len(obs), dtype=bool)
-    if top20_exempt_min_pct_hb is not None and "pct_counts_hb" in obs:
-        exempt = obs["pct_counts_hb"].to_numpy(dtype=float) > top20_exempt_min_pct_hb
+    hb_rich = hb_rich_cells(obs, min_pct_hb=hb_rich_min_pct_hb)
+    own_size_rule = any(t.metric == COUNTS_EXCLUDING_HB for t in thresholds)
     for t in thresholds:
-        values = obs[t.metric].to_numpy(dtype=float)
+        if t.metric == COUNTS_EXCLUDING_HB:
+            values = np.where(hb_rich, counts_excluding_hb(obs), -np.inf)
+        else:
+            values = obs[t.metric].to_numpy(dtype=float)
         if t.metric == "pct_counts_in_top_20_genes":
-            values = np.where(exempt, -np.inf, values)
+            values = np.where(hb_rich, -np.inf, values)
         if t.lower is not None:
             flags[_REASON_OF[(t.metric, "lower")]] |= values < t.lower
         if t.upper is not None:
-            flags[_REASON_OF[(t.metric, "upper")]] |= values > t.upper
+            upper = values
+            if t.metric == "total_counts" and own_size_rule:
+                upper = np.where(hb_rich, -np.inf, values)
+            flags[_REASON_OF[(t.metric, "upper")]] |= upper > t.upper
     return flags

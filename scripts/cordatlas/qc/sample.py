@@ -19,10 +19,12 @@ from cordatlas.errors import UserInputError
 from cordatlas.params import QCParams
 from cordatlas.qc.doublets import call_doublets, check_doublet_settings
 from cordatlas.qc.metrics import (
+    COUNTS_EXCLUDING_HB,
     REASONS,
     Threshold,
     apply_thresholds,
     compute_qc_metrics,
+    hb_rich_cells,
     qc_thresholds,
 )
 
@@ -38,6 +40,7 @@ CELL_COLUMNS = (
     "pct_counts_ribo",
     "pct_counts_hb",
     "pct_counts_in_top_20_genes",
+    "hb_rich",
     "doublet_score",
     "predicted_doublet",
 )
@@ -63,6 +66,7 @@ class _Calls:
     thresholds: list[Threshold]
     flags: pd.DataFrame  # cells x REASONS, True where the cell fails that rule
     keep: np.ndarray
+    hb_rich: np.ndarray  # cells above qc.hb_rich_min_pct_hb haemoglobin %
     dropped: bool
     doublet_cut: float | None
     doublet_note: str
@@ -85,6 +89,10 @@ def run_sample_qc(
        "classifier" or "scrublet") on the cells passing step 2 (doublets scored among
        plausible cells only);
     4. cells kept = no failed rule (doublet calls count only when ``params.doublets.remove``).
+
+    Haemoglobin-rich cells (``params.hb_rich_min_pct_hb``) skip the top-20 rule and meet the
+    high-counts bound with their counts outside haemoglobin genes; the summary counts how many
+    of them were kept and removed per reason, and the log says so.
 
     Parameters
     ----------
@@ -153,14 +161,44 @@ def _compute_calls(
         min_genes=params.min_genes,
         max_pct_counts_hb=params.max_pct_counts_hb,
         fixed=fixed,
+        hb_rich_min_pct_hb=params.hb_rich_min_pct_hb,
     )
-    flags = apply_thresholds(
-        adata.obs, thresholds, top20_exempt_min_pct_hb=params.top20_exempt_min_pct_hb
-    )
+    adata.obs["hb_rich"] = hb_rich_cells(adata.obs, min_pct_hb=params.hb_rich_min_pct_hb)
+    flags = apply_thresholds(adata.obs, thresholds, hb_rich_min_pct_hb=params.hb_rich_min_pct_hb)
     doublet_cut, doublet_note = _flag_doublets(adata, flags, params=params, seed=seed)
     keep = ~flags.any(axis=1).to_numpy()
     keep, dropped = _apply_min_cells(flags, keep, sample=sample, params=params)
-    return _Calls(thresholds, flags, keep, dropped, doublet_cut, doublet_note)
+    hb_rich = adata.obs["hb_rich"].to_numpy(dtype=bool)
+    _log_hb_rich(hb_rich, flags, keep, sample=sample, params=params)
+    return _Calls(thresholds, flags, keep, hb_rich, dropped, doublet_cut, doublet_note)
+
+
+def _hb_rich_outcome(hb_rich: np.ndarray, flags: pd.DataFrame, keep: np.ndarray) -> dict[str, int]:
+    """hb-rich cells: how many, kept, and removed per reason (a cell counts under each it fails)."""
+    outcome = {"hb_rich_cells": int(hb_rich.sum()), "hb_rich_kept": int((hb_rich & keep).sum())}
+    for reason in REASONS:
+        outcome[f"hb_rich_removed_{reason}"] = int((hb_rich & flags[reason].to_numpy()).sum())
+    return outcome
+
+
+def _log_hb_rich(
+    hb_rich: np.ndarray, flags: pd.DataFrame, keep: np.ndarray, *, sample: str, params: QCParams
+) -> None:
+    if params.hb_rich_min_pct_hb is None:
+        log.info("sample %s: no hb-rich rule (qc.hb_rich_min_pct_hb is null)", sample)
+        return
+    outcome = _hb_rich_outcome(hb_rich, flags, keep)
+    removed = ", ".join(
+        f"{r} {outcome[f'hb_rich_removed_{r}']}" for r in REASONS if outcome[f"hb_rich_removed_{r}"]
+    )
+    log.info(
+        "sample %s: %d hb-rich cells (pct_counts_hb > %g): %d kept; removed: %s",
+        sample,
+        outcome["hb_rich_cells"],
+        params.hb_rich_min_pct_hb,
+        outcome["hb_rich_kept"],
+        removed or "none",
+    )
 
 
 def _flag_doublets(
@@ -231,13 +269,19 @@ def _cells_table(adata: ad.AnnData, calls: _Calls, *, sample: str) -> pd.DataFra
 
 def _thresholds_table(calls: _Calls, *, sample: str, params: QCParams) -> pd.DataFrame:
     """One row per applied threshold, then the doublet score's cut."""
-    exempt = params.top20_exempt_min_pct_hb
+    exempt = params.hb_rich_min_pct_hb
+    outcome = _hb_rich_outcome(calls.hb_rich, calls.flags, calls.keep)
     rows = []
     for t in calls.thresholds:
         row = asdict(t)
         row["sample"] = sample
         if t.metric == "pct_counts_in_top_20_genes" and exempt is not None:
             row["detail"] += f"; cells with pct_counts_hb > {exempt:g} exempt"
+        if t.metric == COUNTS_EXCLUDING_HB:
+            row["detail"] += (
+                f"; {outcome['hb_rich_cells']} hb-rich cells, {outcome['hb_rich_kept']} kept, "
+                f"{outcome['hb_rich_removed_high_counts']} removed as high_counts"
+            )
         rows.append(row)
     method = params.doublets.method
     rows.append(
@@ -262,6 +306,7 @@ def _summary_row(adata: ad.AnnData, calls: _Calls, *, sample: str) -> dict[str, 
     summary["removed_total"] = int((~keep).sum())
     summary["cells_out"] = int(keep.sum())
     summary["predicted_doublets"] = int(adata.obs["predicted_doublet"].sum())
+    summary.update(_hb_rich_outcome(calls.hb_rich, flags, keep))
     for t in calls.thresholds:
         summary[f"{t.metric}_lower"] = t.lower
         summary[f"{t.metric}_upper"] = t.upper
