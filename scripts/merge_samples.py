@@ -11,6 +11,7 @@ with rule_logging(snakemake.log[0]):
         [ad.read_h5ad(p) for p in snakemake.input.h5ads],
         gene_join=snakemake.params.gene_join,
         min_cells_per_gene=snakemake.params.min_cells_per_gene,
+        min_shared_genes=snakemake.params.min_shared_genes,
     )
     merged.write_h5ad(snakemake.output.h5ad, compression="gzip")
     rows = [(k, v if not isinstance(v, list | dict) else repr(v)) for k, v in record.items()]

@@ -37,7 +37,9 @@ def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.
 def test_inner_join_keeps_shared_genes_and_counts():
     a = sample("CB1", ["g1", "g2", "g3"])
     b = sample("AD1", ["g2", "g3", "g4"], seed=1)
-    merged, record = merge_samples([a, b], gene_join="inner", min_cells_per_gene=0)
+    merged, record = merge_samples(
+        [a, b], gene_join="inner", min_cells_per_gene=0, min_shared_genes=1
+    )
     assert list(merged.var_names) == ["g2", "g3"]
     assert record["genes_dropped_by_join"] == 2
     assert np.array_equal(merged.layers["counts"].toarray(), merged.X.toarray())
@@ -48,7 +50,7 @@ def test_inner_join_keeps_shared_genes_and_counts():
 def test_outer_join_fills_zeros_and_keeps_every_gene_id():
     a = sample("CB1", ["g1", "g2", "g3"])
     b = sample("AD1", ["g2", "g3", "g4"], seed=1)
-    merged, _ = merge_samples([a, b], gene_join="outer", min_cells_per_gene=0)
+    merged, _ = merge_samples([a, b], gene_join="outer", min_cells_per_gene=0, min_shared_genes=1)
     assert set(merged.var_names) == {"g1", "g2", "g3", "g4"}
     assert merged.var.loc["g4", "gene_ids"] == "ENSG_g4"
     assert merged[merged.obs["sample"] == "CB1", "g4"].X.sum() == 0
@@ -58,13 +60,15 @@ def test_dropped_samples_are_left_out_and_listed():
     a = sample("CB1", ["g1", "g2"])
     b = sample("AD1", ["g1", "g2"], n_cells=0)
     b.uns["qc"] = {"sample": "AD1", "dropped_sample": True}
-    merged, record = merge_samples([a, b], gene_join="inner", min_cells_per_gene=0)
+    merged, record = merge_samples(
+        [a, b], gene_join="inner", min_cells_per_gene=0, min_shared_genes=1
+    )
     assert record["samples_dropped_by_qc"] == ["AD1"]
     assert set(merged.obs["sample"]) == {"CB1"}
     b2 = sample("CB1", ["g1", "g2"], n_cells=0)
     b2.uns["qc"] = {"sample": "CB1", "dropped_sample": True}
     with pytest.raises(UserInputError, match="no sample is left after QC"):
-        merge_samples([b2], gene_join="inner", min_cells_per_gene=0)
+        merge_samples([b2], gene_join="inner", min_cells_per_gene=0, min_shared_genes=1)
 
 
 def test_pipeline_recovers_planted_groups_deterministically():
@@ -90,7 +94,7 @@ def test_pipeline_recovers_planted_groups_deterministically():
             )[parts[1].obs["group"].to_numpy()]
         ).astype(np.float32)
     )
-    merged, _ = merge_samples(parts, gene_join="inner", min_cells_per_gene=3)
+    merged, _ = merge_samples(parts, gene_join="inner", min_cells_per_gene=3, min_shared_genes=100)
 
     def run(adata):
         adata = adata.copy()

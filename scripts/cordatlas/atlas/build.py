@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,11 +13,34 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from cordatlas.atlas.genes import (
+    UNMEASURED_KEY,
+    check_shared_genes,
+    harmonise_gene_ids,
+    measured_in_all,
+    record_measured_genes,
+    sample_id,
+    unmeasured_by_sample,
+)
 from cordatlas.checks import require_columns
 from cordatlas.config import METADATA_COLUMNS
 from cordatlas.errors import UserInputError
 
 log = logging.getLogger(__name__)
+
+#: The measured-gene contract is read through these two (defined in cordatlas.atlas.genes).
+__all__ = [
+    "cluster",
+    "cluster_sizes",
+    "integrate",
+    "leiden_key",
+    "measured_in_all",
+    "merge_samples",
+    "normalise",
+    "run_pca",
+    "select_highly_variable_genes",
+    "unmeasured_by_sample",
+]
 
 #: obs columns that are categorical in the atlas (cellxgene shows categorical obs as colours).
 CATEGORICAL_OBS = ("sample", *METADATA_COLUMNS)
@@ -30,40 +54,97 @@ def leiden_key(resolution: float) -> str:
 def merge_samples(
     samples: Sequence[ad.AnnData],
     *,
-    gene_join: str = "inner",
-    min_cells_per_gene: int = 3,
+    gene_join: str,
+    min_cells_per_gene: int,
+    min_shared_genes: int,
 ) -> tuple[ad.AnnData, dict[str, Any]]:
     """Concatenate per-sample AnnData (raw counts in X) into one, keeping raw counts in a layer.
 
     Samples QC dropped (``uns["qc"]["dropped_sample"]``) are left out and listed in the report.
+    Samples keyed by Ensembl id are renamed to the symbols the others use
+    (:func:`cordatlas.atlas.genes.harmonise_gene_ids`). Whatever the join, the result says which
+    sample measured which gene: ``var["n_samples_measured"]`` and ``uns["unmeasured_genes"]``
+    (read them with :func:`measured_in_all` and :func:`unmeasured_by_sample`).
 
     Parameters
     ----------
     samples
         One AnnData per sample, obs_names unique across samples (``{sample}:{barcode}``).
     gene_join
-        "inner": genes measured in every sample; "outer": all genes, zeros where not measured.
+        "inner": genes measured in every sample; "outer": all genes, zeros where not measured
+        (those zeros are recorded as unmeasured, so cross-sample analyses skip them).
     min_cells_per_gene
         Genes detected in fewer cells (over all samples, after cell QC) are dropped.
+    min_shared_genes
+        Fewest genes every sample must measure, before and after the merge.
 
     Returns
     -------
     The merged AnnData (X and ``layers["counts"]`` hold raw counts, CSR float32) and a
     JSON-serialisable record of what the merge did.
+
+    Raises
+    ------
+    UserInputError
+        No sample left after QC, ids that cannot be harmonised, fewer than `min_shared_genes`
+        shared genes, no cells, or colliding cell names.
     """
+    kept, dropped = _samples_kept(samples)
+    kept, harmonised = harmonise_gene_ids(kept)
+    measured = {sample_id(a): set(a.var_names.astype(str)) for a in kept}
+    check_shared_genes(measured, min_shared_genes=min_shared_genes)
+    union = set().union(*measured.values())
+    merged = _concatenate(kept, gene_join=gene_join)
+    n_cells_per_gene = np.asarray((merged.X > 0).sum(axis=0)).ravel()
+    gene_mask = n_cells_per_gene >= min_cells_per_gene
+    n_join = merged.n_vars
+    merged = merged[:, gene_mask].copy()
+    merged.layers["counts"] = merged.X.copy()
+    for column in CATEGORICAL_OBS:
+        if column in merged.obs:
+            merged.obs[column] = merged.obs[column].astype(str).astype("category")
+    record_measured_genes(merged, measured)
+    n_shared = _check_merged(
+        merged, min_shared_genes=min_shared_genes, min_cells=min_cells_per_gene
+    )
+    record = {
+        "samples_merged": list(measured),
+        "samples_dropped_by_qc": dropped,
+        "genes_per_sample": {s: len(g) for s, g in measured.items()},
+        "gene_ids_harmonised": harmonised,
+        "gene_join": gene_join,
+        "genes_in_union": len(union),
+        "genes_after_join": int(n_join),
+        "genes_dropped_by_join": int(len(union) - n_join),
+        "min_cells_per_gene": int(min_cells_per_gene),
+        "genes_dropped_min_cells": int((~gene_mask).sum()),
+        "genes_kept": int(merged.n_vars),
+        "genes_measured_in_all_samples": n_shared,
+        "genes_unmeasured_per_sample": {s: len(g) for s, g in merged.uns[UNMEASURED_KEY].items()},
+        "cells": int(merged.n_obs),
+    }
+    log.info("merge: %s", record)
+    merged.uns["merge"] = record
+    return merged, record
+
+
+def _samples_kept(samples: Sequence[ad.AnnData]) -> tuple[list[ad.AnnData], list[str]]:
+    """The samples QC kept, and the ids of those it dropped; refuses when none is left."""
     kept = [a for a in samples if not a.uns.get("qc", {}).get("dropped_sample", False)]
-    dropped = [
-        str(a.obs["sample"].iloc[0]) if a.n_obs else a.uns["qc"]["sample"]
-        for a in samples
-        if a.uns.get("qc", {}).get("dropped_sample", False)
-    ]
+    dropped = [sample_id(a) for a in samples if a.uns.get("qc", {}).get("dropped_sample", False)]
     if not kept:
         raise UserInputError("no sample is left after QC; see results/qc/qc_summary.tsv")
-    genes_per_sample = {str(a.obs["sample"].iloc[0]): int(a.n_vars) for a in kept}
-    union = set().union(*(set(a.var_names) for a in kept))
-    for a in kept:
-        # Per-sample QC annotations of genes are not comparable across samples; keep ids only.
-        a.var = a.var[[c for c in ("gene_ids",) if c in a.var]]
+    return kept, dropped
+
+
+def _concatenate(kept: Sequence[ad.AnnData], *, gene_join: str) -> ad.AnnData:
+    """ad.concat with zeros for unmeasured genes and every sample's gene ids; CSR float32 X."""
+    # Per-sample QC annotations of genes are not comparable across samples; keep ids only.
+    # New AnnData objects share each sample's matrix: the inputs are neither copied nor changed.
+    kept = [
+        ad.AnnData(X=a.X, obs=a.obs, var=a.var[[c for c in ("gene_ids",) if c in a.var]])
+        for a in kept
+    ]
     merged = ad.concat(
         kept, join=gene_join, merge="first", fill_value=0, index_unique=None, uns_merge=None
     )
@@ -77,30 +158,27 @@ def merge_samples(
             "cell names collide across samples; each sample id must be unique in the sample sheet"
         )
     merged.X = sp.csr_matrix(merged.X, dtype=np.float32)
-    n_cells_per_gene = np.asarray((merged.X > 0).sum(axis=0)).ravel()
-    gene_mask = n_cells_per_gene >= min_cells_per_gene
-    n_join = merged.n_vars
-    merged = merged[:, gene_mask].copy()
-    merged.layers["counts"] = merged.X.copy()
-    for column in CATEGORICAL_OBS:
-        if column in merged.obs:
-            merged.obs[column] = merged.obs[column].astype(str).astype("category")
-    record = {
-        "samples_merged": [str(s) for s in genes_per_sample],
-        "samples_dropped_by_qc": dropped,
-        "genes_per_sample": genes_per_sample,
-        "gene_join": gene_join,
-        "genes_in_union": len(union),
-        "genes_after_join": int(n_join),
-        "genes_dropped_by_join": int(len(union) - n_join),
-        "min_cells_per_gene": int(min_cells_per_gene),
-        "genes_dropped_min_cells": int((~gene_mask).sum()),
-        "genes_kept": int(merged.n_vars),
-        "cells": int(merged.n_obs),
-    }
-    log.info("merge: %s", record)
-    merged.uns["merge"] = record
-    return merged, record
+    return merged
+
+
+def _check_merged(merged: ad.AnnData, *, min_shared_genes: int, min_cells: int) -> int:
+    """Refuse a merged atlas without cells or with too few genes measured everywhere."""
+    if merged.n_obs == 0:
+        raise UserInputError(
+            "the merged atlas has no cells: every kept sample is empty after QC; see "
+            "results/qc/qc_summary.tsv and relax the QC thresholds of config qc"
+        )
+    shared = measured_in_all(merged)
+    n_shared = int(shared.sum())
+    if n_shared < min_shared_genes:
+        raise UserInputError(
+            f"after dropping genes detected in fewer than {min_cells} cells (config "
+            f"qc.min_cells_per_gene), {n_shared} genes measured in every sample remain of "
+            f"{merged.n_vars} merged (config atlas.min_shared_genes: {min_shared_genes}); the "
+            "samples share too few expressed genes: check gene naming and species, or lower "
+            "qc.min_cells_per_gene or atlas.min_shared_genes"
+        )
+    return n_shared
 
 
 def normalise(adata: ad.AnnData, *, target_sum: float | None = None) -> None:
@@ -120,33 +198,235 @@ def normalise(adata: ad.AnnData, *, target_sum: float | None = None) -> None:
     }
 
 
+#: Batches with fewer cells are pooled before the per-batch fit: seurat_v3 fits a loess curve of
+#: variance on mean per batch, and a few dozen cells give too few distinct gene means for it.
+MIN_CELLS_PER_HVG_BATCH = 50
+#: Label of the group that pools batches the per-batch fit cannot use.
+POOLED_BATCH = "pooled_small_or_unfittable_batches"
+
+
 def select_highly_variable_genes(
     adata: ad.AnnData, *, n_top_genes: int, batch_key: str | None
 ) -> None:
     """Flag highly variable genes (scanpy flavour seurat_v3 on raw counts), ranked within batches.
 
-    Batches with too few cells for seurat_v3's loess fit are merged into one group with a warning.
+    Only genes measured in every sample (:func:`measured_in_all`) can be highly variable: a
+    gene zero-filled in some samples by the outer join would look variable for that reason.
+    Batches seurat_v3's per-batch loess fit cannot use (fewer than
+    :data:`MIN_CELLS_PER_HVG_BATCH` cells, or a fit that fails on the batch alone, as on
+    low-depth samples of a few hundred cells whose many genes share one mean) are pooled into
+    one group and the fit retried; then the fit over all cells; then, if loess fails even there,
+    scanpy's dispersion-based "seurat" flavour on the log-normalised X (Satija et al. 2015).
+    Each step down is logged as a warning with the numbers and recorded in
+    ``uns["hvg_params"]`` (``strategy``, ``pooled_batches``, ``attempts``).
     """
-    n_top = min(n_top_genes, adata.n_vars)
-    key = batch_key
-    if key is not None:
-        require_columns(
-            adata.obs.columns,
-            [key],
-            table="the merged atlas's obs",
-            fix=f"set config atlas.hvg_batch_key to one of {sorted(adata.obs.columns)} or null",
-        )
-        if adata.obs[key].nunique() < 2 or adata.obs[key].value_counts().min() < 50:
-            log.warning(
-                "HVG: batch key %r has a group with < 50 cells or a single group; ranking genes "
-                "over all cells instead",
-                key,
-            )
-            key = None
-    sc.pp.highly_variable_genes(
-        adata, flavor="seurat_v3", n_top_genes=n_top, layer="counts", batch_key=key, subset=False
+    key = _hvg_batch_key(adata, batch_key)
+    shared = measured_in_all(adata)
+    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    work = ad.AnnData(
+        X=counts[:, np.flatnonzero(shared)],
+        obs=pd.DataFrame(index=adata.obs_names.copy()),
+        var=pd.DataFrame(index=adata.var_names[shared].copy()),
     )
-    adata.uns["hvg_params"] = {"flavor": "seurat_v3", "n_top_genes": n_top, "batch_key": key}
+    work.layers["log"] = adata.X[:, np.flatnonzero(shared)]
+    n_top = min(n_top_genes, work.n_vars)
+    batches = None if key is None else adata.obs[key].astype(str).to_numpy()
+    outcome = _fit_hvg_with_fallbacks(work, n_top=n_top, batches=batches, key=key)
+    _write_hvg_columns(adata, work, shared)
+    adata.uns["hvg_params"] = {
+        "n_top_genes": n_top,
+        "batch_key": "" if batch_key is None else str(batch_key),
+        "genes_considered": int(shared.sum()),
+        "genes_not_measured_in_every_sample": int((~shared).sum()),
+        **outcome,
+    }
+    if (~shared).any():
+        log.info(
+            "HVG: %d of %d genes are not measured in every sample and cannot be highly variable",
+            int((~shared).sum()),
+            adata.n_vars,
+        )
+
+
+def _hvg_batch_key(adata: ad.AnnData, batch_key: str | None) -> str | None:
+    """The batch key, checked to be an obs column; None when absent or a single batch."""
+    if batch_key is None:
+        return None
+    require_columns(
+        adata.obs.columns,
+        [batch_key],
+        table="the merged atlas's obs",
+        fix=f"set config atlas.hvg_batch_key to one of {sorted(adata.obs.columns)} or null",
+    )
+    if adata.obs[batch_key].nunique() < 2:
+        log.info("HVG: batch key %r has a single value; ranking genes over all cells", batch_key)
+        return None
+    return batch_key
+
+
+def _fit_hvg_with_fallbacks(
+    work: ad.AnnData, *, n_top: int, batches: np.ndarray | None, key: str | None
+) -> dict[str, Any]:
+    """Batched fit, with unusable batches pooled; then over all cells; then by dispersion."""
+    attempts: list[str] = []
+    outcome: dict[str, Any] = {"flavor": "seurat_v3", "pooled_batches": [], "cells_per_batch": {}}
+    if batches is not None:
+        outcome["cells_per_batch"] = {
+            str(b): int(n) for b, n in zip(*np.unique(batches, return_counts=True), strict=True)
+        }
+        pooled = _fit_batched(work, n_top=n_top, batches=batches, key=key, attempts=attempts)
+        if pooled is not None:
+            strategy = "batched_with_pooled_group" if pooled else "batched"
+            return {**outcome, "strategy": strategy, "pooled_batches": pooled, "attempts": attempts}
+    if _try_seurat_v3(work, n_top=n_top, groups=None, attempts=attempts, label="all cells"):
+        if batches is not None:
+            log.warning(
+                "HVG: no batched fit by %r worked (%s); highly variable genes were ranked over "
+                "all %d cells together",
+                key,
+                "; ".join(attempts),
+                work.n_obs,
+            )
+        return {**outcome, "strategy": "unbatched", "attempts": attempts}
+    log.warning(
+        "HVG: seurat_v3's loess fit failed on all %d cells too (%s); using the dispersion-based "
+        "'seurat' flavour on log-normalised expression instead",
+        work.n_obs,
+        "; ".join(attempts),
+    )
+    sc.pp.highly_variable_genes(work, flavor="seurat", n_top_genes=n_top, layer="log")
+    attempts.append("dispersion-based 'seurat' flavour over all cells: ok")
+    return {**outcome, "flavor": "seurat", "strategy": "unbatched_dispersion", "attempts": attempts}
+
+
+def _fit_batched(
+    work: ad.AnnData, *, n_top: int, batches: np.ndarray, key: str | None, attempts: list[str]
+) -> list[str] | None:
+    """seurat_v3 per batch, small and failing batches pooled; the pooled batches, None on failure."""
+    labels, sizes = np.unique(batches, return_counts=True)
+    small = [str(b) for b, n in zip(labels, sizes, strict=True) if n < MIN_CELLS_PER_HVG_BATCH]
+    pooled = list(small)
+    if small:
+        log.warning(
+            "HVG: batches of %r with fewer than %d cells are pooled into one group: %s",
+            key,
+            MIN_CELLS_PER_HVG_BATCH,
+            ", ".join(
+                f"{b} ({n} cells)" for b, n in zip(labels, sizes, strict=True) if str(b) in small
+            ),
+        )
+    groups = _pool(batches, pooled)
+    n_groups = np.unique(groups).size
+    if n_groups >= 2 and _try_seurat_v3(
+        work, n_top=n_top, groups=groups, attempts=attempts, label=_groups_label(groups)
+    ):
+        return pooled
+    failing = [
+        str(b)
+        for b in labels
+        if str(b) not in pooled
+        and not _try_seurat_v3(
+            work[batches == b].copy(),
+            n_top=n_top,
+            groups=None,
+            attempts=attempts,
+            label=f"{b} alone",
+        )
+    ]
+    failed = ", ".join(f"{b} ({int((batches == b).sum())} cells)" for b in failing)
+    groups = _pool(batches, pooled + failing)
+    if not failing or np.unique(groups).size in (1, n_groups):
+        # nothing new to pool, or pooling would leave one group: the fit over all cells is next
+        if failing:
+            log.warning("HVG: seurat_v3's loess fit fails on batch(es) %s alone", failed)
+        return None
+    pooled += failing
+    log.warning(
+        "HVG: seurat_v3's loess fit fails on batch(es) %s alone; pooling them%s into one group "
+        "and retrying",
+        failed,
+        f" with {', '.join(small)}" if small else "",
+    )
+    if _try_seurat_v3(
+        work, n_top=n_top, groups=groups, attempts=attempts, label=_groups_label(groups)
+    ):
+        return pooled
+    return None
+
+
+def _pool(batches: np.ndarray, pooled: Sequence[str]) -> np.ndarray:
+    return np.where(np.isin(batches, list(pooled)), POOLED_BATCH, batches)
+
+
+def _groups_label(groups: np.ndarray) -> str:
+    labels, sizes = np.unique(groups, return_counts=True)
+    return "batches " + ", ".join(f"{b} ({n} cells)" for b, n in zip(labels, sizes, strict=True))
+
+
+def _try_seurat_v3(
+    work: ad.AnnData, *, n_top: int, groups: np.ndarray | None, attempts: list[str], label: str
+) -> bool:
+    """One seurat_v3 fit on raw counts; False (and the reason in `attempts`) if loess fails."""
+    if groups is not None:
+        work.obs["_hvg_batch"] = pd.Categorical(groups)
+    try:
+        sc.pp.highly_variable_genes(
+            work,
+            flavor="seurat_v3",
+            n_top_genes=n_top,
+            batch_key=None if groups is None else "_hvg_batch",
+            subset=False,
+        )
+    except ValueError as error:
+        if not _raised_by_loess(error):
+            raise
+        attempts.append(f"seurat_v3 on {label}: loess fit failed ({error})")
+        return False
+    finally:
+        if "_hvg_batch" in work.obs:
+            del work.obs["_hvg_batch"]
+    attempts.append(f"seurat_v3 on {label}: ok")
+    return True
+
+
+def _raised_by_loess(error: BaseException) -> bool:
+    """Whether `error` came out of scikit-misc's loess (seurat_v3's variance fit)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return any("loess" in f.filename or "skmisc" in f.filename for f in frames)
+
+
+#: var columns scanpy's highly_variable_genes writes (either flavour), refreshed on every call.
+_HVG_COLUMNS = (
+    "highly_variable",
+    "highly_variable_rank",
+    "highly_variable_nbatches",
+    "highly_variable_intersection",
+    "means",
+    "variances",
+    "variances_norm",
+    "dispersions",
+    "dispersions_norm",
+)
+
+
+def _write_hvg_columns(adata: ad.AnnData, work: ad.AnnData, shared: np.ndarray) -> None:
+    """Copy the fit's var columns onto `adata`; genes not measured everywhere are never HVG."""
+    for column in _HVG_COLUMNS:
+        if column in adata.var:
+            del adata.var[column]
+    index = np.flatnonzero(shared)
+    for column in work.var.columns:
+        if column not in _HVG_COLUMNS:
+            continue
+        values = work.var[column].to_numpy()
+        if values.dtype == bool:
+            full = np.zeros(adata.n_vars, dtype=bool)
+        elif np.issubdtype(values.dtype, np.integer):
+            full = np.zeros(adata.n_vars, dtype=values.dtype)
+        else:
+            full = np.full(adata.n_vars, np.nan, dtype=np.float64)
+        full[index] = values
+        adata.var[column] = full
 
 
 def run_pca(adata: ad.AnnData, *, n_pcs: int, seed: int) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import anndata as ad
+import numpy as np
 import pandas as pd
 import scanpy as sc
+
+from cordatlas.atlas.genes import measured_in_all
+
+log = logging.getLogger(__name__)
 
 
 def find_markers(adata: ad.AnnData, *, groupby: str = "leiden", n_genes: int = 25) -> pd.DataFrame:
@@ -12,14 +19,27 @@ def find_markers(adata: ad.AnnData, *, groupby: str = "leiden", n_genes: int = 2
 
     Cells are the observations here, so p-values describe how well a gene separates a cluster,
     not evidence across donors; use them to name clusters, not as differential expression.
+    Only genes measured in every sample are ranked (:func:`cordatlas.atlas.genes.measured_in_all`):
+    a gene zero-filled in the samples that did not measure it would mark the clusters of the
+    samples that did.
 
     Returns
     -------
     One row per (cluster, rank): `cluster`, `rank`, `gene`, `score`, `log2FC`, `pval`, `padj`,
     `pct_in` (fraction of the cluster's cells expressing the gene) and `pct_out`.
     """
+    measured = measured_in_all(adata)
+    if not measured.all():
+        log.info(
+            "markers: %d of %d genes are not measured in every sample and are not ranked",
+            int((~measured).sum()),
+            adata.n_vars,
+        )
+    columns = np.flatnonzero(measured)
     work = ad.AnnData(
-        X=adata.X, obs=adata.obs[[groupby]].copy(), var=pd.DataFrame(index=adata.var_names)
+        X=adata.X[:, columns],
+        obs=adata.obs[[groupby]].copy(),
+        var=pd.DataFrame(index=adata.var_names[columns]),
     )
     sc.tl.rank_genes_groups(work, groupby=groupby, method="wilcoxon", pts=True, tie_correct=True)
     result = work.uns["rank_genes_groups"]

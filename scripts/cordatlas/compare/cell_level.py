@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cordatlas.atlas.genes import measured_in_all
 from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.de_summary import DE_COLUMNS, empty_de_table, finish_de_table
 from cordatlas.compare.donor_stats import bh_adjust
@@ -34,7 +35,8 @@ def cell_level_de(
 
     Scanpy's ``rank_genes_groups(method="wilcoxon", tie_correct=True)`` compares the cell
     type's condition cells with its reference cells on the log-normalised ``X`` (genes
-    detected in none of these cells are not tested).
+    detected in none of these cells, and genes some sample did not measure
+    (:func:`cordatlas.atlas.genes.measured_in_all`: zero-filled there), are not tested).
 
     Parameters
     ----------
@@ -150,7 +152,8 @@ def _expressed_subset(
             f"X of cell type {cell_type!r} holds only whole numbers, i.e. raw counts; the "
             "cell-level test needs log-normalised X (run the atlas normalisation first)."
         )
-    detected = np.asarray((x != 0).sum(axis=0)).ravel() > 0
+    # a gene some sample did not measure is zero-filled there: a false zero, never tested
+    detected = (np.asarray((x != 0).sum(axis=0)).ravel() > 0) & measured_in_all(adata)
     groups = adata.obs[condition_key].astype(str).to_numpy()[mask]
     sub = ad.AnnData(
         X=x[:, np.flatnonzero(detected)],
@@ -186,8 +189,8 @@ def _notes(
         f"{replicate_key} are not independent replicates, so these p-values are not "
         "donor-level evidence and overstate significance; use them to rank genes, not as "
         "findings.",
-        f"{cell_type}: {n_tested} of {n_genes} genes tested (detected in at least one of these "
-        "cells).",
+        f"{cell_type}: {n_tested} of {n_genes} genes tested (measured in every sample and "
+        "detected in at least one of these cells).",
     ]
 
 

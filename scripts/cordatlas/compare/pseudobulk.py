@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cordatlas.atlas.genes import measured_in_all
 from cordatlas.checks import is_safe_name
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.errors import UserInputError
@@ -75,8 +76,10 @@ def aggregate_pseudobulk(
         ``f"{cell_type}__{replicate}"``, ordered by cell type (category order when the column is
         categorical, otherwise sorted) then replicate. X: summed counts (int64; CSR when the
         counts are sparse). obs: the cell-type and replicate keys, `condition_key`,
-        ``n_cells`` and the covariates. var: the genes of `adata`. ``uns["pseudobulk"]``
-        records the keys used.
+        ``n_cells`` and the covariates. var: the genes of `adata` measured in every sample
+        (:func:`cordatlas.atlas.genes.measured_in_all`; a gene zero-filled in samples that did
+        not measure it would sum to a false difference). ``uns["pseudobulk"]`` records the keys
+        used and how many genes were left out as not measured everywhere.
 
     Raises
     ------
@@ -87,7 +90,15 @@ def aggregate_pseudobulk(
     cell_type_key, replicate_key = comparison.cell_type_key, comparison.replicate_key
     metadata = list(comparison.covariates)
     _check_labels(adata, comparison, condition_key=condition_key)
-    counts = _counts_matrix(adata, counts_layer)
+    measured = np.flatnonzero(measured_in_all(adata))
+    counts = _counts_matrix(adata, counts_layer)[:, measured]
+    n_unmeasured = int(adata.n_vars - measured.size)
+    if n_unmeasured:
+        log.info(
+            "pseudobulk: %d of %d genes are not measured in every sample and are left out",
+            n_unmeasured,
+            adata.n_vars,
+        )
     table = replicate_table(
         adata.obs, replicate_key=replicate_key, condition_key=condition_key, columns=metadata
     )
@@ -106,7 +117,9 @@ def aggregate_pseudobulk(
         groups, cell_group, table, comparison, type_order, condition_key=condition_key
     )
     pseudobulk = ad.AnnData(
-        X=summed, obs=pb_obs, var=pd.DataFrame(index=adata.var_names.astype(str).copy())
+        X=summed,
+        obs=pb_obs,
+        var=pd.DataFrame(index=adata.var_names[measured].astype(str).copy()),
     )
     pseudobulk.uns["pseudobulk"] = {
         "cell_type_key": cell_type_key,
@@ -115,6 +128,7 @@ def aggregate_pseudobulk(
         "counts_layer": "X" if counts_layer is None else counts_layer,
         "metadata": [str(m) for m in metadata],
         "n_cells": int(adata.n_obs),
+        "genes_not_measured_in_every_sample": n_unmeasured,
     }
     log.info(
         "pseudobulk: %d cells -> %d pseudobulks (%d cell types x %d %ss)",

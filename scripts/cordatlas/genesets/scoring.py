@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anndata as ad
 import numpy as np
@@ -11,7 +12,10 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from cordatlas.atlas.genes import measured_in_all
 from cordatlas.errors import UserInputError
+
+log = logging.getLogger(__name__)
 
 
 def check_log_normalised(adata: ad.AnnData) -> None:
@@ -46,8 +50,10 @@ class GeneSetScores:
 
     scores: pd.DataFrame  # cells x scored sets (input order), float64
     used: dict[str, list[str]]  # per set: its genes found in the data
-    missing: dict[str, list[str]]  # per set: its genes not in the data
+    missing: dict[str, list[str]]  # per set: its genes not in the data (or not measured everywhere)
     symbols: pd.Index  # the data's gene symbols
+    # per set: its genes in the data but not measured in every sample (also in `missing`)
+    unmeasured: dict[str, list[str]] = field(default_factory=dict)
 
 
 def score_gene_sets(
@@ -66,21 +72,37 @@ def score_gene_sets(
     control genes drawn at random from the same expression bins (Satija et al. 2015; scanpy's
     `score_genes`); the draw is seeded, so scores are reproducible. Sets with too few genes
     present are left out of `scores` (their genes are still listed in `used` and `missing`).
+
+    Genes some sample of `adata` did not measure (zero-filled by the outer join,
+    :func:`cordatlas.atlas.genes.measured_in_all`) count as absent: they are dropped from the
+    sets (listed in `missing` and `unmeasured`, and logged) and never drawn as control genes.
+    Scoring a one-sample subset uses all of that sample's genes.
     """
     check_log_normalised(adata)
     symbols = symbol_index(adata, gene_symbols)
+    measured = measured_in_all(adata)
     work = ad.AnnData(
-        X=adata.X,
+        X=adata.X if measured.all() else adata.X[:, np.flatnonzero(measured)],
         obs=pd.DataFrame(index=adata.obs_names.copy()),
-        var=pd.DataFrame(index=symbols),
+        var=pd.DataFrame(index=symbols[measured]),
     )
-    present = set(symbols)
+    present = set(symbols[measured])
+    not_measured = set(symbols[~measured])
     columns: dict[str, np.ndarray] = {}
     used: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
+    unmeasured: dict[str, list[str]] = {}
     for name, genes in gene_sets.items():
         used[name] = [g for g in genes if g in present]
         missing[name] = [g for g in genes if g not in present]
+        unmeasured[name] = [g for g in genes if g in not_measured]
+        if unmeasured[name]:
+            log.info(
+                "gene set %s: %d genes not measured in every sample are left out: %s",
+                name,
+                len(unmeasured[name]),
+                ", ".join(unmeasured[name]),
+            )
         if adata.n_obs > 0 and len(used[name]) >= min_genes[name]:
             sc.tl.score_genes(
                 work,
@@ -93,4 +115,6 @@ def score_gene_sets(
             )
             columns[name] = work.obs["_gene_set_score"].to_numpy(dtype=np.float64)
     scores = pd.DataFrame(columns, index=adata.obs_names.copy())
-    return GeneSetScores(scores=scores, used=used, missing=missing, symbols=symbols)
+    return GeneSetScores(
+        scores=scores, used=used, missing=missing, symbols=symbols, unmeasured=unmeasured
+    )
