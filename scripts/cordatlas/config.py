@@ -48,6 +48,29 @@ def _with_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
     return filled
 
 
+#: What the schema's string patterns mean, for the one-line error: names become file names and
+#: obs columns; no string may hold characters that are markup in an HTML report (< > " `),
+#: backslashes (paths and names) or control characters (line breaks would start reST blocks).
+PATTERN_MEANINGS = {
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$": (
+        "is not a valid name; use letters, digits, '_', '.' and '-', starting with a letter or "
+        "digit"
+    ),
+    r'^[^<>"`\\\x00-\x1f]*$': (
+        "holds a character this workflow refuses in paths and prefixes (< > \" ` backslash or a "
+        "control character: they would be markup in the HTML reports); rename the file or folder"
+    ),
+    r'^[^<>"`\x00-\x1f]*$': (
+        "holds a character this workflow refuses in patterns (< > \" ` or a control character: "
+        "they would be markup in the HTML reports)"
+    ),
+    r'^[^<>"`\\\x00-\x1f]*\.(ya?ml|gmt)$': (
+        "must be a .yaml, .yml or .gmt file whose path holds none of < > \" ` backslash or "
+        "control characters (they would be markup in the HTML reports)"
+    ),
+}
+
+
 def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
     """One line for a schema error: where, what is wrong, what is allowed."""
     where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -62,6 +85,8 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> s
         return (
             f"{where}: {error.instance!r} is not allowed; use one of {list(error.validator_value)}"
         )
+    if error.validator == "pattern" and error.validator_value in PATTERN_MEANINGS:
+        return f"{where}: {error.instance!r} {PATTERN_MEANINGS[error.validator_value]}"
     message = f"{where}: {error.message}"
     if sub.get("description"):
         message += f" ({sub['description']})"

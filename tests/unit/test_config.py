@@ -234,3 +234,54 @@ def test_schemas_use_the_vocabulary_safe_name_pattern():
         found += [p for p in patterns if p.startswith("^[A-Za-z")]  # the name patterns
     assert len(found) >= 5
     assert set(found) == {f"^{SAFE_NAME_PATTERN}$"}
+
+
+def _string_nodes(node: dict, path: str = ""):
+    """(path, node) of every string-typed value in the schema, array items included."""
+    types = node.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types:
+        yield path, node
+    for key, sub in node.get("properties", {}).items():
+        yield from _string_nodes(sub, f"{path}.{key}".lstrip("."))
+    if isinstance(node.get("items"), dict):
+        yield from _string_nodes(node["items"], f"{path}[]")
+
+
+def test_every_config_string_is_constrained_so_no_report_pastes_markup():
+    """Config strings reach Snakemake's report raw (job params in a <script>, caption text)."""
+    loose = [p for p, n in _string_nodes(CONFIG_SCHEMA) if "enum" not in n and "pattern" not in n]
+    assert loose == []
+    caption_keys = set()
+    for caption in (ROOT / "workflow/report").glob("*.rst"):
+        for match in re.finditer(r'(.{2})\{\{ snakemake\.config((?:\["\w+"\])+) \}\}(.{2})',
+                                 caption.read_text(), flags=re.S):  # fmt: skip
+            keys = re.findall(r'"(\w+)"', match.group(2))
+            caption_keys.add(".".join(keys))
+            node = CONFIG_SCHEMA
+            for key in keys:
+                node = node["properties"][key]
+            types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+            if {"string", "array"} & set(types):  # shown as literal text, never as reST markup
+                assert (match.group(1), match.group(3)) == ("``", "``"), (caption.name, keys)
+    assert "annotation.extra_panel" in caption_keys  # the test reads the captions it guards
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("annotation", "extra_panel", "x</script><script>alert(1)</script>.yaml"),
+         "annotation.extra_panel: .* holds a character this workflow refuses in paths"),
+        (("signatures", "development_reference", "ref.tsv\n.. raw:: html\n\n   <img>"),
+         "signatures.development_reference: .* refuses in paths"),
+        (("atlas", "integration_key", "sample_</script>"), "atlas.integration_key: .* not a valid name"),
+        (("comparison", "exclude_cell_types", ["HSC`_"]), r"comparison.exclude_cell_types.0: .* not a valid name"),
+        (("qc", "hb_pattern", '^HB"'), "qc.hb_pattern: .* refuses in patterns"),
+    ],
+)  # fmt: skip
+def test_markup_in_a_config_string_is_refused_with_the_key(edit, message):
+    section, key, value = edit
+    config = shipped_config()
+    config[section][key] = value
+    with pytest.raises(UserInputError, match=message):
+        validate_config(config, CONFIG_SCHEMA)

@@ -55,7 +55,7 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
         ("quality control", "adaptive median-absolute-deviation thresholds per sample, "
          "absolute floors and a mitochondrial ceiling",
          _params(config, "qc.nmads", "qc.min_counts", "qc.min_genes", "qc.max_pct_counts_mt",
-                 "qc.max_pct_counts_hb", "qc.top20_exempt_min_pct_hb"), CITATIONS["mad"]),
+                 "qc.max_pct_counts_hb", "qc.hb_rich_min_pct_hb"), CITATIONS["mad"]),
         ("doublets", f"{doublets} doublet scores, cut by "
          f"{_get(config, 'qc.doublets.threshold_method')}",
          _params(config, "qc.doublets.remove", "qc.doublets.expected_doublet_rate",
