@@ -98,6 +98,7 @@ class AtlasParams:
     """config ``atlas``: gene join, normalisation, genes, embedding, integration, clustering."""
 
     gene_join: str
+    min_shared_genes: int
     target_sum: float | None
     n_top_genes: int
     hvg_batch_key: str | None
