@@ -209,6 +209,31 @@ def test_snakemake_report_builds_without_docutils_errors(demo_workdir, tmp_path)
         assert message not in log and message not in html, message
 
 
+def test_sheet_strings_never_run_in_snakemakes_report(browser, demo_workdir, tmp_path):
+    """Free-text sheet fields (study, technology, sorted_fraction) with a script in them."""
+    from tests.unit.test_report import INJECTION
+
+    workdir = tmp_path / "demo"
+    shutil.copytree(demo_workdir, workdir, symlinks=True)
+    sheet_path = workdir / "config/samples.tsv"
+    sheet = pd.read_csv(sheet_path, sep="\t", dtype=str, keep_default_na=False)
+    for column in ("study", "technology", "sorted_fraction"):
+        sheet[column] = INJECTION
+    sheet.to_csv(sheet_path, sep="\t", index=False)
+    report = tmp_path / "snakemake_report.html"
+    run_snakemake(workdir, "--report", str(report), "--rerun-triggers", "mtime")
+    assert "<script>window.__pwned" not in report.read_text(errors="replace")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(report.resolve().as_uri())
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.__pwned === undefined")
+    assert dialogs == []
+    page.close()
+
+
 try:
     from .test_real_data import STUDY, real_run  # noqa: F401 (the real study's fixture)
 except ImportError:  # pragma: no cover - the real-data module moved
