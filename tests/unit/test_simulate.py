@@ -1,7 +1,12 @@
-"""The simulator: determinism, planted truth visible in the counts, artefacts, demo files."""
+"""The simulator: determinism, planted truth visible in the counts, artefacts, demo files.
+
+Tests of the original behaviour run ``realism="simple"`` (the package default); the realistic
+simulator (the workflow's default) has its own section below.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -13,26 +18,37 @@ import pandas as pd
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
+import yaml
 
-from cordatlas.demo.biology import CELL_TYPES
+from cordatlas.demo.biology import (
+    CELL_TYPES,
+    SOUP_FRACTION_RANGE,
+    STRESS_GENES,
+    WEAK_PANEL_MARKERS,
+)
 from cordatlas.demo.cli import main
 from cordatlas.demo.simulate import SimulatedStudy, build_gene_table, simulate_study
-from cordatlas.demo.write import write_demo
+from cordatlas.demo.write import demo_rows, write_demo
 from cordatlas.errors import UserInputError
 from cordatlas.params import Contrast, DemoParams
 
 CORD, ADULT = "cord_blood", "adult"
 CONTRAST = Contrast(CORD, ADULT)
 BARCODE_RE = re.compile(r"^[ACGT]{16}-1$")
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo(seed: int, n_cells_per_sample: int, n_genes: int = 2000) -> DemoParams:
+def _demo(
+    seed: int, n_cells_per_sample: int, n_genes: int = 2000, realism: str = "simple"
+) -> DemoParams:
     return DemoParams(
         outdir="demo",
         seed=seed,
         n_cells_per_sample=n_cells_per_sample,
         n_genes=n_genes,
         condition_effect=True,
+        realism=realism,
+        stress="independent",
     )
 
 
@@ -376,6 +392,306 @@ def test_sample_as_index_and_shared_donor_accepted():
 
 
 # ---------------------------------------------------------------------------------------------
+# simple = the original simulator; realistic: what it plants, visible in counts and truth
+# ---------------------------------------------------------------------------------------------
+def _fingerprint(sim: SimulatedStudy) -> str:
+    x = sim.adata.X
+    digest = hashlib.sha256()
+    for part in (x.indptr.astype(np.int64), x.indices.astype(np.int32), x.data.astype(np.int32)):
+        digest.update(part.tobytes())
+    return digest.hexdigest()
+
+
+def test_simple_reproduces_the_original_simulator():
+    """Counts and truth of the simulator before `realism` existed (commit 1d703b4), same seed."""
+    sim = simulate_study(
+        _sheet(2, 2), n_cells_per_sample=200, n_genes=600, seed=5, realism="simple"
+    )
+    assert _fingerprint(sim) == "a60a3f7c927275649ed2f3ce4e2e7b15f491db8f69aae0dcd79a64d65a356c2b"
+    old_columns = ["sample", "donor", "condition", "barcode", "cell_type", "artefact"]
+    old_columns += ["doublet_types", "phase"]
+    cells = sim.truth_cells[old_columns].to_csv(sep="\t", index=False).encode()
+    assert hashlib.sha256(cells).hexdigest() == (
+        "51cb1e683b25412851c39f2291a6a9e4e9ecd588d2b4ce4498928960e3d8f07f"
+    )
+    de = sim.truth_de.iloc[:, :5].to_csv(sep="\t", index=False, float_format="%.6g").encode()
+    assert hashlib.sha256(de).hexdigest() == (
+        "d346fe36c75c43c42b09bf8b704bc2d046c5e5ab49d6de976f60adccafbaffa1"
+    )
+    # nothing realistic is planted
+    assert (
+        sim.truth_cells.loc[sim.truth_cells["artefact"] != "low_count", "ambient_fraction"] == 0
+    ).all()
+    assert sim.truth_cells["memory_score"].isna().all()
+    assert (sim.truth_cells["stress_log2fc"] == 0).all()
+    assert "no" not in set(sim.truth_de["agrees_with_literature"])
+
+
+@pytest.fixture(scope="module")
+def real_study() -> SimulatedStudy:
+    return simulate_study(
+        _sheet(), n_cells_per_sample=750, n_genes=2000, seed=11, realism="realistic"
+    )
+
+
+def test_realistic_is_deterministic_for_a_seed():
+    kwargs = {"n_cells_per_sample": 200, "n_genes": 600, "realism": "realistic"}
+    first = simulate_study(_sheet(2, 2), seed=5, **kwargs)
+    second = simulate_study(_sheet(2, 2), seed=5, **kwargs)
+    other = simulate_study(_sheet(2, 2), seed=6, **kwargs)
+    assert (first.adata.X != second.adata.X).nnz == 0
+    for name in ("truth_cells", "truth_de", "truth_genes", "truth_samples"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name))
+    assert (first.adata.X != other.adata.X).nnz > 0.5 * first.adata.X.nnz
+    assert not first.truth_samples.equals(other.truth_samples)
+    simple = simulate_study(_sheet(2, 2), seed=5, n_cells_per_sample=200, n_genes=600)
+    assert _fingerprint(simple) != _fingerprint(first)
+
+
+def _cp10k(adata: ad.AnnData, mask: np.ndarray, genes: list[str]) -> np.ndarray:
+    """CP10k of `genes` (cells x genes) in the cells of `mask`."""
+    x = adata.X[np.flatnonzero(mask)]
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    cols = [adata.var_names.get_loc(g) for g in genes]
+    return x[:, cols].toarray() / totals[:, None] * 1e4
+
+
+def _healthy(sim: SimulatedStudy, cell_types: list[str]) -> np.ndarray:
+    truth = sim.truth_cells
+    return ((truth["artefact"] == "none") & truth["cell_type"].isin(cell_types)).to_numpy()
+
+
+def test_soup_reaches_cells_that_do_not_express_the_gene(study, real_study):
+    t_cells = ["CD4_naive", "CD8_naive", "CD4_memory"]
+    # LYZ is a monocyte transcript: T cells hold it only through the soup
+    lyz_simple = _cp10k(study.adata, _healthy(study, t_cells), ["LYZ"]).mean()
+    lyz_real = _cp10k(real_study.adata, _healthy(real_study, t_cells), ["LYZ"]).mean()
+    assert lyz_real > 5 * lyz_simple, (lyz_real, lyz_simple)
+    truth = real_study.truth_cells
+    cells = truth[truth["artefact"].isin(["none", "damaged", "doublet"])]
+    assert (cells["ambient_fraction"] > 0).all() and (cells["ambient_fraction"] <= 0.5).all()
+    assert (truth.loc[truth["artefact"] == "low_count", "ambient_fraction"] == 1).all()
+    samples = real_study.truth_samples.set_index("sample")
+    assert samples["ambient_fraction"].between(*SOUP_FRACTION_RANGE).all()
+    # lysed red cells: more globin in the soup of samples with more erythroid cells, and so
+    # in their T cells
+    erythroid = (
+        real_study.truth_composition.query("cell_type in ['erythroid', 'erythroid_progenitor']")
+        .groupby("donor")["donor_proportion"]
+        .sum()
+    )
+    hb_share = samples.set_index("donor")["soup_haemoglobin_share"]
+    assert np.corrcoef(erythroid[hb_share.index], hb_share)[0, 1] > 0.9
+    hb_genes = ["HBB", "HBA1", "HBA2"]
+    per_sample = {
+        sample: _cp10k(
+            real_study.adata,
+            _healthy(real_study, t_cells) & (truth["sample"] == sample).to_numpy(),
+            hb_genes,
+        )
+        .sum(axis=1)
+        .mean()
+        for sample in samples.index
+    }
+    expected = samples["ambient_fraction"] * samples["soup_haemoglobin_share"]
+    observed = pd.Series(per_sample)[expected.index]
+    assert observed.corr(expected, method="spearman") > 0.7, (observed, expected)
+
+
+def test_t_cells_lie_on_a_naive_to_memory_continuum(real_study):
+    truth = real_study.truth_cells
+    singlets = truth["artefact"].isin(["none", "damaged"])
+    for naive, memory in (("CD4_naive", "CD4_memory"), ("CD8_naive", "CD8_effector")):
+        score_naive = truth.loc[singlets & (truth["cell_type"] == naive), "memory_score"]
+        score_memory = truth.loc[singlets & (truth["cell_type"] == memory), "memory_score"]
+        assert score_naive.notna().all() and score_memory.notna().all()
+        assert (score_naive < 0.5).all() and (score_memory > 0.5).all()  # label = side
+        both = pd.concat([score_naive, score_memory])
+        assert both.between(0.3, 0.7).mean() > 0.15  # intermediate cells, not two blobs
+    assert truth.loc[truth["cell_type"].isin(["Treg", "B_naive"]), "memory_score"].isna().all()
+    # expression follows the position: naive CCR7 falls and memory S100A4 rises along it
+    cd4 = (singlets & truth["cell_type"].isin(["CD4_naive", "CD4_memory"])).to_numpy()
+    cd4 &= (truth["artefact"] == "none").to_numpy()
+    expr = _cp10k(real_study.adata, cd4, ["CCR7", "S100A4"])
+    position = truth.loc[cd4, "memory_score"].to_numpy()
+    bins = [(0.0, 0.15), (0.3, 0.5), (0.5, 0.7), (0.85, 1.0)]
+    s100a4 = [expr[(position >= lo) & (position < hi), 1].mean() for lo, hi in bins]
+    ccr7 = [expr[(position >= lo) & (position < hi), 0].mean() for lo, hi in bins]
+    # geometric interpolation: each step along the axis multiplies the memory transcript
+    assert all(b > 2 * a for a, b in zip(s100a4, s100a4[1:], strict=False)), s100a4
+    assert ccr7 == sorted(ccr7, reverse=True), ccr7
+
+
+def test_donor_composition_spreads_as_between_people(study, real_study):
+    def spread(sim: SimulatedStudy) -> pd.Series:
+        drawn = sim.truth_composition
+        return drawn.groupby(["condition", "cell_type"])["donor_proportion"].std()
+
+    ratio = spread(real_study) / spread(study)
+    # Dirichlet 30 instead of 200: sd sqrt(201 / 31) = 2.5 times larger, on average
+    assert 1.7 < ratio.median() < 3.6, ratio.describe()
+
+
+def test_donor_effects_are_larger_and_cell_type_specific(study, real_study):
+    def donor_effects(sim: SimulatedStudy, cell_type: str, genes: list[str]) -> pd.DataFrame:
+        truth = sim.truth_cells
+        cord = (truth["condition"] == CORD).to_numpy()
+        mask = _healthy(sim, [cell_type]) & cord
+        x = sim.adata.X[np.flatnonzero(mask)][:, [sim.adata.var_names.get_loc(g) for g in genes]]
+        pseudobulk = (
+            pd.DataFrame(x.toarray(), index=truth.loc[mask, "donor"]).groupby(level=0).sum()
+        )
+        share = pseudobulk.div(pseudobulk.sum(axis=1), axis=0)
+        return np.log(share / share.mean())
+
+    def effects(sim: SimulatedStudy) -> tuple[float, float]:
+        genes = sim.adata.var
+        fillers = genes.index[genes["category"] == "filler"]
+        planted = set(sim.truth_de["gene"])
+        healthy = _healthy(sim, ["CD14_monocyte", "CD4_naive"])
+        means = np.asarray(sim.adata.X[np.flatnonzero(healthy)].mean(axis=0)).ravel()
+        level = pd.Series(means, index=sim.adata.var_names)[
+            [g for g in fillers if g not in planted]
+        ]
+        top = level.sort_values(ascending=False).index[:150].tolist()
+        mono = donor_effects(sim, "CD14_monocyte", top)
+        tcell = donor_effects(sim, "CD4_naive", top)
+        corr = np.corrcoef(mono.to_numpy().ravel(), tcell.to_numpy().ravel())[0, 1]
+        return corr, float(np.std(mono.to_numpy()))
+
+    corr_simple, sd_simple = effects(study)
+    corr_real, sd_real = effects(real_study)
+    assert corr_real < corr_simple - 0.2, (corr_real, corr_simple)
+    assert sd_real > 1.5 * sd_simple, (sd_real, sd_simple)
+
+
+def test_doublets_mix_unequally_and_pair_by_type_frequency(study, real_study):
+    truth = real_study.truth_cells
+    doublets = truth[truth["artefact"] == "doublet"]
+    mix = doublets["doublet_mix"]
+    assert mix.between(0, 1).all()
+    lopsided = ((mix < 0.25) | (mix > 0.75)).mean()
+    simple_mix = study.truth_cells.loc[study.truth_cells["artefact"] == "doublet", "doublet_mix"]
+    assert lopsided > 0.15 and lopsided > 2 * ((simple_mix < 0.25) | (simple_mix > 0.75)).mean()
+    assert truth.loc[truth["artefact"] != "doublet", "doublet_mix"].isna().all()
+    # homotypic share = sum of squared type frequencies, sample by sample (not a fixed 10 %)
+    props = real_study.truth_composition.pivot(
+        index="donor", columns="cell_type", values="donor_proportion"
+    )
+    expected = (props**2).sum(axis=1)[doublets["donor"]].mean()
+    pairs = doublets["doublet_types"].str.split("+")
+    homotypic = pairs.map(lambda p: p[0] == p[1]).mean()
+    assert abs(homotypic - expected) < 0.06, (homotypic, expected)
+
+
+def test_damaged_cells_spread_across_the_thresholds(real_study):
+    pct = _pct_mt(real_study.adata)
+    truth = real_study.truth_cells
+    damaged = (truth["artefact"] == "damaged").to_numpy()
+    assert pct[damaged].min() < 0.12 and pct[damaged].max() > 0.3
+    assert 0.2 < (pct[damaged] < 0.2).mean() < 0.8  # some below a 20 % cut, some above
+    planted = truth.loc[damaged, "damage_mito_share"].to_numpy()
+    # measured below planted by the soup (large in cells that lost RNA) and count noise
+    assert np.corrcoef(planted, pct[damaged])[0, 1] > 0.75
+    assert truth.loc[~damaged, "damage_mito_share"].isna().all()
+
+
+def _stress_score(sim: SimulatedStudy) -> pd.Series:
+    """Per donor: mean CP10k of the stress genes in healthy T cells and monocytes."""
+    truth = sim.truth_cells
+    mask = _healthy(sim, ["CD4_naive", "CD14_monocyte", "B_naive"])
+    total = _cp10k(sim.adata, mask, list(STRESS_GENES)).sum(axis=1)
+    return pd.Series(total, index=truth.loc[mask, "donor"]).groupby(level=0).mean()
+
+
+def test_stress_is_planted_in_some_donors_of_each_condition(real_study):
+    samples = real_study.truth_samples.set_index("donor")
+    assert samples.groupby("condition")["stressed"].sum().to_dict() == {ADULT: 2, CORD: 2}
+    assert (samples.loc[samples["stressed"], "stress_log2fc"] >= 1).all()
+    score = _stress_score(real_study)
+    stressed, calm = score[samples["stressed"]], score[~samples["stressed"]]
+    assert stressed.min() > 1.5 * calm.max(), score
+    truth = real_study.truth_cells
+    cells = truth[truth["artefact"] == "none"]
+    by_donor = cells.groupby("donor")["stress_log2fc"].min()
+    assert (by_donor[~samples["stressed"]] == 0).all() and (by_donor[samples["stressed"]] > 0).all()
+
+
+def test_stress_can_be_aliased_with_condition():
+    sim = simulate_study(
+        _sheet(3, 3), n_cells_per_sample=300, n_genes=2000, seed=4, realism="realistic",
+        stress="with_condition",
+    )  # fmt: skip
+    samples = sim.truth_samples.set_index("donor")
+    assert (samples["stressed"] == (samples["condition"] == CORD)).all()
+    score = _stress_score(sim)
+    assert score[samples["condition"] == CORD].min() > score[samples["condition"] == ADULT].max()
+
+
+def test_simulated_markers_differ_from_the_annotation_panel(study, real_study):
+    panel = yaml.safe_load((ROOT / "config/marker_panel.yaml").read_text())["cell_types"]
+    for cell_type, genes in WEAK_PANEL_MARKERS.items():
+        assert set(genes) <= set(panel[cell_type]["markers"]), cell_type
+        weak_real = _cp10k(real_study.adata, _healthy(real_study, [cell_type]), list(genes))
+        weak_simple = _cp10k(study.adata, _healthy(study, [cell_type]), list(genes))
+        assert (weak_real.mean(axis=0) < 1.5).all(), (cell_type, weak_real.mean(axis=0))
+        assert (weak_simple.mean(axis=0) > 3).all(), (cell_type, weak_simple.mean(axis=0))
+    genes = real_study.truth_genes.set_index("gene")
+    assert genes.loc["CD4", "weak_in"] == "CD4_naive;CD4_memory;Treg"
+    panel_genes = {g for entry in panel.values() for g in entry["markers"]}
+    for cell_type in ("CD14_monocyte", "NK_CD56dim", "B_naive", "erythroid"):
+        unnamed = [
+            g for g, marks in genes["marker_of"].items()
+            if g.startswith("SIMG") and cell_type in marks.split(";")
+        ]  # fmt: skip
+        assert len(unnamed) == 4 and not set(unnamed) & panel_genes
+        own = _cp10k(real_study.adata, _healthy(real_study, [cell_type]), unnamed).mean(axis=0)
+        others = [t for t in CELL_TYPES if t != cell_type]
+        rest = _cp10k(real_study.adata, _healthy(real_study, others), unnamed).mean(axis=0)
+        assert (own > 5 * rest).all() and (own > 5).all(), (cell_type, own, rest)
+    assert study.truth_genes["weak_in"].eq("").all()
+
+
+def test_one_planted_effect_is_opposite_to_the_literature(real_study):
+    library = yaml.safe_load((ROOT / "config/signatures.yaml").read_text())["gene_sets"]
+    truth = real_study.truth_de
+    judged = truth[truth["literature_set"] != ""]
+    for gene_set, direction in (
+        judged.groupby("literature_set")["literature_direction"].first().items()
+    ):
+        assert library[gene_set]["expected_direction"] == direction, gene_set
+        genes = judged.loc[judged["literature_set"] == gene_set, "gene"]
+        assert set(genes) <= set(library[gene_set]["genes"]) | {"BCL11A"}
+    opposite = truth[truth["agrees_with_literature"] == "no"]
+    assert set(zip(opposite["cell_type"], opposite["gene"], strict=True)) == {
+        ("CD14_monocyte", "S100A8"),
+        ("CD14_monocyte", "S100A9"),
+    }
+    assert (opposite["literature_direction"] == "up").all() and (opposite["log2FC"] < 0).all()
+    observed = _crude_log2fc(real_study.adata, "CD14_monocyte", ["S100A8", "S100A9"])
+    assert (observed < -0.5).all(), observed
+    assert set(truth.loc[truth["programme"] == "random", "agrees_with_literature"]) == {""}
+
+
+def test_realism_and_stress_values_are_checked():
+    with pytest.raises(UserInputError, match="realism"):
+        simulate_study(_sheet(1, 1), n_genes=600, n_cells_per_sample=60, realism="fancy")
+    with pytest.raises(UserInputError, match="realistic simulator needs"):
+        simulate_study(_sheet(1, 1), n_genes=446, n_cells_per_sample=60, realism="realistic")
+    with pytest.raises(UserInputError, match="stress"):
+        simulate_study(
+            _sheet(1, 1), n_genes=600, n_cells_per_sample=60, realism="realistic", stress="always"
+        )
+
+
+def test_demo_rows_are_those_under_the_demo_folder():
+    sheet = _sheet(2, 1)
+    sheet["path"] = ["resources/demo/a.h5ad", "data/real.h5", pd.NA]
+    assert demo_rows(sheet, "resources/demo")["sample"].tolist() == ["CB1"]
+    assert demo_rows(sheet.drop(columns="path"), "resources/demo").empty
+
+
+# ---------------------------------------------------------------------------------------------
 # write_demo: every format, a pooled file, the mixed-species file
 # ---------------------------------------------------------------------------------------------
 def _demo_sheet() -> pd.DataFrame:
@@ -408,7 +724,11 @@ def _demo_sheet() -> pd.DataFrame:
 def demo(tmp_path_factory) -> tuple[Path, SimulatedStudy]:
     root = tmp_path_factory.mktemp("demo")
     sim = write_demo(
-        _demo_sheet(), _demo(3, 200), CONTRAST, base_dir=root, truth_dir=root / "truth"
+        _demo_sheet(),
+        _demo(3, 200, realism="realistic"),
+        CONTRAST,
+        base_dir=root,
+        truth_dir=root / "truth",
     )
     return root, sim
 
@@ -502,6 +822,7 @@ def test_truth_tables_written(demo):
         "truth_condition_composition.tsv",
         "truth_de.tsv",
         "truth_genes.tsv",
+        "truth_samples.tsv",
     ]
     cells = pd.read_csv(root / "truth/truth_cells.tsv", sep="\t", keep_default_na=False)
     assert cells["barcode"].tolist() == sim.truth_cells["barcode"].tolist()

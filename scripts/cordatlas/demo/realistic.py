@@ -29,6 +29,7 @@ from cordatlas.demo.biology import (
     WEAK_PANEL_MARKER_CP10K,
     WEAK_PANEL_MARKERS,
 )
+from cordatlas.errors import UserInputError
 
 __all__ = [
     "STRESS_MODES",
@@ -55,12 +56,23 @@ def adjust_markers(
 
     Panel markers listed in ``WEAK_PANEL_MARKERS`` fall to ``WEAK_PANEL_MARKER_CP10K`` in their
     type; ``UNNAMED_MARKERS_PER_TYPE`` filler genes per type (none shared between types) rise
-    to a level drawn from ``UNNAMED_MARKER_CP10K``. Rows are renormalised to sum to one.
+    to a level drawn from ``UNNAMED_MARKER_CP10K``, chosen among the less expressed half of the
+    fillers. Rows are renormalised to sum to one.
     """
     names = genes["gene"].tolist()
     index = {g: i for i, g in enumerate(names)}
     filler = np.flatnonzero(genes["category"].to_numpy() == "filler")
-    chosen = rng.choice(filler, size=(len(CELL_TYPES), UNNAMED_MARKERS_PER_TYPE), replace=False)
+    # from the quieter half of the fillers, so that the marker is specific to its type
+    n_needed = len(CELL_TYPES) * UNNAMED_MARKERS_PER_TYPE
+    if filler.size < n_needed:
+        raise UserInputError(
+            f"n_genes={len(names)} leaves {filler.size} filler genes; the realistic simulator "
+            f"needs {n_needed} for its unnamed markers: raise n_genes by "
+            f"{n_needed - filler.size} or set realism to simple."
+        )
+    quiet = filler[np.argsort(profiles[:, filler].max(axis=0), kind="stable")]
+    pool = quiet[: max(n_needed, quiet.size // 2)]
+    chosen = rng.choice(pool, size=(len(CELL_TYPES), UNNAMED_MARKERS_PER_TYPE), replace=False)
     out = profiles.copy()
     unnamed: dict[str, list[str]] = {}
     for t, cell_type in enumerate(CELL_TYPES):

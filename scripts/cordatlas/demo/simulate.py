@@ -904,7 +904,9 @@ def _realistic_components(
     sample_soup = rng.uniform(*SOUP_FRACTION_RANGE, size=len(table))
     rho = sample_soup[cells.sample] * rng.standard_gamma(SOUP_CELL_SHAPE, n_cells)
     rho = np.clip(rho / SOUP_CELL_SHAPE, 0.0, 0.5)
-    own = np.bincount(owner, weights=library * components.total_factor, minlength=n_cells)
+    # the soup a droplet holds does not depend on its cell's damage: damaged cells, with less
+    # RNA of their own, carry a larger soup share
+    own = np.bincount(owner, weights=library, minlength=n_cells)
     soup_library = np.zeros(owner.size)
     is_cell = cells.kind != "low_count"
     soup_library[:n_cells] = np.where(is_cell, rho / (1 - rho) * own, 0.0)
