@@ -35,6 +35,107 @@ def read_schema(path: str | Path) -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: object, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: PyYAML's own constructor names it
+                continue
+            if first is not key_node.start_mark:
+                raise _DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+#: Where a YAML error started (PyYAML's context), and what closes it.
+_YAML_OPENERS = {
+    "quoted scalar": "close the quote opened",
+    "flow sequence": "close the [ opened",
+    "flow mapping": "close the { opened",
+}
+
+
+def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """What is wrong at a YAML error's mark and how to fix it, in words."""
+    problem = err.problem or "not valid YAML"
+    if "'\\t'" in problem:
+        return "a tab character; YAML indents with spaces only, replace the tab with spaces"
+    context, start = err.context or "", err.context_mark
+    opener = next((fix for name, fix in _YAML_OPENERS.items() if name in context), None)
+    if opener and start is not None:
+        return f"{problem} {context}; {opener} at line {start.line + 1}, column {start.column + 1}"
+    if "block" in context or "mapping values" in problem:
+        return (
+            f"{problem}; check the indentation (each key of one section indented by the same "
+            "number of spaces) and put a space after every ':'"
+        )
+    return f"{problem}; fix the YAML syntax there"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a config YAML the way Snakemake will, with an error naming the line and column.
+
+    Snakemake's own loader says only "Config file is not valid JSON or YAML"; this one is run on
+    the same file first. It also refuses what Snakemake would take silently or crash on: a key
+    given twice in one section (YAML keeps the last), a file that is not UTF-8, an empty file,
+    and a top level that is not a mapping of keys.
+
+    Raises
+    ------
+    UserInputError
+        ``"<path> line N, column M: <what is wrong>; <what to do>"``.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line, column = _byte_position(data, err.start)
+        raise UserInputError(
+            f"{path} line {line}, column {column}: byte 0x{data[err.start]:02x} is not UTF-8 "
+            "text (the file looks saved as Latin-1 or Windows-1252); save it as UTF-8"
+        ) from None
+    try:
+        config = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKeyError as dup:
+        raise UserInputError(
+            f"{path} line {dup.again.line + 1}, column {dup.again.column + 1}: key {dup.key!r} "
+            f"is given twice in one section (first at line {dup.first.line + 1}); YAML would keep "
+            "only the last, so delete or merge one of them"
+        ) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise UserInputError(f"{where}: {_yaml_problem(err)}") from None
+    if config is None:
+        raise UserInputError(
+            f"{path} is empty; it must hold the workflow's config keys (start from the shipped "
+            "config/config.yaml)"
+        )
+    if not isinstance(config, dict):
+        raise UserInputError(
+            f"{path} holds a {type(config).__name__} at its top level, not keys with values "
+            "(`samples: ...`, `qc: ...`); write it as `key: value` lines"
+        )
+    return config
+
+
+def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of a byte offset."""
+    line = data.count(b"\n", 0, offset) + 1
+    return line, offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+
+
 def _with_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
     """Return a copy of `instance` with schema defaults filled in, recursively for objects."""
     if schema.get("type") != "object" or not isinstance(instance, dict):
@@ -57,15 +158,15 @@ PATTERN_MEANINGS = {
         "digit"
     ),
     r'^[^<>"`\\\x00-\x1f]*$': (
-        "holds a character this workflow refuses in paths and prefixes (< > \" ` backslash or a "
+        'holds a character this workflow refuses in paths and prefixes (< > " ` backslash or a '
         "control character: they would be markup in the HTML reports); rename the file or folder"
     ),
     r'^[^<>"`\x00-\x1f]*$': (
-        "holds a character this workflow refuses in patterns (< > \" ` or a control character: "
+        'holds a character this workflow refuses in patterns (< > " ` or a control character: '
         "they would be markup in the HTML reports)"
     ),
     r'^[^<>"`\\\x00-\x1f]*\.(ya?ml|gmt)$': (
-        "must be a .yaml, .yml or .gmt file whose path holds none of < > \" ` backslash or "
+        'must be a .yaml, .yml or .gmt file whose path holds none of < > " ` backslash or '
         "control characters (they would be markup in the HTML reports)"
     ),
 }
@@ -174,8 +275,7 @@ def read_samples(
     validator = jsonschema.Draft202012Validator(schema)
     levels = (contrast["condition"], contrast["reference"])
     records = []
-    for i, row in table.iterrows():
-        line = i + 2  # header is line 1
+    for line, row in table.iterrows():  # indexed by the line number in the file
         record: dict[str, Any] = {k: v.strip() for k, v in row.items() if v.strip() != ""}
         label = f"sample sheet {path} line {line} (sample {record.get('sample', '?')!r})"
         records.append(_check_record(record, label, validator, schema, levels))
@@ -188,23 +288,144 @@ def read_samples(
 
 
 def _read_sheet(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
-    """The sheet as text cells, refused when missing, empty or with unknown columns."""
+    """The sheet as text cells indexed by line number, refused when it does not parse."""
     if not path.is_file():
         raise UserInputError(
             f"sample sheet {path} not found; set config key `samples` to an existing TSV "
             "(see config/README.md)"
         )
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
-    table.columns = [c.strip() for c in table.columns]
-    if table.empty:
-        raise UserInputError(f"sample sheet {path} has no rows; add one row per sample")
+    header, rows = _parse_sheet(path, _sheet_text(path))
     allowed = set(schema["properties"])
-    unknown = [c for c in table.columns if c not in allowed]
+    unknown = [c for c in header if c not in allowed]
+    if unknown and len(unknown) == len(header):
+        raise UserInputError(
+            f"sample sheet {path} line 1: none of {unknown[:4]} is a column name; line 1 must "
+            f"be the header naming the columns ({', '.join(schema['required'])}, ...)"
+        )
     if unknown:
         raise UserInputError(
             f"sample sheet {path}: unknown column(s) {unknown}; allowed columns are {sorted(allowed)}"
         )
-    return table
+    if not rows:
+        raise UserInputError(f"sample sheet {path} has no rows; add one row per sample")
+    return pd.DataFrame.from_dict(rows, orient="index", columns=header, dtype=object)
+
+
+#: What a sheet that is not text is, from its first bytes, and how to make it text.
+_NOT_TEXT_SIGNATURES = {
+    b"PK\x03\x04": "is a zip archive (an Excel .xlsx workbook is one), not tab-separated text",
+    b"\xd0\xcf\x11\xe0": "is an Excel .xls workbook, not tab-separated text",
+    b"\x1f\x8b": "is gzip-compressed; decompress it",
+    b"\xff\xfe": "is UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8",
+    b"\xfe\xff": "is UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8",
+}
+_SAVE_AS_TSV = "save the sheet as tab-separated text (.tsv), UTF-8 encoded"
+
+
+def _sheet_text(path: Path) -> str:
+    """The sheet's text, refused when empty, binary or not UTF-8 (a UTF-8 BOM is dropped)."""
+    data = path.read_bytes()
+    if not data.strip():
+        size = "0 bytes" if not data else "only blank lines"
+        raise UserInputError(
+            f"sample sheet {path} is empty ({size}); it needs a header line and one row per sample"
+        )
+    for signature, what in _NOT_TEXT_SIGNATURES.items():
+        if data.startswith(signature):
+            raise UserInputError(f"sample sheet {path} {what}; {_SAVE_AS_TSV}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line, column = _byte_position(data, err.start)
+        raise UserInputError(
+            f"sample sheet {path} line {line}, column {column}: byte 0x{data[err.start]:02x} is "
+            f"not UTF-8 (the sheet looks saved as Latin-1 or Windows-1252); {_SAVE_AS_TSV}"
+        ) from None
+    if "\x00" in text:
+        line, column = _byte_position(data, data.index(b"\x00"))
+        raise UserInputError(
+            f"sample sheet {path} line {line}, column {column}: a NUL byte; the file is not "
+            f"text, {_SAVE_AS_TSV}"
+        )
+    return text
+
+
+def _parse_sheet(path: Path, text: str) -> tuple[list[str], dict[int, list[str]]]:
+    """Header and rows (by 1-based line number) of tab-separated text; blank lines skipped.
+
+    Short rows are padded with empty cells and empty cells past the header's last column
+    dropped (spreadsheets write both); a field wrapped in double quotes is unquoted.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    header = _sheet_fields(path, 1, lines[0])
+    while header and header[-1] == "":
+        header.pop()
+    _check_header(path, header)
+    rows = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip():
+            rows[number] = _sheet_row(path, number, _sheet_fields(path, number, line), header)
+    return header, rows
+
+
+def _sheet_fields(path: Path, number: int, line: str) -> list[str]:
+    fields = [f.strip() for f in line.split("\t")]
+    for position, field in enumerate(fields, start=1):
+        if not field.startswith('"'):
+            continue
+        if len(field) < 2 or not field.endswith('"'):
+            raise UserInputError(
+                f"sample sheet {path} line {number}, field {position}: {field[:40]!r} opens a "
+                'double quote that does not close in the same field; delete the " (values need '
+                "no quotes) or close it"
+            )
+        fields[position - 1] = field[1:-1].replace('""', '"')
+    return fields
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if len(header) == 1:
+        looks = next((name for sep, name in _OTHER_SEPARATORS.items() if sep in header[0]), "")
+        raise UserInputError(
+            f"sample sheet {path} line 1 has no tab{looks}; columns must be separated by tabs "
+            "(an editor may have turned them into spaces)"
+        )
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise UserInputError(
+                f"sample sheet {path} line 1: header field {position} is empty; name the "
+                "column or delete it"
+            )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise UserInputError(
+            f"sample sheet {path} line 1: column(s) {repeated} occur more than once in the "
+            "header; keep one of each"
+        )
+
+
+_OTHER_SEPARATORS = {
+    ",": " (the sheet looks comma-separated)",
+    ";": " (the sheet looks semicolon-separated)",
+    " ": " (the columns look separated by spaces)",
+}
+
+
+def _sheet_row(path: Path, number: int, fields: list[str], header: list[str]) -> list[str]:
+    """One row fitted to the header: padded, or refused when it holds more values."""
+    extra = fields[len(header) :]
+    if any(extra):
+        sample = fields[header.index("sample")] if "sample" in header else "?"
+        raise UserInputError(
+            f"sample sheet {path} line {number} (sample {sample!r}) has {len(fields)} fields "
+            f"but the header names {len(header)} columns (extra value {next(filter(None, extra))!r}); "
+            "a value holds a tab or the row has a stray field: remove it"
+        )
+    if len(fields) == 1 and len(header) > 1:
+        raise UserInputError(
+            f"sample sheet {path} line {number} has no tab; columns must be separated by tabs"
+        )
+    return fields[: len(header)] + [""] * (len(header) - len(fields))
 
 
 def _check_record(
@@ -321,3 +542,27 @@ def check_replicates(samples: pd.DataFrame, *, replicate_key: str) -> None:
             f"{names}: samples of one donor are not independent replicates. Set "
             "comparison.replicate_key: donor (their counts are then summed per donor)."
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cordatlas.config FILE...``: check config files, one line per problem.
+
+    For files given to Snakemake with ``--configfile``: its command line reads them before the
+    workflow runs, so a YAML error in one gets only Snakemake's generic message.
+    """
+    import sys
+
+    problems = 0
+    for path in sys.argv[1:] if argv is None else argv:
+        try:
+            read_config_file(path)
+        except (UserInputError, OSError) as err:
+            print(err, file=sys.stderr)
+            problems += 1
+        else:
+            print(f"{path}: valid YAML (its keys are checked when the workflow runs)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,6 +25,7 @@ os.environ.update(
 from cordatlas.compare.plan import read_plan
 from cordatlas.config import (
     check_replicates,
+    read_config_file,
     read_samples,
     read_schema,
     validate_config,
@@ -37,6 +38,24 @@ from cordatlas.study import in_study, study_dir
 from cordatlas.vocabulary import SAFE_NAME_PATTERN
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
+
+# The config files are parsed here first: Snakemake's own loader names no file or line for a
+# YAML error. Files given with --configfile were already read by Snakemake's command line
+# (a syntax error there stops it before this file runs); they are checked for what it accepts
+# silently (a key given twice).
+CONFIG_FILE = "config/config.yaml"
+CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles]
+if os.path.exists(CONFIG_FILE):
+    CONFIG_FILES.insert(0, CONFIG_FILE)
+try:
+    for path in CONFIG_FILES:
+        read_config_file(path)
+except UserInputError as err:
+    raise WorkflowError(f"\n{err}") from None
+
+
+configfile: CONFIG_FILE
+
 
 try:
     config.update(validate_config(config, read_schema(SCHEMAS / "config.schema.yaml")))
