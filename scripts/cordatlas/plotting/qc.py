@@ -48,9 +48,14 @@ def _threshold_lines(ax, thresholds: pd.DataFrame, metric: str, *, vertical: boo
         draw(value, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.3)
 
 
+def _number(value: float) -> str:
+    """12,987 for counts, 0.182 for shares: a threshold as a reader compares it with the axis."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def _threshold_text(thresholds: pd.DataFrame, metric: str) -> str:
-    """'removed if < 412 or > 9.87e+03' for the panel title; '' when no bound applies."""
-    parts = [f"{_SIDE_TEXT[side]} {value:.3g}" for side, value in _bounds(thresholds, metric)]
+    """'removed if < 412 or > 9,870' for the panel title; 'no threshold' when none applies."""
+    parts = [f"{_SIDE_TEXT[side]} {_number(value)}" for side, value in _bounds(thresholds, metric)]
     return f"removed if {' or '.join(parts)}" if parts else "no threshold"
 
 
@@ -60,7 +65,7 @@ def _hb_rich_text(thresholds: pd.DataFrame) -> str:
     bounds = _bounds(thresholds, COUNTS_EXCLUDING_HB)
     if not bounds:
         return ""
-    return f"\nhb-rich cells: > {bounds[0][1]:.3g} outside globin genes"
+    return f"\nhb-rich cells: > {_number(bounds[0][1])} outside globin genes"
 
 
 def _metric_panel(ax, cells, thresholds, metric, label, log_scale, kept) -> bool:
@@ -91,7 +96,8 @@ def _metric_panel(ax, cells, thresholds, metric, label, log_scale, kept) -> bool
         title += _hb_rich_text(thresholds)
     if metric == "doublet_score":
         title += f"\n(scored: {int(finite.sum())} cells passing the metric rules)"
-    ax.set_title(title, fontsize=LABEL_FONTSIZE, color=THRESHOLD_COLOUR, loc="left")
+    colour = THRESHOLD_COLOUR if _bounds(thresholds, metric) else "0.3"
+    ax.set_title(title, fontsize=LABEL_FONTSIZE, color=colour, loc="left")
     ax.set_xlabel(label, fontsize=10)
     ax.set_ylabel("cells", fontsize=10)
     ax.tick_params(labelsize=9)
