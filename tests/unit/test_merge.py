@@ -362,7 +362,7 @@ def test_hvg_pools_small_batches_and_keeps_the_others_batched(caplog):
         merged = _hvg(parts)
     params = merged.uns["hvg_params"]
     assert params["strategy"] == "batched_with_pooled_group"
-    assert params["pooled_batches"] == ["S1", "S2"]
+    assert params["pooled_batches"] == ["S1", "S2"] and params["batch_key_used"] == "sample"
     assert params["cells_per_batch"] == {"A": 300, "C": 300, "S1": 30, "S2": 30}
     assert "S1 (30 cells), S2 (30 cells)" in caplog.text
     assert merged.var["highly_variable"].sum() == 100
@@ -382,6 +382,7 @@ def test_hvg_falls_back_to_all_cells_when_a_batch_cannot_be_fitted(caplog):
         merged = _hvg(parts)
     params = merged.uns["hvg_params"]
     assert params["strategy"] == "unbatched" and params["flavor"] == "seurat_v3"
+    assert params["batch_key"] == "sample" and params["batch_key_used"] == ""
     assert (
         params["attempts"][0].startswith("seurat_v3 on batches")
         and "failed" in params["attempts"][0]

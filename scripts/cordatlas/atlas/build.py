@@ -240,6 +240,9 @@ def select_highly_variable_genes(
         "genes_not_measured_in_every_sample": int((~shared).sum()),
         **outcome,
     }
+    batched = outcome["strategy"].startswith("batched")
+    adata.uns["hvg_params"]["batch_key_used"] = str(key) if batched else ""
+    log.info("HVG: %d genes by %s (%s)", n_top, outcome["flavor"], "; ".join(outcome["attempts"]))
     if (~shared).any():
         log.info(
             "HVG: %d of %d genes are not measured in every sample and cannot be highly variable",
