@@ -3,7 +3,7 @@
 import anndata as ad
 
 from cordatlas.annotate.celltypist import celltypist_annotate
-from cordatlas.annotate.labels import annotate_clusters, score_cell_types
+from cordatlas.annotate.labels import annotate_clusters, marker_evidence, score_cell_types
 from cordatlas.annotate.panel import load_panel, merge_panels
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
@@ -24,12 +24,20 @@ with rule_logging(snakemake.log[0]) as log:
         min_margin=annotation.min_margin,
         lineages={n: e.get("lineage") for n, e in panel["cell_types"].items()},
     )
+    evidence = marker_evidence(
+        adata,
+        clusters,
+        panel,
+        cluster_key="leiden",
+        min_detected_fraction=annotation.min_detected_fraction,
+    )
     adata.uns["annotation"] = {"panel_version": str(panel["version"])}
     if snakemake.input.celltypist_model:
         celltypist_annotate(adata, snakemake.input.celltypist_model, cluster_key="leiden")
     log.info("cell types: %s", adata.obs["cell_type"].value_counts().to_dict())
     clusters.to_csv(snakemake.output.clusters, sep="\t", index=False)
     genes.to_csv(snakemake.output.panel_genes, sep="\t", index=False)
+    evidence.to_csv(snakemake.output.marker_evidence, sep="\t", index=False)
     plot_umap(
         adata,
         keys=["cell_type", "condition", "donor", "sample"],

@@ -121,6 +121,7 @@ class AnnotationParams:
     extra_panel: str | None
     min_score: float
     min_margin: float
+    min_detected_fraction: float
     celltypist_model: str | None
 
 

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_hex, to_rgb
 
@@ -273,12 +274,12 @@ def test_signature_donor_strips_use_the_vocabulary_colours(figures, tmp_path):
         contrast=CONTRAST,
     )
     panels = [ax for ax in figures[0].axes if ax.collections]
-    assert len(panels) == 2  # signature and control
-    for ax in panels:
-        assert _colours_by_x(ax) == {0: {CONDITION}, 1: {REFERENCE}}
-        lines = [c for c in ax.collections if isinstance(c, LineCollection)]
-        means = {_hex(c) for coll in lines for c in coll.get_colors()}
-        assert means == {CONDITION, REFERENCE}
+    assert len(panels) == 1  # one facet per cell type: the signature (x 0, 1), the control (x 3, 4)
+    (ax,) = panels
+    assert _colours_by_x(ax) == {0: {CONDITION}, 1: {REFERENCE}, 3: {CONDITION}, 4: {REFERENCE}}
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    means = {_hex(c) for coll in lines for c in coll.get_colors()}
+    assert means == {CONDITION, REFERENCE}
 
 
 def test_development_axis_uses_the_vocabulary_colours(figures, tmp_path):
@@ -447,3 +448,331 @@ def test_umap_draws_cells_in_random_order_not_condition_by_condition(figures, tm
     expected = adata.obs["condition"].to_numpy()[drawing_order(adata.n_obs)]
     colour = {"cord_blood": CONDITION, "adult": REFERENCE}
     assert drawn == [colour[c] for c in expected]
+
+
+# --------------------------------------------------------------------------------------------
+# Figures a reviewer reads at 1280 px: size, grey where untestable, no collisions, no "nan"
+# --------------------------------------------------------------------------------------------
+
+PANEL_TYPES = list(vocabulary.CELL_TYPE_COLOURS)[:17]
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels from the PNG header."""
+    header = Path(path).read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def _many_types_summary(n_types: int = 17) -> pd.DataFrame:
+    """Donor means of a signature and the control in `n_types` cell types (8 donors)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for cell_type in PANEL_TYPES[:n_types]:
+        for k in range(8):
+            for signature in ("cytotoxicity", "stress_processing_delay"):
+                score = rng.normal(0.3 if k % 2 == 0 else 0.0, 0.05)
+                rows.append((f"D{k}", CONTRAST[k % 2], cell_type, signature, score, 30))
+    return pd.DataFrame(
+        rows, columns=["donor", "condition", "cell_type", "signature", "mean_score", "n_cells"]
+    )
+
+
+def _signature_results(summary: pd.DataFrame, untestable: set[str]) -> pd.DataFrame:
+    """A signature_tests-like table; the `untestable` cell types keep a finite difference (as
+    the real table does with 4 vs 1 donors) but no p-value."""
+    rows = []
+    for (cell_type, signature), part in summary.groupby(["cell_type", "signature"], sort=False):
+        means = part.groupby("condition")["mean_score"].mean()
+        testable = cell_type not in untestable
+        rows.append(
+            {
+                "cell_type": cell_type,
+                "signature": signature,
+                "role": "control" if signature == "stress_processing_delay" else "biological",
+                "difference": float(means[CONTRAST[0]] - means[CONTRAST[1]]),
+                "pvalue": 1e-4 if testable else np.nan,
+                "padj": 1e-3 if testable else np.nan,
+                "concordance": "agree" if testable else "not_testable",
+                "evidence": vocabulary.DONOR_LEVEL if testable else vocabulary.NOT_TESTABLE,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _all_texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(plt.Text)]
+
+
+def test_signature_donor_figure_fits_one_screen_at_1280_px(figures, tmp_path):
+    """17 cell types (the demo's): facets wrap, so the figure is no longer 748 x 4301 px."""
+    summary = _many_types_summary()
+    path = tmp_path / "donors.png"
+    plot_signature_by_donor(
+        summary, signature="cytotoxicity", path=path, results=_signature_results(summary, set())
+    )
+    width, height = _png_size(path)
+    assert 900 <= width <= base.MAX_WIDTH_PX
+    assert height <= 1100
+    facets = [ax for ax in figures[0].axes if ax.collections]
+    assert len(facets) == 17
+    titles = [ax.get_title() for ax in facets]
+    assert [t.splitlines()[0] for t in titles] == PANEL_TYPES  # full names, never cut
+    assert all("control: diff" in t for t in titles)
+
+
+def test_signature_donor_titles_say_not_testable_never_nan(figures, tmp_path):
+    summary = _many_types_summary(3)
+    untestable = {PANEL_TYPES[0]}
+    results = _signature_results(summary, untestable)
+    # the real table: a finite difference, no p-value, for a type with too few donors
+    assert np.isfinite(results.loc[results["cell_type"] == PANEL_TYPES[0], "difference"]).all()
+    plot_signature_by_donor(
+        summary, signature="cytotoxicity", path=tmp_path / "d.png", results=results
+    )
+    texts = _all_texts(figures[0])
+    assert not [t for t in texts if re.search(r"\bnan\b|\bNA\b", t, flags=re.IGNORECASE)]
+    facets = {
+        ax.get_title().splitlines()[0]: ax.get_title() for ax in figures[0].axes if ax.collections
+    }
+    assert facets[PANEL_TYPES[0]].splitlines()[1:] == ["not testable", "control: not testable"]
+    assert facets[PANEL_TYPES[1]].splitlines()[1].startswith("diff +")
+    assert signatures.result_text(results, PANEL_TYPES[0], "cytotoxicity") == "not testable"
+
+
+def test_signature_donor_points_are_centred_on_the_reference(figures, tmp_path):
+    summary = _signature_summary()
+    values, on_reference = signatures.centred_scores(
+        summary[summary["signature"] == "fetal_programme"], "adult"
+    )
+    adult = (
+        summary.loc[summary["signature"] == "fetal_programme", "condition"] == "adult"
+    ).to_numpy()
+    assert on_reference and values[adult].mean() == pytest.approx(0.0)
+    without = summary[
+        (summary["signature"] == "fetal_programme") & (summary["condition"] != "adult")
+    ]
+    values, on_reference = signatures.centred_scores(without, "adult")
+    assert not on_reference and values.mean() == pytest.approx(0.0)
+
+
+def _canvas(fig) -> FigureCanvasAgg:
+    """An Agg canvas for a figure the save helper has closed (drawn, as it was saved)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas
+
+
+def _renderer(fig):
+    return _canvas(fig).get_renderer()
+
+
+def _pixel(fig, ax, x: float, y: float) -> str:
+    """The colour a reader sees at data point (x, y) of `ax`."""
+    image = np.asarray(_canvas(fig).buffer_rgba())
+    px, py = ax.transData.transform((x, y))
+    row = image.shape[0] - int(round(py))
+    return to_hex(image[row, int(round(px)), :3] / 255)
+
+
+def test_signature_heatmap_paints_untestable_cells_grey(figures, tmp_path):
+    summary = _many_types_summary(4)
+    untestable = {PANEL_TYPES[1]}
+    results = _signature_results(summary, untestable)
+    signatures.plot_signature_heatmap(results, path=tmp_path / "heatmap.png", contrast=CONTRAST)
+    fig = figures[0]
+    ax = fig.axes[0]
+    grey = to_hex(vocabulary.MISSING_COLOUR)
+    # off the cell centre, where marks are drawn
+    for j, cell_type in enumerate(PANEL_TYPES[:4]):
+        for i in range(2):
+            seen = _pixel(fig, ax, j + 0.3, i + 0.3)
+            assert (seen == grey) == (cell_type in untestable), (cell_type, i, seen)
+    (legend,) = [ax.get_legend()]
+    assert [t.get_text() for t in legend.get_texts()] == ["not testable"]
+    assert _hex(legend.legend_handles[0].get_facecolor()) == grey
+
+
+def test_volcano_labels_never_overlap(figures, tmp_path):
+    """Neighbouring hits (HBG1 beside HBG2, PRF1 beside GZMB) get labels apart from each other."""
+    results = _de_results(200)
+    planted = {"HBG1": (3.05, 1e-49), "HBG2": (3.3, 3e-50), "PRF1": (-1.75, 3e-13),
+               "GZMB": (-1.5, 5e-13), "GNLY": (-1.7, 1e-21), "NKG7": (-1.2, 2e-9)}  # fmt: skip
+    for k, (gene, (lfc, p)) in enumerate(planted.items()):
+        results.loc[k, ["gene", "log2FC", "pvalue", "padj"]] = [gene, lfc, p, p * 10]
+    plot_volcano(results, path=tmp_path / "volcano.png", title="erythroid", n_labels=12)
+    fig = figures[0]
+    (ax,) = fig.axes
+    renderer = _renderer(fig)
+    labels = [t for t in ax.texts if t.get_text() and t.get_visible()]
+    names = {t.get_text() for t in labels}
+    assert set(planted) <= names
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (labels[i].get_text(), boxes.index(b))
+    frame = ax.get_window_extent(renderer)
+    for box in boxes:
+        assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1
+
+
+def test_development_axis_label_fits_beside_the_axes(figures, tmp_path):
+    for method in ("relative_to_reference", "reference_projection"):
+        axis = _development_axis().assign(method=method)
+        plot_development_axis(axis, path=tmp_path / f"{method}.png", contrast=CONTRAST)
+        fig = figures[-1]
+        ax = fig.axes[0]
+        renderer = _renderer(fig)
+        label = ax.yaxis.label.get_window_extent(renderer)
+        assert label.height <= ax.get_window_extent(renderer).height, method
+        assert 0 <= label.y0 and label.y1 <= fig.bbox.height, method
+
+
+def test_development_axis_says_where_a_type_has_no_values(figures, tmp_path):
+    axis = _development_axis()
+    axis = pd.concat(
+        [
+            axis,
+            pd.DataFrame(
+                {
+                    "donor": ["D9"],
+                    "condition": ["cord_blood"],
+                    "cell_type": ["ILC"],
+                    "axis_score": [np.nan],
+                    "method": ["relative_to_reference"],
+                    "scale": ["no_reference_replicates"],
+                }
+            ),
+        ]  # fmt: skip
+    )
+    plot_development_axis(axis, path=tmp_path / "axis.png", contrast=CONTRAST)
+    texts = _all_texts(figures[0])
+    assert any(t.startswith("no values\n(no_reference_replicates)") for t in texts)
+
+
+def _enrichment_results(n_types: int = 17, n_sets: int = 10) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    rows = []
+    for cell_type in PANEL_TYPES[:n_types]:
+        for k in range(n_sets):
+            p = float(rng.uniform(1e-6, 1))
+            rows.append(
+                {
+                    "cell_type": cell_type,
+                    "gene_set": f"immune_regulatory_mediators_{k}",
+                    "auc": float(rng.uniform(0.2, 0.8)),
+                    "pvalue": p,
+                    "padj": min(1.0, p * 5),
+                    "evidence": vocabulary.EXPLORATORY
+                    if cell_type == "HSC_MPP"
+                    else vocabulary.DONOR_LEVEL,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_enrichment_title_and_colour_bar_label_are_not_cut(figures, tmp_path):
+    path = tmp_path / "enrichment.png"
+    enrichment.plot_enrichment(_enrichment_results(), path=path)
+    width, _ = _png_size(path)
+    assert width <= base.MAX_WIDTH_PX
+    fig = figures[0]
+    ax, bar = fig.axes[:2]
+    renderer = _renderer(fig)
+    title = ax.title.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= fig.bbox.width
+    label = bar.yaxis.label.get_window_extent(renderer)
+    assert label.height <= bar.get_window_extent(renderer).height
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[0] == "HSC_MPP *" and ticks[1] == PANEL_TYPES[1]
+
+
+def _dot_atlas(n_groups: int = 17, n_cells: int = 20) -> ad.AnnData:
+    rng = np.random.default_rng(5)
+    genes = [f"G{i}" for i in range(120)]
+    labels = np.repeat(PANEL_TYPES[:n_groups], n_cells)
+    values = rng.poisson(0.5, size=(len(labels), len(genes))).astype(np.float32)
+    obs = pd.DataFrame({"cell_type": pd.Categorical(labels, categories=PANEL_TYPES[:n_groups])})
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return ad.AnnData(np.log1p(values), obs=obs, var=pd.DataFrame(index=genes))
+
+
+def test_dot_plots_wrap_to_1280_px(figures, tmp_path):
+    """The demo's dot plots were 3003 and 2408 px wide; 26 clusters x 3 and 17 types x 6 wrap."""
+    adata = _dot_atlas()
+    panel = {t: [f"G{6 * k + i}" for i in range(6)] for k, t in enumerate(PANEL_TYPES)}
+    atlas.plot_panel_dotplot(adata, panel, path=tmp_path / "panel.png")
+    adata.obs["leiden"] = pd.Categorical([str(i % 26) for i in range(adata.n_obs)])
+    markers = pd.DataFrame(
+        [(str(c), r, f"G{3 * c + r}") for c in range(26) for r in (1, 2, 3, 4)],
+        columns=["cluster", "rank", "gene"],
+    )
+    atlas.plot_marker_dotplot(
+        adata, markers, groupby="leiden", n_per_cluster=3, path=tmp_path / "markers.png"
+    )
+    for name in ("panel", "markers"):
+        width, height = _png_size(tmp_path / f"{name}.png")
+        assert width <= base.MAX_WIDTH_PX, name
+        assert height <= 1600, name
+    panel_fig, markers_fig = figures
+    for fig, n_genes in ((panel_fig, 102), (markers_fig, 78)):
+        rows = [ax for ax in fig.axes if any(c.get_cmap().name == "Reds" for c in _points(ax))]
+        assert len(rows) >= 2  # wrapped
+        assert sum(len(ax.get_xticklabels()) for ax in rows) == n_genes
+    # each cell type's bracket has its fixed colour
+    brackets = {
+        _hex(line.get_color())
+        for ax in panel_fig.axes
+        for line in ax.get_lines()
+        if line.get_linewidth() == 2.0
+    }
+    assert brackets == {to_hex(vocabulary.cell_type_colour(t)) for t in PANEL_TYPES}
+
+
+def test_wrap_blocks_keeps_every_gene_in_order_within_the_width():
+    blocks = [("a", list("abcdefghij")), ("b", list("xyz")), ("c", [str(i) for i in range(30)])]
+    rows = atlas.wrap_blocks(blocks, 12)
+    flat = [g for row in rows for _, genes in row for g in genes]
+    assert flat == [g for _, genes in blocks for g in genes]
+    assert all(sum(len(g) for _, g in row) <= 12 for row in rows)
+    assert len(rows) == 4  # 43 genes need 4 rows of 12
+    # a block that fits in a row is never split
+    assert [label for label, _ in rows[0]] == ["a"]
+
+
+def test_dotplot_statistics_scale_each_gene_and_count_expressing_cells():
+    obs = pd.DataFrame({"g": ["x", "x", "y", "y"]}, index=list("abcd"))
+    adata = ad.AnnData(
+        np.array([[1, 0], [3, 0], [0, 5], [0, 1]], dtype=np.float32),
+        obs=obs,
+        var=pd.DataFrame(index=["A", "B"]),
+    )
+    scaled, fraction = atlas.dotplot_statistics(adata, ["A", "B"], groupby="g")
+    assert scaled.loc["x", "A"] == 1.0 and scaled.loc["y", "A"] == 0.0
+    assert scaled.loc["y", "B"] == 1.0
+    assert fraction.loc["x", "A"] == 1.0 and fraction.loc["y", "B"] == 1.0
+    assert fraction.loc["x", "B"] == 0.0
+
+
+def test_every_figure_stays_modest_at_the_chosen_dpi(figures, tmp_path):
+    """Within 1280 px and a few hundred kB each: the report embeds every figure."""
+    summary = _many_types_summary()
+    results = _signature_results(summary, {PANEL_TYPES[0]})
+    proportions, tests = _composition_inputs()
+    paths = {
+        "umap": tmp_path / "umap.png",
+        "heatmap": tmp_path / "heatmap.png",
+        "donors": tmp_path / "donors.png",
+        "composition": tmp_path / "composition.png",
+    }
+    plot_umap(_umap_atlas(), keys=["cell_type", "condition", "donor", "sample"], path=paths["umap"])
+    signatures.plot_signature_heatmap(results, path=paths["heatmap"], contrast=CONTRAST)
+    plot_signature_by_donor(
+        summary, signature="cytotoxicity", path=paths["donors"], results=results
+    )
+    plot_composition(proportions, tests, path=paths["composition"], contrast=CONTRAST)
+    assert base.DPI <= 120
+    for name, path in paths.items():
+        width, _ = _png_size(path)
+        assert width <= base.MAX_WIDTH_PX, name
+        assert path.stat().st_size < 400_000, name

@@ -19,6 +19,11 @@ rule annotate_cells:
             caption="../report/panel_genes.rst",
             category="Annotation",
         ),
+        marker_evidence=report(
+            study_path("results/annotate/marker_evidence.tsv"),
+            caption="../report/marker_evidence.rst",
+            category="Annotation",
+        ),
         umap=report(
             study_path("results/annotate/umap_cell_type.png"),
             caption="../report/umap_cell_type.rst",

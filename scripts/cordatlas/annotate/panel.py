@@ -18,19 +18,26 @@ from cordatlas.vocabulary import SAFE_NAME, UNASSIGNED
 
 __all__ = [
     "ENTRY_KEYS",
+    "LINEAGE_KEYS",
+    "LINEAGE_SUFFIX",
     "PANEL_KEYS",
     "UNASSIGNED",
     "cell_type_entries",
+    "lineage_entries",
     "load_panel",
     "merge_panels",
     "validate_panel",
 ]
 
 #: Keys of a panel file and of each of its entries (unknown keys are errors, not ignored).
-PANEL_KEYS = ("version", "species", "description", "cell_types")
+PANEL_KEYS = ("version", "species", "description", "lineages", "cell_types")
 REQUIRED_PANEL_KEYS = ("version", "cell_types")
 ENTRY_KEYS = ("description", "lineage", "markers", "sources")
 REQUIRED_ENTRY_KEYS = ("markers", "sources")
+#: Fields of a ``lineages`` entry: the genes shared by the lineage's cell types.
+LINEAGE_KEYS = ("description", "markers", "sources")
+#: Lineage labels are ``{lineage}_lineage``; no cell type may end so.
+LINEAGE_SUFFIX = "_lineage"
 
 
 def load_panel(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -41,14 +48,20 @@ def load_panel(path: str | os.PathLike[str]) -> dict[str, Any]:
     path
         YAML with ``version``, optional ``species`` and ``description``, and ``cell_types``:
         a mapping of names to entries with ``markers`` (non-empty list of gene symbols),
-        ``sources`` (non-empty list of citations) and optional ``description`` and ``lineage``.
+        ``sources`` (non-empty list of citations) and optional ``description`` and ``lineage``;
+        optional ``lineages``: a mapping of lineage names (the values of the entries'
+        ``lineage``) to entries with ``markers``, ``sources`` and optional ``description``,
+        the genes the lineage's cell types share, which name a cluster's lineage when its
+        subtype is unclear.
 
     Returns
     -------
     dict
-        ``{"version": str, "species": str | None, "description": str, "cell_types": {name:
+        ``{"version": str, "species": str | None, "description": str, "lineages": {name:
+        {"description": str, "markers": list[str], "sources": list[str]}}, "cell_types": {name:
         {"description": str, "lineage": str, "markers": list[str], "sources": list[str]}}}``,
-        entries in file order, duplicate markers within an entry removed.
+        entries in file order, duplicate markers within an entry removed (``lineages`` empty
+        when the file has none).
 
     Raises
     ------
@@ -99,22 +112,74 @@ def validate_panel(content: Any, *, origin: str = "marker panel") -> dict[str, A
         "version": header["version"],
         "species": header["species"],
         "description": header["description"],
+        "lineages": _validate_lineages(content.get("lineages"), where=where),
         "cell_types": entries,
     }
 
 
-def _validate_entry(name: Any, entry: Any, *, where: str) -> dict[str, Any]:
-    """One validated, normalised panel entry; errors name the entry and the field."""
+def _validate_lineages(lineages: Any, *, where: str) -> dict[str, dict[str, Any]]:
+    """The panel's ``lineages`` section, validated like cell-type entries (``{}`` when absent)."""
+    if lineages is None:
+        return {}
+    if not isinstance(lineages, Mapping):
+        raise UserInputError(
+            f"{where}: 'lineages' must be a mapping of lineage names (the entries' 'lineage') "
+            f"to entries with 'markers' and 'sources'; got {type(lineages).__name__}"
+        )
+    clean = {}
+    for name, entry in lineages.items():
+        _check_name(name, where=where, kind="lineage")
+        check_entry_fields(
+            entry,
+            kind="lineage",
+            name=name,
+            where=where,
+            allowed=LINEAGE_KEYS,
+            required=REQUIRED_ENTRY_KEYS,
+        )
+        lists = {f: _string_list(entry[f], field=f, name=name, where=where, kind="lineage")
+                 for f in REQUIRED_ENTRY_KEYS}  # fmt: skip
+        clean[str(name)] = {"description": str(entry.get("description", "")).strip(), **lists}
+    return clean
+
+
+def _check_name(name: Any, *, where: str, kind: str) -> None:
+    """A cell-type or lineage name: a safe name, and never the reserved ``unassigned``."""
     if not isinstance(name, str) or not SAFE_NAME.match(name):
         raise UserInputError(
-            f"{where}: cell type name {name!r} is not allowed; use letters, digits, '_', '.' "
+            f"{where}: {kind} name {name!r} is not allowed; use letters, digits, '_', '.' "
             "and '-', starting with a letter or digit (e.g. 'CD4_naive')"
         )
     if name == UNASSIGNED:
         raise UserInputError(
-            f"{where}: cell type name {UNASSIGNED!r} is reserved for clusters the panel cannot "
+            f"{where}: {kind} name {UNASSIGNED!r} is reserved for clusters the panel cannot "
             "name; rename the entry"
         )
+    if kind == "cell type" and name.endswith(LINEAGE_SUFFIX):
+        raise UserInputError(
+            f"{where}: cell type name {name!r} ends in {LINEAGE_SUFFIX!r}, which is reserved "
+            "for lineage labels; rename the entry (or add it under 'lineages')"
+        )
+
+
+def _string_list(values: Any, *, field: str, name: str, where: str, kind: str) -> list[str]:
+    """A non-empty list of non-empty strings (markers or sources), stripped and deduplicated."""
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, str) and v.strip() for v in values)
+    ):
+        what = "gene symbols" if field == "markers" else "citations (author, year, journal)"
+        raise UserInputError(
+            f"{where}: {kind} {name!r} field {field!r} must be a non-empty list of "
+            f"non-empty strings ({what}); got {values!r}"
+        )
+    return list(dict.fromkeys(v.strip() for v in values))
+
+
+def _validate_entry(name: Any, entry: Any, *, where: str) -> dict[str, Any]:
+    """One validated, normalised panel entry; errors name the entry and the field."""
+    _check_name(name, where=where, kind="cell type")
     check_entry_fields(
         entry,
         kind="cell type",
@@ -123,20 +188,10 @@ def _validate_entry(name: Any, entry: Any, *, where: str) -> dict[str, Any]:
         allowed=ENTRY_KEYS,
         required=REQUIRED_ENTRY_KEYS,
     )
-    clean: dict[str, list[str]] = {}
-    for field in REQUIRED_ENTRY_KEYS:
-        values = entry[field]
-        if (
-            not isinstance(values, list)
-            or not values
-            or not all(isinstance(v, str) and v.strip() for v in values)
-        ):
-            what = "gene symbols" if field == "markers" else "citations (author, year, journal)"
-            raise UserInputError(
-                f"{where}: cell type {name!r} field {field!r} must be a non-empty list of "
-                f"non-empty strings ({what}); got {values!r}"
-            )
-        clean[field] = list(dict.fromkeys(v.strip() for v in values))
+    clean = {
+        field: _string_list(entry[field], field=field, name=name, where=where, kind="cell type")
+        for field in REQUIRED_ENTRY_KEYS
+    }
     for field in ("description", "lineage"):
         if field in entry and not isinstance(entry[field], str):
             raise UserInputError(
@@ -175,7 +230,10 @@ def merge_panels(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str,
     """
     base = validate_panel(dict(base), origin="base panel")
     extra = validate_panel(dict(extra), origin="extra panel")
-    return merge_resources(base, extra, entries_key="cell_types", what="marker panel")
+    merged = merge_resources(base, extra, entries_key="cell_types", what="marker panel")
+    merged["lineages"] = {**base["lineages"], **extra["lineages"]}
+    return {key: merged[key] for key in ("version", "species", "description", "lineages",
+                                         "cell_types")}  # fmt: skip
 
 
 def cell_type_entries(panel: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -185,3 +243,10 @@ def cell_type_entries(panel: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return validate_panel({"version": "unversioned", "cell_types": dict(panel)}, origin="panel")[
         "cell_types"
     ]
+
+
+def lineage_entries(panel: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The panel's validated ``lineages`` (``{}`` for a bare ``{name: entry}`` mapping or none)."""
+    if "cell_types" in panel and isinstance(panel["cell_types"], Mapping):
+        return validate_panel(dict(panel), origin="panel")["lineages"]
+    return {}

@@ -27,6 +27,8 @@ from cordatlas.vocabulary import format_pvalue  # noqa: E402
 __all__ = [
     "DEFAULT_CONTRAST",
     "DPI",
+    "MAX_WIDTH_IN",
+    "MAX_WIDTH_PX",
     "apply_category_colours",
     "cell_type_palette",
     "condition_handles",
@@ -38,8 +40,13 @@ __all__ = [
     "save",
 ]
 
-#: Resolution of every raster figure.
+#: Resolution of every raster figure: modest, because the study report embeds every figure and
+#: must stay under its size limit.
 DPI = 110
+#: Widest figure a reader sees without scrolling: the report is read at 1280 px.
+MAX_WIDTH_PX = 1280
+#: The same width in inches at :data:`DPI`, less a margin for what ``bbox_inches="tight"`` adds.
+MAX_WIDTH_IN = MAX_WIDTH_PX / DPI - 0.3
 #: (condition, reference) for figures whose caller does not pass a contrast (the default config).
 DEFAULT_CONTRAST = ("cord_blood", "adult")
 

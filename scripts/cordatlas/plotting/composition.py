@@ -10,7 +10,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cordatlas.plotting.base import condition_palette, format_pvalue, message_figure, save
+from cordatlas.plotting.base import (
+    MAX_WIDTH_IN,
+    condition_palette,
+    format_pvalue,
+    message_figure,
+    save,
+)
+
+#: Panel size (inches): five panels per row fit 1280 px.
+_PANEL_WIDTH, _PANEL_HEIGHT = 2.2, 2.4
 
 
 def plot_composition(
@@ -26,8 +35,8 @@ def plot_composition(
     """One panel per cell type: each replicate's proportion by condition, group means, padj.
 
     Points are replicates (donors), jittered horizontally, in the vocabulary's condition and
-    reference colours (:func:`~cordatlas.plotting.base.condition_palette`); the black bar is
-    the group mean of the replicates' proportions. The title gives padj of the donor-level test
+    reference colours (:func:`~cordatlas.plotting.base.condition_palette`); the bar (same colour)
+    is the group mean of the replicates' proportions. The title gives padj of the donor-level test
     (:func:`cordatlas.compare.composition.test_composition`), bold when below `alpha`, or says the type
     was not testable. Panels follow the order of `tests`.
 
@@ -59,10 +68,14 @@ def plot_composition(
     types = list(dict.fromkeys(tests["cell_type"].astype(str)))
     by_type = tests.assign(cell_type=tests["cell_type"].astype(str)).set_index("cell_type")
     palette = condition_palette((condition, reference), (condition, reference))
-    n_cols = max(1, min(n_columns, len(types)))
+    n_cols = max(1, min(n_columns, len(types), int(MAX_WIDTH_IN // _PANEL_WIDTH)))
     n_rows = math.ceil(len(types) / n_cols)
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(2.3 * n_cols, 2.6 * n_rows), squeeze=False, sharey=False
+        n_rows,
+        n_cols,
+        figsize=(_PANEL_WIDTH * n_cols, _PANEL_HEIGHT * n_rows + 0.4),
+        squeeze=False,
+        sharey=False,
     )
     rng = np.random.default_rng(0)  # jitter only: fixed so figures are reproducible
     for ax, cell_type in zip(axes.flat, types, strict=False):
@@ -78,9 +91,9 @@ def plot_composition(
         ax.set_axis_off()
     transform = str(tests["transform"].iloc[0]) if "transform" in tests.columns else ""
     fig.suptitle(
-        f"Cell-type composition per replicate, {condition} vs {reference} (bar: group mean; "
-        f"padj: donor-level {transform} test, BH; bold < {alpha})",
-        fontsize=10,
+        f"Cell-type composition per replicate, {condition} vs {reference}\n(point: one "
+        f"replicate; bar: group mean; padj: donor-level {transform} test, BH; bold < {alpha:g})",
+        fontsize=9,
     )
     fig.tight_layout()
     save(fig, path)
@@ -97,13 +110,14 @@ def _replicate_points(
         ax.scatter(
             x + rng.uniform(-0.12, 0.12, values.size),
             100 * values,
-            s=18,
+            s=20,
             color=colour,
-            alpha=0.8,
-            edgecolor="none",
+            edgecolor="black",
+            linewidth=0.4,
+            zorder=3,
         )
         mean = 100 * float(values.mean())
-        ax.plot([x - 0.25, x + 0.25], [mean, mean], color="black", linewidth=1.6)
+        ax.plot([x - 0.25, x + 0.25], [mean, mean], color=colour, linewidth=2, zorder=2)
 
 
 def _padj_label(row: pd.Series, alpha: float) -> tuple[str, str]:

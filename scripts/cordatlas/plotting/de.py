@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from adjustText import adjust_text
 from matplotlib.colors import ListedColormap
 
 from cordatlas.compare.plan import pseudobulk_mask
@@ -127,11 +128,51 @@ def plot_volcano(
     genes = usable["gene"].astype(str).to_numpy()
     labelled = np.flatnonzero(hit)
     labelled = labelled[np.lexsort((genes[labelled], padj[labelled]))][:n_labels]
-    for i in labelled:
-        ax.annotate(genes[i], (x[i], y[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
     ax.set_title(f"{full_title}\n{caption}", color=_colour(exploratory), fontsize=9)
     fig.tight_layout()
+    dropped = label_points(ax, x, y, labelled, genes)
+    if dropped:
+        ax.set_title(
+            f"{full_title}\n{caption}; {dropped} label(s) left out (no room)",
+            color=_colour(exploratory),
+            fontsize=9,
+        )
     save(fig, path)
+
+
+def label_points(ax, x: np.ndarray, y: np.ndarray, chosen: np.ndarray, names: np.ndarray) -> int:
+    """Name the points `chosen` (most important first) without two labels overlapping.
+
+    adjustText (Flyamer et al., github.com/Phlya/adjustText) moves the labels apart and away
+    from the points, with a leader line to each; it is deterministic (its only random step is
+    seeded). Any label still overlapping one placed before it is removed, so the figure
+    never shows two names on top of each other. Returns how many were removed.
+    """
+    if len(chosen) == 0:
+        return 0
+    texts = [ax.text(x[i], y[i], names[i], fontsize=7, zorder=5) for i in chosen]
+    _, leaders = adjust_text(
+        texts,
+        x=x,
+        y=y,
+        ax=ax,
+        expand=(1.15, 1.4),
+        arrowprops={"arrowstyle": "-", "color": "0.35", "linewidth": 0.5},
+    )
+    renderer = ax.figure.canvas.get_renderer()
+    kept: list = []
+    dropped = 0
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in kept):
+            for leader in leaders:
+                if getattr(leader, "patchA", None) is text:
+                    leader.remove()
+            text.remove()
+            dropped += 1
+        else:
+            kept.append(box)
+    return dropped
 
 
 def plot_de_heatmap(
