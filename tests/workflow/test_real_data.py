@@ -113,8 +113,14 @@ def test_atlas_joins_the_real_gene_universes(real_run):
     merge = pd.read_csv(real_run / STUDY / "results/merge/merge_summary.tsv", sep="\t").set_index(
         "quantity"
     )
-    assert int(merge.loc["genes_dropped_by_join", "value"]) > 0  # Drop-seq and 10x differ
+    # Drop-seq and 10x measure different genes: the outer join keeps them, flagged per sample
+    assert int(merge.loc["genes_measured_in_all_samples", "value"]) < atlas.n_vars
     assert atlas.n_vars == int(merge.loc["genes_kept", "value"])
+    unmeasured = atlas.uns["unmeasured_genes"]
+    assert set(unmeasured) == {"CBMC_CD8", "PBMC_A", "BM1"}
+    assert all(len(genes) > 0 for genes in unmeasured.values())
+    # IGHD/IGHM (naive B cells) survive the join although not every sample measured them
+    assert {"IGHD", "IGHM"} <= set(atlas.var_names)
     assert set(atlas.obs["condition"]) == {"cord_blood", "adult"}
     assert set(atlas.obs["sample"]) == {"CBMC_CD8", "PBMC_A", "BM1"}
     assert "X_umap" in atlas.obsm
