@@ -16,6 +16,7 @@ import re
 import tarfile
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +31,10 @@ import scipy.sparse as sp
 from anndata.utils import make_index_unique
 
 from cordatlas.errors import UserInputError
+from cordatlas.io.formats import COUNT_FORMATS, describe_format, infer_format, sniff_format
 
 __all__ = [
+    "check_file_format",
     "check_raw_counts",
     "describe_non_counts",
     "find_mtx_folder",
@@ -71,6 +74,64 @@ _GEX = "Gene Expression"
 
 def _fail(sample: str, message: str) -> UserInputError:
     return UserInputError(f"sample {sample!r}: {message}")
+
+
+#: What a truncated or corrupt gzip stream raises while it is read (BadGzipFile is an OSError).
+DAMAGED_FILE_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def damaged_file(sample: str, path: Path, exc: BaseException) -> UserInputError:
+    """The one message for a file that is cut short or corrupt: what, where, what to do."""
+    return _fail(
+        sample,
+        f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); delete it and download "
+        "or copy it again",
+    )
+
+
+def check_file_format(path: Path, *, declared: str, sample: str) -> None:
+    """Refuse a file whose content is not the `format` the sample sheet declares.
+
+    The content is sniffed (`cordatlas.io.formats.sniff_format`); an HDF5 file of no known
+    layout is left to the reader, whose message names what it lacks.
+    """
+    real = sniff_format(path)
+    if real == declared or (real == "hdf5" and declared in ("10x_h5", "h5ad", "loom")):
+        return
+    if real == "empty":
+        raise _fail(sample, f"{path} is empty (0 bytes); download or copy it again")
+    if real == "gzip_damaged":
+        raise _fail(
+            sample,
+            f"{path} is a gzip file that is truncated or corrupt (its start does not "
+            "decompress); delete it and download or copy it again",
+        )
+    if real in COUNT_FORMATS:
+        try:
+            auto = " (or auto)" if infer_format(str(path)) == real else ""
+        except UserInputError:
+            auto = ""
+        fix = f"set `format` to {real}{auto} in the sample sheet"
+    else:
+        fix = "point `path` at the counts file itself (unpack an archive first)"
+    raise _fail(
+        sample, f"{path} is {describe_format(real)}, not {describe_format(declared)}; {fix}"
+    )
+
+
+def _open_hdf5(path: Path, *, sample: str, what: str) -> h5py.File:
+    """An HDF5 file opened for reading; a truncated one gets the damaged-file message."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise _hdf5_error(sample, path, exc, what=what) from None
+
+
+def _hdf5_error(sample: str, path: Path, exc: BaseException, *, what: str) -> UserInputError:
+    text = str(exc).lower()
+    if "truncated" in text or "can't read data" in text or "bad object header" in text:
+        return damaged_file(sample, path, exc)
+    return _fail(sample, f"{path} cannot be read as {what} ({type(exc).__name__}: {exc})")
 
 
 def _decode(values: np.ndarray) -> list[str]:
@@ -254,44 +315,52 @@ def read_10x_h5(path: Path | str, *, sample: str, genome: str | None = None) -> 
     ``n_features_dropped_non_gex``.
     """
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise _fail(sample, f"{path} cannot be opened as a Cell Ranger HDF5 file ({exc})") from exc
-    with handle as f:
-        if "matrix" in f:
-            return _read_10x_h5_v3(f["matrix"], sample=sample, path=path, genome=genome)
-        groups = sorted(k for k in f if isinstance(f[k], h5py.Group))
-        if not groups:
-            raise _fail(sample, f"{path} is HDF5 but not a Cell Ranger matrix (no groups)")
-        if genome is None:
-            if len(groups) > 1:
-                raise _fail(
-                    sample,
-                    f"{path} holds several genomes ({', '.join(groups)}); set `genome` in the "
-                    "sample sheet to one of them",
-                )
-            chosen = groups[0]
-        elif genome in groups:
-            chosen = genome
-        else:
+    check_file_format(path, declared="10x_h5", sample=sample)
+    with _open_hdf5(path, sample=sample, what="a Cell Ranger HDF5 file") as f:
+        try:
+            if "matrix" in f:
+                return _read_10x_h5_v3(f["matrix"], sample=sample, path=path, genome=genome)
+            return _read_10x_h5_v2(f, sample=sample, path=path, genome=genome)
+        except KeyError as exc:
             raise _fail(
                 sample,
-                f"genome {genome!r} is not in {path} (it holds {', '.join(groups)}); fix "
-                "`genome` in the sample sheet",
+                f"{path} is not a complete Cell Ranger matrix (missing {exc}); use the .h5 "
+                "Cell Ranger wrote, or set `format` to what the file holds",
+            ) from None
+        except OSError as exc:
+            raise _hdf5_error(sample, path, exc, what="a Cell Ranger HDF5 file") from None
+
+
+def _read_10x_h5_v2(f: h5py.File, *, sample: str, path: Path, genome: str | None) -> ad.AnnData:
+    """Cell Ranger 1-2 layout: one group per genome."""
+    groups = sorted(k for k in f if isinstance(f[k], h5py.Group))
+    if not groups:
+        raise _fail(sample, f"{path} is HDF5 but not a Cell Ranger matrix (no groups)")
+    if genome is None:
+        if len(groups) > 1:
+            raise _fail(
+                sample,
+                f"{path} holds several genomes ({', '.join(groups)}); set `genome` in the "
+                "sample sheet to one of them",
             )
-        group = f[chosen]
-        missing = [k for k in ("data", "indices", "indptr", "shape", "barcodes") if k not in group]
-        if missing or ("genes" not in group and "gene_names" not in group):
-            raise _fail(sample, f"{path} group {chosen!r} is not a Cell Ranger v2 matrix")
-        n_genes, n_cells = (int(x) for x in group["shape"][()])
-        matrix = sp.csr_matrix(
-            (group["data"][()], group["indices"][()], group["indptr"][()]),
-            shape=(n_cells, n_genes),
+        chosen = groups[0]
+    elif genome in groups:
+        chosen = genome
+    else:
+        raise _fail(
+            sample,
+            f"genome {genome!r} is not in {path} (it holds {', '.join(groups)}); fix "
+            "`genome` in the sample sheet",
         )
-        ids = _decode(group["genes"][()]) if "genes" in group else None
-        symbols = _decode(group["gene_names"][()]) if "gene_names" in group else ids
-        barcodes = _decode(group["barcodes"][()])
+    group = f[chosen]
+    missing = [k for k in ("data", "indices", "indptr", "shape", "barcodes") if k not in group]
+    if missing or ("genes" not in group and "gene_names" not in group):
+        raise _fail(sample, f"{path} group {chosen!r} is not a Cell Ranger v2 matrix")
+    n_genes, n_cells = (int(x) for x in group["shape"][()])
+    matrix = _csr_from_parts(group, shape=(n_cells, n_genes), sample=sample, path=path)
+    ids = _decode(group["genes"][()]) if "genes" in group else None
+    symbols = _decode(group["gene_names"][()]) if "gene_names" in group else ids
+    barcodes = _decode(group["barcodes"][()])
     provenance = {
         "format": "10x_h5",
         "version": "v2",
@@ -308,13 +377,27 @@ def read_10x_h5(path: Path | str, *, sample: str, genome: str | None = None) -> 
     )
 
 
+def _csr_from_parts(
+    group: h5py.Group, *, shape: tuple[int, int], sample: str, path: Path
+) -> sp.csr_matrix:
+    """The CSR matrix of a 10x group's data/indices/indptr, refused when they do not fit."""
+    try:
+        return sp.csr_matrix(
+            (group["data"][()], group["indices"][()], group["indptr"][()]), shape=shape
+        )
+    except ValueError as exc:
+        raise _fail(
+            sample,
+            f"{path}: its data, indices and indptr do not form a {shape[1]} genes x {shape[0]} "
+            f"cells matrix ({exc}); the file is corrupt, download or copy it again",
+        ) from None
+
+
 def _read_10x_h5_v3(
     group: h5py.Group, *, sample: str, path: Path, genome: str | None
 ) -> ad.AnnData:
     n_genes, n_cells = (int(x) for x in group["shape"][()])
-    matrix = sp.csr_matrix(
-        (group["data"][()], group["indices"][()], group["indptr"][()]), shape=(n_cells, n_genes)
-    )
+    matrix = _csr_from_parts(group, shape=(n_cells, n_genes), sample=sample, path=path)
     features = group["features"]
     ids = _decode(features["id"][()])
     symbols = _decode(features["name"][()])
@@ -426,8 +509,13 @@ def _extracted_tarball(path: Path, *, sample: str) -> Iterator[Path]:
         try:
             with tarfile.open(path, "r:*") as archive:
                 archive.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise _fail(sample, f"{path} cannot be extracted as a tar archive ({exc})") from exc
+        except (tarfile.TarError, OSError, *DAMAGED_FILE_ERRORS) as exc:
+            raise _fail(
+                sample,
+                f"{path} cannot be extracted as a tar archive ({type(exc).__name__}: {exc}): it "
+                "is truncated, corrupt or not a tar archive; delete it and download or copy it "
+                "again",
+            ) from None
         yield Path(tmp)
 
 
@@ -448,6 +536,8 @@ def read_10x_mtx(path: Path | str, *, sample: str, genome: str | None = None) ->
     ``n_features_dropped_non_gex``.
     """
     path = Path(path)
+    if path.is_file():
+        check_file_format(path, declared="10x_mtx", sample=sample)
     if _is_tarball(path):
         with _extracted_tarball(path, sample=sample) as tmp:
             adata = read_10x_mtx(tmp, sample=sample, genome=genome)
@@ -464,11 +554,7 @@ def read_10x_mtx(path: Path | str, *, sample: str, genome: str | None = None) ->
             f"{folder} lacks barcodes.tsv(.gz) or features.tsv.gz/genes.tsv next to its "
             "matrix.mtx; copy the complete Cell Ranger folder",
         )
-    try:
-        with gzip.open(mtx, "rb") if _is_gzip(mtx) else open(mtx, "rb") as handle:
-            genes_x_cells = scipy.io.mmread(handle)
-    except (ValueError, OSError) as exc:
-        raise _fail(sample, f"{mtx} is not a readable Matrix Market file ({exc})") from exc
+    genes_x_cells = _read_mtx(mtx, sample=sample)
     features = _read_tsv_table(features_file, sample=sample)
     barcodes = _read_tsv_table(barcodes_file, sample=sample).iloc[:, 0].tolist()
     n_genes, n_cells = genes_x_cells.shape
@@ -505,9 +591,28 @@ def read_10x_mtx(path: Path | str, *, sample: str, genome: str | None = None) ->
     )
 
 
+def _read_mtx(mtx: Path, *, sample: str) -> Any:
+    """A Matrix Market file (gzipped or not) as scipy reads it; refused when damaged or foreign."""
+    try:
+        with gzip.open(mtx, "rb") if _is_gzip(mtx) else open(mtx, "rb") as handle:
+            return scipy.io.mmread(handle)
+    except DAMAGED_FILE_ERRORS as exc:
+        raise damaged_file(sample, mtx, exc) from None
+    except (ValueError, OSError, IndexError) as exc:
+        raise _fail(
+            sample,
+            f"{mtx} is not a readable Matrix Market file ({type(exc).__name__}: {exc}); it must "
+            "start with a '%%MatrixMarket matrix coordinate' line, as Cell Ranger writes it",
+        ) from None
+
+
 def _read_tsv_table(path: Path, *, sample: str) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise _fail(sample, f"{path} is empty; copy the complete Cell Ranger folder") from None
+    except DAMAGED_FILE_ERRORS as exc:
+        raise damaged_file(sample, path, exc) from None
     except (ValueError, OSError) as exc:
         raise _fail(sample, f"{path} is not a readable tab-separated file ({exc})") from exc
     return table
@@ -550,12 +655,14 @@ def read_h5ad_counts(path: Path | str, *, sample: str) -> ad.AnnData:
     columns are kept as ``input_<name>`` strings when there are at most 20.
     """
     path = Path(path)
+    check_file_format(path, declared="h5ad", sample=sample)
+    _open_hdf5(path, sample=sample, what="h5ad").close()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             source = ad.read_h5ad(path)
     except Exception as exc:  # anndata raises many types for a broken or foreign file
-        raise _fail(sample, f"{path} cannot be read as h5ad ({type(exc).__name__}: {exc})") from exc
+        raise _hdf5_error(sample, path, exc, what="h5ad") from exc
     candidates: list[tuple[str, Callable[[], Any]]] = []
     if "counts" in source.layers:
         candidates.append(("layers['counts']", lambda: _to_csr_float32(source.layers["counts"])))
@@ -592,10 +699,12 @@ def read_loom_counts(path: Path | str, *, sample: str) -> ad.AnnData:
     import loompy
 
     path = Path(path)
+    check_file_format(path, declared="loom", sample=sample)
+    _open_hdf5(path, sample=sample, what="loom").close()
     try:
         connection = loompy.connect(str(path), "r", validate=False)
     except Exception as exc:  # loompy/h5py raise several types for a foreign file
-        raise _fail(sample, f"{path} cannot be read as loom ({type(exc).__name__}: {exc})") from exc
+        raise _hdf5_error(sample, path, exc, what="loom") from exc
     with connection as lc:
         col_attrs = {k: np.asarray(lc.ca[k]) for k in lc.ca.keys()}
         row_attrs = {k: np.asarray(lc.ra[k]) for k in lc.ra.keys()}
