@@ -414,8 +414,8 @@ def test_margin_rule_is_applied_as_documented(scores, passes, margin):
         assert not ranking.passes(min_score=0.0, min_margin=0.0)
 
 
-def _cluster_atlas(means: dict[str, float], lineages: dict[str, str]) -> ad.AnnData:
-    """Two clusters of 10 cells each whose per-cell scores are the given constants (cluster a)."""
+def _cluster_atlas() -> ad.AnnData:
+    """Two clusters, a and b, of 10 cells each (the tests supply their scores)."""
     obs = pd.DataFrame({"leiden": ["a"] * 10 + ["b"] * 10}, index=[f"c{i}" for i in range(20)])
     adata = ad.AnnData(np.zeros((20, 1), dtype=np.float32), obs=obs)
     adata.obs["leiden"] = adata.obs["leiden"].astype("category")
@@ -428,7 +428,7 @@ def test_lineage_decides_first_and_labels_when_subtypes_are_unclear():
     # cluster b: NK lineage clear, its two subtypes tie within 0.017: the lineage label
     a = {"NK_dim": 0.06, "NK_bright": 0.01, "CD8_eff": 0.10, "NK_lineage": 0.20, "T_lineage": 0.02}
     b = {"NK_dim": 0.317, "NK_bright": 0.300, "CD8_eff": 0.1, "NK_lineage": 0.3, "T_lineage": 0.0}
-    adata = _cluster_atlas(a, lineages)
+    adata = _cluster_atlas()
     scores = pd.DataFrame([a] * 10 + [b] * 10, index=adata.obs_names)
     table = annotate_clusters(adata, scores, lineages=lineages, **CUTOFFS).set_index("cluster")
     assert table.loc["a", ["cell_type", "level", "lineage"]].tolist() == ["NK_dim", "subtype", "NK"]
