@@ -292,6 +292,13 @@ def _qc_tables(r: Path, samples: list[str]) -> None:
         "upper": [6e4, 5e4], "source": ["adaptive"] * 2, "detail": ["median - 5 MAD"] * 2}))  # fmt: skip
     for s in samples:
         _png(r / "qc" / s / "qc.png")
+        _png(r / "qc" / s / "species.png")
+    # the first sample is a barnyard file (cells called per species), the second single-species
+    _write(r / "qc" / samples[0] / "species.tsv", pd.DataFrame({
+        "total_counts": [900, 50], "species": ["human", "mouse"], "minority_share": [0.05, 0.02],
+        "multiplet": [False, False], "kept": [True, False]}))  # fmt: skip
+    _write(r / "qc" / samples[1] / "species.tsv", pd.DataFrame(
+        columns=["total_counts", "species", "minority_share", "multiplet", "kept"]))  # fmt: skip
     _png(r / "qc/qc_overview.png")
 
 
@@ -421,3 +428,10 @@ def test_volcano_caption_is_valid_restructuredtext():
         settings_overrides={"warning_stream": messages, "report_level": 1},
     )
     assert messages.getvalue() == ""
+
+
+def test_species_figures_only_for_mixed_species_samples(tmp_path):
+    inputs, config = write_study(tmp_path)
+    html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
+    assert "Species calls (barnyard): CB1" in html
+    assert "Species calls (barnyard): AD1" not in html  # the single-species sample has none

@@ -41,6 +41,12 @@ rule build_report:
         qc_figures=expand(
             study_path("results/qc/{sample}/qc.png"), sample=SAMPLES.index
         ),
+        species_figures=expand(
+            study_path("results/qc/{sample}/species.png"), sample=SAMPLES.index
+        ),
+        species_tables=expand(
+            study_path("results/qc/{sample}/species.tsv"), sample=SAMPLES.index
+        ),
         merge_summary=study_path("results/merge/merge_summary.tsv"),
         design=study_path("results/design/design.tsv"),
         design_findings=study_path("results/design/design_findings.tsv"),

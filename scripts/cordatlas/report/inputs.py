@@ -24,6 +24,7 @@ class ReportInputs:
     qc_thresholds: str | None = None
     qc_overview: str | None = None
     qc_figures: list[str] = field(default_factory=list)
+    species_figures: list[str] = field(default_factory=list)
     merge_summary: str | None = None
     design: str | None = None
     design_findings: str | None = None
@@ -105,6 +106,7 @@ def from_results(results: str | Path, *, truth_dir: str | Path | None = None) ->
         qc_thresholds=_first(r / "qc/qc_thresholds.tsv"),
         qc_overview=_first(r / "qc/qc_overview.png", r / "qc/figures/qc_overview.png"),
         qc_figures=[str(p) for p in qc_figures],
+        species_figures=[str(p) for p in sorted(r.glob("qc/*/species.png"))],
         merge_summary=_first(r / "merge/merge_summary.tsv"),
         design=_first(r / "design/design.tsv"),
         design_findings=_first(r / "design/design_findings.tsv"),

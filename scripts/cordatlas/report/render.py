@@ -111,7 +111,7 @@ def body_sections(inputs: ReportInputs, tables: dict[str, Any], page: Page) -> l
         sections.design_section(page, t["design"], t["design_findings"],
                                 t["integration_verdict"]),
         sections.qc_section(page, t["qc_summary"], t["qc_thresholds"], inputs.qc_overview,
-                            inputs.qc_figures, t["sheet"]),
+                            inputs.qc_figures, t["sheet"], inputs.species_figures),
         sections.atlas_section(page, t, figures),
         comparison.composition_section(page, t["composition_tests"], findings,
                                        inputs.composition_figure, t["proportions"]),

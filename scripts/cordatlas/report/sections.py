@@ -145,8 +145,13 @@ def qc_section(
     overview: str | None,
     figures: list[str],
     sheet: pd.DataFrame | None,
+    species: list[str] | None = None,
 ) -> Block:
-    """Per-sample QC table, cells removed by reason, thresholds, and each sample's figure."""
+    """Per-sample QC table, cells removed by reason, thresholds, each sample's figures.
+
+    Species figures (``qc/{sample}/species.png``) are shown only for mixed-species samples: those
+    whose ``species.tsv`` beside the figure holds cells (single-species files write none).
+    """
     blocks: list[Block] = []
     if summary is None:
         blocks.append(b.absent("results/qc/qc_summary.tsv"))
@@ -172,7 +177,19 @@ def qc_section(
     blocks.append(
         b.group("Threshold figures per sample", gallery or [b.absent("per-sample QC figures")])
     )
+    mixed = [f for f in species or [] if _has_cells(Path(f).with_suffix(".tsv"))]
+    if mixed:
+        blocks.append(b.group("Species calls of mixed-species samples", [
+            page.figure(f, f"Species calls (barnyard): {Path(f).parent.name}") for f in mixed]))  # fmt: skip
     return b.section("qc", "Quality control", blocks)
+
+
+def _has_cells(table: Path) -> bool:
+    """Whether a species table holds at least one cell (a header line, then rows)."""
+    if not table.is_file():
+        return False
+    with table.open() as handle:
+        return sum(1 for _ in zip(range(2), handle, strict=False)) > 1
 
 
 def _sample_of(path: str) -> str:
