@@ -45,9 +45,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with `<<: *anchor` may be overridden
             key = self.construct_object(key_node, deep=deep)
             try:
                 first = seen.setdefault(key, key_node.start_mark)
@@ -306,6 +307,12 @@ def _read_sheet(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
         raise UserInputError(
             f"sample sheet {path}: unknown column(s) {unknown}; allowed columns are {sorted(allowed)}"
         )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise UserInputError(
+            f"sample sheet {path} line 1: column(s) {repeated} occur more than once in the "
+            "header; keep one of each"
+        )
     if not rows:
         raise UserInputError(f"sample sheet {path} has no rows; add one row per sample")
     return pd.DataFrame.from_dict(rows, orient="index", columns=header, dtype=object)
@@ -396,12 +403,6 @@ def _check_header(path: Path, header: list[str]) -> None:
                 f"sample sheet {path} line 1: header field {position} is empty; name the "
                 "column or delete it"
             )
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise UserInputError(
-            f"sample sheet {path} line 1: column(s) {repeated} occur more than once in the "
-            "header; keep one of each"
-        )
 
 
 _OTHER_SEPARATORS = {

@@ -285,3 +285,25 @@ def test_markup_in_a_config_string_is_refused_with_the_key(edit, message):
     config[section][key] = value
     with pytest.raises(UserInputError, match=message):
         validate_config(config, CONFIG_SCHEMA)
+
+
+def test_config_file_reader_refuses_repeated_keys_but_not_merged_ones(tmp_path):
+    """A key given twice is refused (YAML keeps the last); one merged in with `<<` is not."""
+    from cordatlas.config import read_config_file
+
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &base\n  nmads: 3\nqc:\n  <<: *base\n  nmads: 5\n")
+    assert read_config_file(merged) == {"base": {"nmads": 3}, "qc": {"nmads": 5}}
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text("qc:\n  nmads: 3\n  doublets: {}\n  nmads: 5\n")
+    with pytest.raises(UserInputError, match=r"line 4, column 3: key 'nmads' is given twice"):
+        read_config_file(repeated)
+
+
+def test_sheet_line_numbers_count_blank_and_crlf_lines(tmp_path):
+    """Errors name the line in the file, whatever blank lines or Windows line ends precede it."""
+    path = tmp_path / "samples.tsv"
+    bad = "CB2\tCB2\tcord_blood\tcord_blood\ts1\t10x\th6\tc.h5"
+    path.write_bytes("\r\n".join([HEADER, GOOD_ROWS[0], "", "\t\t", GOOD_ROWS[1], bad]).encode())
+    with pytest.raises(UserInputError, match=r"line 6 \(sample 'CB2'\), column 'format'"):
+        read_samples(path, SAMPLES_SCHEMA, contrast=CONTRAST)

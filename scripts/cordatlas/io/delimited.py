@@ -318,7 +318,10 @@ def _read_values(
         damage = _gzip_damage(path)  # garbage from a corrupt stream fails to parse first
         if damage is not None:
             raise damaged_file(sample, path, damage) from None
-        raise _fail(sample, f"{path} is not a numeric table with one label column ({exc})") from exc
+        reason = " ".join(str(exc).split())  # pandas' messages may span lines
+        raise _fail(
+            sample, f"{path} is not a numeric table with one label column ({reason})"
+        ) from exc
     if not blocks:
         raise _fail(sample, f"{path} has a header but no data rows")
     return row_labels, sp.vstack(blocks, format="csr")

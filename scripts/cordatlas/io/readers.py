@@ -103,8 +103,8 @@ def check_file_format(path: Path, *, declared: str, sample: str) -> None:
     if real == "gzip_damaged":
         raise _fail(
             sample,
-            f"{path} is a gzip file that is truncated or corrupt (its start does not "
-            "decompress); delete it and download or copy it again",
+            f"{path} is truncated or corrupt (its gzip data do not decompress); delete it and "
+            "download or copy it again",
         )
     if real in COUNT_FORMATS:
         try:
