@@ -11,7 +11,8 @@ rule download_sample:
     wildcard_constraints:
         url_hash="[0-9a-f]+",
         filename="[^/]+",
-    retries: 2
+    # No `retries:` here: fetch_url retries transient errors itself; a job-level retry would
+    # repeat final ones (HTTP 404, a wrong sha256) and fetch a large file several times.
     conda:
         "../../envs/scanpy.yaml"
     resources:
