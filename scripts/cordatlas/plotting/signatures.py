@@ -220,7 +220,8 @@ def _facet(
     """
     on_reference = _strip(ax, data, palette, reference, rng=rng, start=0.0)
     n = len(palette)
-    ticks, labels = [(n - 1) / 2], ["signature"]
+    # alone, the strip's conditions are named; beside the control, the two strips are
+    ticks, labels = list(range(n)), [_short(c, 10) for c in palette]
     ax.axhline(0.0, color="0.5", linewidth=0.6, linestyle="--", zorder=1)
     right = n - 0.4
     if control_data is not None:
@@ -229,8 +230,7 @@ def _facet(
             on_reference &= _strip(
                 ax, control_data, palette, reference, rng=rng, start=_CONTROL_OFFSET
             )
-        ticks.append(_CONTROL_OFFSET + (n - 1) / 2)
-        labels.append("control")
+        ticks, labels = [(n - 1) / 2, _CONTROL_OFFSET + (n - 1) / 2], ["signature", "control"]
         right = _CONTROL_OFFSET + n - 0.4
     ax.set_xlim(-0.6, right)
     ax.set_xticks(ticks, labels, fontsize=7)
