@@ -115,16 +115,8 @@ def plot_volcano(
             f"\n{int(clipped.sum())} genes beyond +-{limit:.1f} drawn at the edge (triangles)"
         )
     if not hit.any():
-        ax.text(
-            0.5,
-            0.5,
-            "nothing significant",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="0.3",
-        )
+        ax.text(0.5, 0.5, "nothing significant", transform=ax.transAxes, ha="center",
+                va="center", fontsize=14, color="0.3")  # fmt: skip
     genes = usable["gene"].astype(str).to_numpy()
     labelled = np.flatnonzero(hit)
     labelled = labelled[np.lexsort((genes[labelled], padj[labelled]))][:n_labels]
