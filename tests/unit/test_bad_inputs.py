@@ -602,7 +602,8 @@ DATA_CASES: list[tuple[str, Callable[[Path], Path], dict[str, str], str]] = [
         "10x_h5_without_features",
         lambda t: _h5_edit(t, lambda f: f["matrix"].__delitem__("features")),
         {"format": "10x_h5"},
-        "{path} is not a complete Cell Ranger matrix (missing",
+        "{path} is not a complete Cell Ranger v3 matrix (it lacks matrix/features/id, "
+        "matrix/features/name); use the .h5 Cell Ranger wrote",
     ),
     (
         "10x_h5_inconsistent_indptr",
@@ -839,3 +840,11 @@ def test_snakemake_names_line_of_a_latin1_sample_sheet(tmp_path):
     output = _dry_run_output(workdir)
     assert "sample sheet config/samples.tsv line 2, column " in output
     assert "is not UTF-8 (the sheet looks saved as Latin-1 or Windows-1252)" in output
+
+
+def test_reliability_doc_lists_every_case():
+    """docs/reliability.md shows each case's message; a new case needs its row there."""
+    doc = (ROOT / "docs/reliability.md").read_text()
+    cases = CONFIG_FILE_CASES + CONFIG_VALUE_CASES + SHEET_CASES + DATA_CASES
+    missing = [case[0] for case in cases if f"(`{case[0]}`)" not in doc]
+    assert missing == [], f"add these cases to docs/reliability.md: {missing}"

@@ -396,6 +396,14 @@ def _csr_from_parts(
 def _read_10x_h5_v3(
     group: h5py.Group, *, sample: str, path: Path, genome: str | None
 ) -> ad.AnnData:
+    needed = ("data", "indices", "indptr", "shape", "barcodes", "features/id", "features/name")
+    missing = [f"matrix/{k}" for k in needed if k not in group]
+    if missing:
+        raise _fail(
+            sample,
+            f"{path} is not a complete Cell Ranger v3 matrix (it lacks {', '.join(missing)}); "
+            "use the .h5 Cell Ranger wrote, or set `format` to what the file holds",
+        )
     n_genes, n_cells = (int(x) for x in group["shape"][()])
     matrix = _csr_from_parts(group, shape=(n_cells, n_genes), sample=sample, path=path)
     features = group["features"]
