@@ -4,6 +4,8 @@
 class UserInputError(ValueError):
     """A problem in the user's config, sample sheet or input data (not a bug in the workflow).
 
-    The message names the sample, the field and what to do; adapters let it propagate so the
-    Snakemake log shows exactly that message.
+    The message names the sample, the field and what to do. Raised while Snakemake parses, it
+    becomes one WorkflowError line; raised inside a job, adapters let it propagate to
+    :func:`cordatlas.logs.rule_logging`, which prints the message as one console line, writes
+    the traceback to the job's log only, and exits the job with status 1.
     """

@@ -308,7 +308,6 @@ def _transfer_with_retries(
             transfer = _stream_to_part(url, dest, timeout=timeout)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             last_error = exc
-            log.warning("attempt %d/%d to download %s failed: %s", attempt, retries, url, exc)
             if _is_final(exc, scheme):
                 break
         else:
@@ -324,17 +323,14 @@ def _transfer_with_retries(
                 "sends no length, so a transfer cut short would look the same. Fix `sha256` (or "
                 "`url`) in the sample sheet, or check the server"
             )
+        if attempt < retries:  # the last failure is raised below, not logged twice
             log.warning(
-                "attempt %d/%d to download %s: sha256 %s, expected %s (%d bytes, length "
-                "unproven by the server)",
+                "attempt %d/%d to download %s failed (%s); retrying",
                 attempt,
                 retries,
                 url,
-                transfer.sha256,
-                expected,
-                transfer.size,
+                _describe(last_error, timeout),
             )
-        if attempt < retries:
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
     if isinstance(last_error, DownloadError):
         raise last_error
@@ -350,6 +346,10 @@ def _describe(exc: BaseException | None, timeout: float) -> str:
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, TimeoutError) or "timed out" in str(exc):
         return f"the server sent nothing for {timeout:g} s (timed out)"
+    if isinstance(exc, DownloadError):
+        return "sha256 differs from the sample sheet's, on a body of unproven length"
+    if isinstance(exc, urllib.error.URLError):
+        return f"{exc.reason}"
     return f"{type(exc).__name__}: {exc}"
 
 
