@@ -226,12 +226,13 @@ def test_sha_mismatch_raises_and_leaves_no_file(server: _Server, tmp_path: Path,
 
 @pytest.mark.parametrize("status", [403, 404, 410])
 def test_http_client_errors_leave_nothing_and_are_not_retried(
-    server: _Server, tmp_path: Path, status: int
+    server: _Server, tmp_path: Path, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = _url(server, f"/status/{status}")
     dest = tmp_path / "dl" / "nope.h5"
     with pytest.raises(DownloadError, match=f"HTTP {status}") as info:
         fetch_url(url, dest, retries=3)
+    assert "retrying" not in caplog.text  # the error is said once, by the exception
     assert url in str(info.value) and "check `url` in the sample sheet" in str(info.value)
     assert _leftovers(dest.parent) == []
     assert server.requests == [f"/status/{status}"]
@@ -263,9 +264,12 @@ def test_connection_dropped_mid_body_leaves_nothing(server: _Server, tmp_path: P
     assert server.requests == ["/drop"] * 3
 
 
-def test_dropped_connection_is_retried(server: _Server, tmp_path: Path) -> None:
+def test_dropped_connection_is_retried(
+    server: _Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     dest = tmp_path / "flaky.bin"
     fetch_url(_url(server, "/flaky"), dest, sha256=BODY_SHA, retries=2)
+    assert "attempt 1/2 to download" in caplog.text and "retrying" in caplog.text
     assert dest.read_bytes() == BODY
     assert server.requests == ["/flaky", "/flaky"]
     assert _leftovers(tmp_path) == ["flaky.bin"]
