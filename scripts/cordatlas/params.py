@@ -139,6 +139,8 @@ class ComparisonParams:
     min_gene_counts: int
     heatmap_top_genes: int
     composition_transform: str
+    composition_trend: bool
+    low_power_max_replicates: int
 
 
 @dataclass(frozen=True)

@@ -182,8 +182,10 @@ def test_type_absent_in_one_condition_is_flagged(obs):
     assert by_type.loc["HSC_MPP", "presence"] == f"only in {CORD}"
     assert by_type.loc["CD8_effector", "presence"] == f"only in {ADULT}"
     assert by_type.loc["HSC_MPP", "mean_proportion_reference"] == 0
-    assert by_type.loc["HSC_MPP", "log2_ratio"] == np.inf
-    assert by_type.loc["CD8_effector", "log2_ratio"] == -np.inf
+    # the half-cell pseudocount keeps the back-transformed ratio finite, with the effect's sign
+    assert 0 < by_type.loc["HSC_MPP", "log2_ratio"] < np.inf
+    assert -np.inf < by_type.loc["CD8_effector", "log2_ratio"] < 0
+    assert by_type.loc["HSC_MPP", "difference"] > 0 > by_type.loc["CD8_effector", "difference"]
     assert (by_type.drop(["HSC_MPP", "CD8_effector"])["presence"] == "both").all()
     assert np.isfinite(by_type["pvalue"]).all()
 
@@ -192,11 +194,13 @@ def test_covariates_used_or_dropped_and_asin_transform(obs):
     _, tests = _run(obs, covariates=("sex",), composition_transform="asin")
     assert (tests["covariates"] == "sex").all()
     assert (tests["transform"] == "asin").all()
-    assert (tests["df"] == 5).all()  # 8 donors - intercept, condition, sex
+    # residual df 8 donors - intercept, condition, sex = 5, plus the prior's (capped at 17 x 5)
+    np.testing.assert_allclose(tests["df"], np.minimum(5 + tests["df_prior"], 17 * 5))
     assert tests.set_index("cell_type").loc["CD4_memory", "padj"] < 0.05
     aliased = obs.assign(batch=obs["condition"].astype(str))
     _, tests = _run(aliased, covariates=("batch",))
-    assert (tests["covariates"] == "").all() and (tests["df"] == 6).all()
+    assert (tests["covariates"] == "").all()
+    np.testing.assert_allclose(tests["df"], np.minimum(6 + tests["df_prior"], 17 * 6))
 
 
 def test_donor_without_kept_cells_is_left_out(obs):
@@ -249,3 +253,126 @@ def test_composition_figure_normal_and_empty(tmp_path, obs, result):
         proportions.iloc[0:0], tests.iloc[0:0], path=empty, contrast=CONTRAST.as_tuple()
     )
     assert empty.stat().st_size > 1_000
+
+
+def test_logit_uses_speckles_half_cell_pseudocount():
+    # one replicate: 0, 5 and 15 cells of three types; speckle: (tab + 0.5) / rowSums(tab + 0.5)
+    n = np.array([0, 5, 15])
+    logit = composition.transform_proportions(n, np.full(3, 20), n_types=3, transform="logit")
+    pseudo = (n + 0.5) / (20 + 1.5)
+    np.testing.assert_allclose(logit, np.log(pseudo / (1 - pseudo)))
+    np.testing.assert_allclose(composition.inverse_transform(logit, transform="logit").sum(), 1.0)
+    asin = composition.transform_proportions(n, np.full(3, 20), n_types=3, transform="asin")
+    np.testing.assert_allclose(asin, np.arcsin(np.sqrt(n / 20)))
+    np.testing.assert_allclose(composition.inverse_transform(asin, transform="asin"), n / 20)
+    assert np.isnan(composition.transform_proportions([0], [0], n_types=3)).all()
+
+
+#: Baseline shares of the ten cell types of the Dirichlet-multinomial compositions below.
+BASE = np.array([0.30, 0.20, 0.12, 0.10, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02])
+
+
+def _dirichlet_study(
+    rng: np.random.Generator,
+    *,
+    n_per_group: int = 4,
+    shift: tuple[int, float] | None = None,
+    concentration: float = 30.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-donor counts: shares ~ Dirichlet(concentration x base), cells ~ multinomial (800-3000
+    per donor); `shift` = (type, factor) multiplies that type's base share in cord donors."""
+    donors = [f"CB{i}" for i in range(n_per_group)] + [f"AD{i}" for i in range(n_per_group)]
+    conditions = [CORD] * n_per_group + [ADULT] * n_per_group
+    rows = []
+    for donor, condition in zip(donors, conditions, strict=True):
+        base = BASE.copy()
+        if shift is not None and condition == CORD:
+            base[shift[0]] *= shift[1]
+            base /= base.sum()
+        total = int(rng.integers(800, 3000))
+        counts = rng.multinomial(total, rng.dirichlet(concentration * base))
+        rows += [
+            {"donor": donor, "condition": condition, "cell_type": f"T{k}", "n_cells": int(x)}
+            for k, x in enumerate(counts)
+        ]
+    proportions = pd.DataFrame(rows)
+    proportions["n_total"] = proportions.groupby("donor")["n_cells"].transform("sum")
+    proportions["proportion"] = proportions["n_cells"] / proportions["n_total"]
+    design = pd.DataFrame({"condition": conditions}, index=pd.Index(donors, name="donor"))
+    return proportions, design
+
+
+@pytest.mark.parametrize("transform", ["logit", "asin"])
+def test_null_compositions_are_calibrated_per_cell_type(transform):
+    """300 null studies x 10 cell types (4 vs 4 donors, overdispersed): ~5 % of p below 0.05 in
+    every cell type, the rarest included (the logit needs the variance trend for that)."""
+    rng = np.random.default_rng(11)
+    comparison = _params(composition_transform=transform)
+    pvalues = []
+    for _ in range(300):
+        proportions, design = _dirichlet_study(rng)
+        tests = composition.composition_tests(proportions, design, comparison, CONTRAST)
+        pvalues.append(tests["pvalue"].to_numpy())
+        assert (tests["method"] == composition.METHOD).all()
+    pvalues = np.array(pvalues)
+    assert np.isfinite(pvalues).all()
+    assert 0.035 <= (pvalues < 0.05).mean() <= 0.065
+    assert ((pvalues < 0.05).mean(axis=0) <= 0.09).all(), (pvalues < 0.05).mean(axis=0)
+    assert 0.45 < pvalues.mean() < 0.55
+
+
+def test_planted_shift_found_with_one_signed_effect_and_its_interval():
+    rng = np.random.default_rng(12)
+    found = 0
+    for _ in range(20):
+        proportions, design = _dirichlet_study(rng, shift=(3, 0.4), concentration=300.0)
+        tests = composition.composition_tests(proportions, design, COMPARISON, CONTRAST)
+        row = tests.set_index("cell_type").loc["T3"]
+        found += bool(row["padj"] < 0.05)
+        assert row["difference"] < 0 and row["log2_ratio"] < 0
+        # one effect: the back-transformed ratio has the difference's sign, inside its interval
+        tested = tests[tests["pvalue"].notna()]
+        assert (np.sign(tested["log2_ratio"]) == np.sign(tested["difference"])).all()
+        assert (tested["ci_low"] <= tested["difference"]).all()
+        assert (tested["difference"] <= tested["ci_high"]).all()
+        assert (tested["log2_ratio_ci_low"] <= tested["log2_ratio"]).all()
+        assert (tested["log2_ratio"] <= tested["log2_ratio_ci_high"]).all()
+        assert not tested["low_power"].any()
+    assert found >= 16, found
+
+
+def test_effect_sign_agrees_when_the_mean_proportions_disagree():
+    # reference: one donor with a large share, three with a small one; cord: four moderate
+    # shares. The plain mean proportion is higher in the reference, the mean logit lower.
+    cells = {"CB0": 60, "CB1": 55, "CB2": 65, "CB3": 58, "AD0": 400, "AD1": 10, "AD2": 12, "AD3": 9}
+    rows = []
+    for donor, n in cells.items():
+        condition = CORD if donor.startswith("CB") else ADULT
+        rows += [
+            {"donor": donor, "condition": condition, "cell_type": "rare", "n_cells": n},
+            {"donor": donor, "condition": condition, "cell_type": "other", "n_cells": 1000 - n},
+        ]
+    proportions = pd.DataFrame(rows).assign(n_total=1000)
+    proportions["proportion"] = proportions["n_cells"] / 1000
+    design = pd.DataFrame(
+        {"condition": [CORD] * 4 + [ADULT] * 4}, index=pd.Index(list(cells), name="donor")
+    )
+    row = composition.composition_tests(proportions, design, COMPARISON, CONTRAST)
+    row = row.set_index("cell_type").loc["rare"]
+    assert row["mean_proportion_condition"] < row["mean_proportion_reference"]
+    assert row["difference"] > 0 and row["log2_ratio"] > 0
+    mean_logit = np.log(np.array([60.5, 55.5, 65.5, 58.5]) / np.array([940.5, 945.5, 935.5, 942.5]))
+    ref_logit = np.log(np.array([400.5, 10.5, 12.5, 9.5]) / np.array([600.5, 990.5, 988.5, 991.5]))
+    assert row["difference"] == pytest.approx(mean_logit.mean() - ref_logit.mean())
+    back = 1 / (1 + np.exp(-np.array([mean_logit.mean(), ref_logit.mean()])))
+    assert row["log2_ratio"] == pytest.approx(np.log2(back[0] / back[1]))
+
+
+def test_two_or_three_donors_a_side_are_marked_low_power():
+    rng = np.random.default_rng(13)
+    for n, low in ((2, True), (3, True), (4, False)):
+        proportions, design = _dirichlet_study(rng, n_per_group=n)
+        tests = composition.composition_tests(proportions, design, COMPARISON, CONTRAST)
+        assert (tests["low_power"] == low).all(), (n, tests["low_power"].tolist())
+    _, untested = _run(_healthy_obs(3, n_cord=1, n_adult=1))
+    assert not untested["low_power"].any()  # not tested, so not a low-power result

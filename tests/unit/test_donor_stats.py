@@ -1,16 +1,19 @@
-"""Donor-level statistics: replicate table, covariates, the OLS group test and BH adjustment."""
+"""Donor-level statistics: replicate table, covariates, the OLS group test, limma's moderation and BH."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import optimize, special, stats
 
 from cordatlas.compare.donor_stats import (
     bh_adjust,
     compare_groups,
+    moderate,
     replicate_table,
+    squeeze_var,
+    trigamma_inverse,
     usable_covariates,
 )
 from cordatlas.errors import UserInputError
@@ -105,3 +108,113 @@ def test_bh_matches_the_step_up_definition():
     assert np.isnan(adjusted[2])
     assert adjusted[4] == pytest.approx(0.5)
     assert np.isnan(bh_adjust([np.nan])).all()
+
+
+def test_trigamma_inverse_solves_trigamma():
+    targets = np.array([1e-8, 1e-3, 0.05, 0.4, 1.0, 3.0, 50.0, 1e8])
+    y = trigamma_inverse(targets)
+    solvable = (targets >= 1e-6) & (targets <= 1e7)
+    np.testing.assert_allclose(special.polygamma(1, y[solvable]), targets[solvable], rtol=1e-8)
+    # the asymptotes outside: trigamma(y) ~ 1/y for large y, ~ 1/y^2 for small y
+    assert y[0] == pytest.approx(1e8) and y[-1] == pytest.approx(1e-4)
+    assert np.isnan(trigamma_inverse(-1.0)).all()
+
+
+def test_squeeze_var_matches_the_moment_equations_by_hand():
+    s2 = np.array([0.2, 0.5, 1.0, 1.5, 3.0, 0.8])
+    d = 5.0
+    e = np.log(s2) - special.digamma(d / 2) + np.log(d / 2)
+    excess = e.var(ddof=1) - special.polygamma(1, d / 2)
+    assert excess > 0
+    # d0 solved independently of the Newton iteration, by bracketing
+    half_d0 = optimize.brentq(lambda y: special.polygamma(1, y) - excess, 1e-6, 1e6, xtol=1e-14)
+    d0 = 2 * half_d0
+    s20 = np.exp(e.mean() + special.digamma(d0 / 2) - np.log(d0 / 2))
+    post, prior, df_prior = squeeze_var(s2, d)
+    assert df_prior == pytest.approx(d0, rel=1e-7)
+    assert prior == pytest.approx(s20, rel=1e-7)
+    np.testing.assert_allclose(post, (d * s2 + d0 * s20) / (d + d0), rtol=1e-7)
+    # posterior variances lie between each variance and the prior
+    assert (np.abs(post - s20) <= np.abs(s2 - s20)).all()
+
+
+def test_squeeze_var_recovers_a_known_prior_and_edge_cases():
+    rng = np.random.default_rng(3)
+    d0, s20, d = 8.0, 0.5, 4
+    true = d0 * s20 / rng.chisquare(d0, 20_000)
+    s2 = true * rng.chisquare(d, 20_000) / d
+    _, prior, df_prior = squeeze_var(s2, d)
+    assert prior == pytest.approx(s20, rel=0.03)
+    assert df_prior == pytest.approx(d0, rel=0.1)
+    # equal variances: no excess spread, infinite prior df, every posterior the prior
+    post, prior, df_prior = squeeze_var(np.full(5, 2.0), 3)
+    assert df_prior == np.inf
+    np.testing.assert_allclose(post, prior)
+    # one usable variance: nothing to borrow; NaN stays NaN
+    post, prior, df_prior = squeeze_var(np.array([1.0, np.nan]), np.array([3.0, 3.0]))
+    assert post[0] == 1.0 and np.isnan(post[1]) and df_prior == 0.0 and np.isnan(prior).all()
+
+
+def test_squeeze_var_trend_follows_the_covariate_by_hand():
+    # log prior variance linear in the covariate: the trend fit is least squares of e on it
+    rng = np.random.default_rng(6)
+    level = np.linspace(-4, 0, 2_000)
+    d, d0 = 6.0, 10.0
+    true = np.exp(-1.0 - 0.8 * level) * d0 / rng.chisquare(d0, level.size)
+    s2 = true * rng.chisquare(d, level.size) / d
+    post, prior, df_prior = squeeze_var(s2, d, covariate=level)
+    e = np.log(s2) - special.digamma(d / 2) + np.log(d / 2)
+    basis = np.column_stack([np.ones_like(level), level])
+    coef = np.linalg.lstsq(basis, e, rcond=None)[0]
+    residual = e - basis @ coef
+    excess = residual @ residual / (level.size - 2) - special.polygamma(1, d / 2)
+    half = optimize.brentq(lambda y: special.polygamma(1, y) - excess, 1e-6, 1e6, xtol=1e-14)
+    expected = np.exp(basis @ coef + special.digamma(half) - np.log(half))
+    assert df_prior == pytest.approx(2 * half, rel=1e-7)
+    np.testing.assert_allclose(prior, expected, rtol=1e-7)
+    np.testing.assert_allclose(post, (d * s2 + 2 * half * expected) / (d + 2 * half), rtol=1e-7)
+    assert df_prior == pytest.approx(d0, rel=0.2)  # and the known prior is recovered
+    np.testing.assert_allclose(prior[[0, -1]], np.exp(-1.0 - 0.8 * level[[0, -1]]), rtol=0.15)
+
+
+def test_moderated_t_against_a_hand_computation():
+    rng = np.random.default_rng(4)
+    design = _design()
+    values = pd.DataFrame(rng.normal(size=(8, 6)) * [0.5, 1, 1, 2, 1, 0.7], index=design.index)
+    values.iloc[:4, 0] += 2.0
+    result = moderate(compare_groups(values, design, contrast=CONTRAST))
+    cord, adult = values.iloc[:4], values.iloc[4:]
+    s2 = ((cord - cord.mean()) ** 2).sum() + ((adult - adult.mean()) ** 2).sum()
+    s2 = (s2 / 6).to_numpy()
+    post, _, d0 = squeeze_var(s2, 6.0)
+    difference = (cord.mean() - adult.mean()).to_numpy()
+    se = np.sqrt(post * (1 / 4 + 1 / 4))
+    df_total = min(6 + d0, 6 * 6)  # limma caps the total df at the pooled residual df
+    np.testing.assert_allclose(result["t"], difference / se)
+    np.testing.assert_allclose(result["df"], df_total)
+    np.testing.assert_allclose(result["pvalue"], 2 * stats.t.sf(np.abs(difference / se), df_total))
+    half = stats.t.ppf(0.975, df_total) * se
+    np.testing.assert_allclose(result["ci_low"], difference - half)
+    np.testing.assert_allclose(result["ci_high"], difference + half)
+    assert result.loc[0, "pvalue"] < 0.01
+    # a feature without a variance (too few replicates) keeps NaN statistics
+    values["sparse"] = [1.0, np.nan, np.nan, np.nan, 0.0, 0.1, 0.2, 0.3]
+    result = moderate(compare_groups(values, design, contrast=CONTRAST)).set_index("feature")
+    assert result.loc["sparse", ["t", "pvalue", "ci_low"]].isna().all()
+
+
+def test_moderated_intervals_cover_the_true_difference():
+    """Variances from a prior, 4 vs 4 donors: the 95 % intervals cover the truth about 95 %."""
+    rng = np.random.default_rng(5)
+    design = _design()
+    n_features = 400
+    sigma2 = 4 * 0.3 / rng.chisquare(4, n_features)
+    truth = rng.normal(0, 1, n_features)
+    noise = rng.normal(size=(8, n_features)) * np.sqrt(sigma2)
+    y = noise + np.outer(np.r_[np.ones(4), np.zeros(4)], truth)
+    result = moderate(
+        compare_groups(pd.DataFrame(y, index=design.index), design, contrast=CONTRAST)
+    )
+    covered = (result["ci_low"] <= truth) & (truth <= result["ci_high"])
+    assert 0.92 <= covered.mean() <= 0.98
+    assert result["df_prior"].iloc[0] == pytest.approx(4, rel=0.5)
