@@ -11,8 +11,10 @@ rule download_sample:
     wildcard_constraints:
         url_hash="[0-9a-f]+",
         filename="[^/]+",
-    # No `retries:` here: fetch_url retries transient errors itself; a job-level retry would
-    # repeat final ones (HTTP 404, a wrong sha256) and fetch a large file several times.
+    # fetch_url retries transient errors itself; a job-level retry (this rule's or a profile's
+    # --retries, which 0 here overrides) would repeat final ones (HTTP 404, a wrong sha256) and
+    # fetch a large file several times.
+    retries: 0
     conda:
         "../../envs/scanpy.yaml"
     resources:
