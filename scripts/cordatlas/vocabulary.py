@@ -43,6 +43,17 @@ EVIDENCE_TITLE_TAGS = {
 }
 
 
+def confounded_title(title: str, labels: Iterable[object]) -> str:
+    """`title` with the confounded tag when any row of a multi-cell-type figure is confounded.
+
+    Aliasing is study-wide (:func:`cordatlas.design.mark_confounded` labels every row), so one
+    confounded row means the whole figure compares technology or study as much as condition.
+    """
+    if CONFOUNDED in {str(v) for v in labels}:
+        return f"{title}\n[{EVIDENCE_TITLE_TAGS[CONFOUNDED]}: not separable from condition]"
+    return title
+
+
 def evidence_title(title: str, labels: Iterable[object]) -> str:
     """`title` with the evidence tag of a figure's rows (the weakest label when they differ)."""
     present = {str(v) for v in labels}

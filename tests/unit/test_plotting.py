@@ -776,3 +776,27 @@ def test_every_figure_stays_modest_at_the_chosen_dpi(figures, tmp_path):
         width, _ = _png_size(path)
         assert width <= base.MAX_WIDTH_PX, name
         assert path.stat().st_size < 400_000, name
+
+
+def test_figures_of_a_confounded_study_say_so_in_their_titles(figures, tmp_path):
+    """Condition aliased with technology: every multi-cell-type figure carries the tag."""
+    summary = _many_types_summary(3)
+    results = _signature_results(summary, set())
+    tag = "confounded: condition aliased with a technical factor"
+    signatures.plot_signature_heatmap(results, path=tmp_path / "clean.png", contrast=CONTRAST)
+    assert not any(tag in t for t in _all_texts(figures[-1]))
+    confounded = results.assign(evidence=vocabulary.CONFOUNDED)
+    signatures.plot_signature_heatmap(confounded, path=tmp_path / "h.png", contrast=CONTRAST)
+    assert any(tag in t for t in _all_texts(figures[-1]))
+    signature = str(summary["signature"].iloc[0])
+    signatures.plot_signature_by_donor(summary, signature=signature, path=tmp_path / "d.png",
+                                       results=confounded, contrast=CONTRAST)  # fmt: skip
+    assert any(tag in t for t in _all_texts(figures[-1]))
+    proportions, tests = _composition_inputs()
+    plot_composition(proportions, tests.assign(evidence=vocabulary.CONFOUNDED),
+                     path=tmp_path / "c.png", contrast=CONTRAST)  # fmt: skip
+    assert any(tag in t for t in _all_texts(figures[-1]))
+    assert vocabulary.confounded_title("t", ["donor_level", "not_testable"]) == "t"
+    assert vocabulary.evidence_title("t", ["exploratory_no_replication"]).endswith(
+        "[exploratory: cell-level ranking, not findings]"
+    )

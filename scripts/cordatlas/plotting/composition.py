@@ -17,6 +17,7 @@ from cordatlas.plotting.base import (
     message_figure,
     save,
 )
+from cordatlas.vocabulary import EVIDENCE, confounded_title
 
 #: Panel size (inches): five panels per row fit 1280 px.
 _PANEL_WIDTH, _PANEL_HEIGHT = 2.2, 2.4
@@ -90,11 +91,12 @@ def plot_composition(
     for ax in axes.flat[len(types) :]:
         ax.set_axis_off()
     transform = str(tests["transform"].iloc[0]) if "transform" in tests.columns else ""
-    fig.suptitle(
+    title = (
         f"Cell-type composition per replicate, {condition} vs {reference}\n(point: one "
-        f"replicate; bar: group mean; padj: donor-level {transform} test, BH; bold < {alpha:g})",
-        fontsize=9,
+        f"replicate; bar: group mean; padj: donor-level {transform} test, BH; bold < {alpha:g})"
     )
+    labels = tests[EVIDENCE] if EVIDENCE in tests.columns else []
+    fig.suptitle(confounded_title(title, labels), fontsize=9)
     fig.tight_layout()
     save(fig, path)
 

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from cordatlas.plotting.base import MAX_WIDTH_IN, message_figure, save
+from cordatlas.vocabulary import EVIDENCE, confounded_title
 
 
 def plot_enrichment(
@@ -78,7 +79,8 @@ def plot_enrichment(
         lines.append("red labels, *: EXPLORATORY (cell-level DE, no biological replication)")
     if n_sets > len(shown):
         lines.append(f"{len(shown)} of {n_sets} tested sets shown (smallest padj)")
-    ax.set_title("\n".join(lines), fontsize=9)
+    labels = results[EVIDENCE] if EVIDENCE in results.columns else []
+    ax.set_title(confounded_title("\n".join(lines), labels), fontsize=9)
     fig.tight_layout()
     save(fig, path)
 

@@ -22,7 +22,7 @@ from cordatlas.plotting.base import (
     message_figure,
     save,
 )
-from cordatlas.vocabulary import MISSING_COLOUR, NOT_TESTABLE
+from cordatlas.vocabulary import EVIDENCE, MISSING_COLOUR, NOT_TESTABLE, confounded_title
 
 #: Marks drawn on heatmap cells, by concordance (legend text in the figure).
 CONCORDANCE_MARKS = {"agree": "+", "disagree": "x", "contested": "?"}
@@ -79,7 +79,9 @@ def plot_signature_heatmap(
     bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
     bar.set_label(f"score difference\n{condition} - {reference}", fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    ax.set_title(f"Signature scores, {condition} vs {reference} (donors as units)", fontsize=10)
+    labels = results[EVIDENCE] if EVIDENCE in results.columns else []
+    title = f"Signature scores, {condition} vs {reference} (donors as units)"
+    ax.set_title(confounded_title(title, labels), fontsize=10)
     ax.legend(
         handles=[Patch(facecolor=MISSING_COLOUR, edgecolor="0.6", label="not testable")],
         loc="upper left",
@@ -306,7 +308,8 @@ def plot_signature_by_donor(
         ax.set_axis_off()
     for row in axes:
         row[0].set_ylabel(f"score - {_short(reference)} mean", fontsize=7)
-    _donor_figure_header(fig, signature, shown_control, palette, reference, pooled)
+    labels = results[EVIDENCE] if results is not None and EVIDENCE in results.columns else []
+    _donor_figure_header(fig, signature, shown_control, palette, reference, pooled, labels)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.65 / height))
     save(fig, path)
 
@@ -322,8 +325,9 @@ def _donor_figure_header(
     palette: dict[str, str],
     reference: str,
     pooled: list[str],
+    labels: object = (),
 ) -> None:
-    """Title, how to read the facets, and the condition legend above the facets."""
+    """Title (tagged when `labels`, the rows' evidence, say confounded), how to read, legend."""
     how = [
         f"point: one donor's mean score minus the {reference} donors' mean; bar: condition mean;"
         " diff = condition - reference, donors as units"
@@ -334,7 +338,9 @@ def _donor_figure_header(
         how.append(f"no {reference} donor in {', '.join(pooled)}: centred on all donors' mean")
     height = fig.get_figheight()
     fig.suptitle(
-        f"{signature}: per-donor score in each cell type", fontsize=10, y=1 - 0.05 / height
+        confounded_title(f"{signature}: per-donor score in each cell type", labels),
+        fontsize=10,
+        y=1 - 0.05 / height,
     )
     fig.text(
         0.01,
