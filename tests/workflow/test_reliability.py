@@ -15,6 +15,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -142,6 +143,45 @@ def test_job_time_errors_are_one_console_line_and_leave_nothing(tmp_path, server
     assert not (workdir / targets[0]).exists()
     downloads = workdir / "resources/downloads"
     assert not downloads.exists() or [p for p in downloads.rglob("*") if p.is_file()] == []
+
+
+JOB_SCRIPT = """
+import logging, sys, warnings
+from cordatlas.errors import UserInputError
+from cordatlas.logs import rule_logging
+
+with rule_logging(sys.argv[1]) as log:
+    log.info("read 10 cells")
+    warnings.warn("a library's deprecation", FutureWarning)
+    logging.getLogger("cordatlas.qc").warning("sample S1: 3 cells kept")
+    if sys.argv[2] == "user":
+        raise UserInputError("sample 'S1': fix the sheet")
+    raise KeyError("bug")
+"""
+
+
+@pytest.mark.parametrize("kind", ["user", "bug"])
+def test_rule_logging_splits_console_and_log(tmp_path, kind):
+    """Console: the workflow's warnings and errors, one line each; the log: everything."""
+    log = tmp_path / "logs/qc_sample/S1.log"
+    result = subprocess.run(
+        [sys.executable, "-c", JOB_SCRIPT, str(log), kind], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    console = result.stderr.splitlines()
+    assert console[0] == "WARNING [qc_sample/S1] sample S1: 3 cells kept"
+    text = log.read_text()
+    assert "read 10 cells" in text and "FutureWarning: a library's deprecation" in text
+    assert "Traceback (most recent call last)" in text
+    assert "deprecation" not in result.stderr and "read 10 cells" not in result.stderr
+    if kind == "user":
+        assert console[1:] == ["ERROR [qc_sample/S1] sample 'S1': fix the sheet"]
+    else:  # a bug keeps Python's traceback on the console, after one line naming the log
+        assert (
+            console[1]
+            == f"ERROR [qc_sample/S1] unexpected error (please report it with {log}): KeyError('bug')"
+        )
+        assert "Traceback (most recent call last)" in result.stderr
 
 
 # ---- kill and resume --------------------------------------------------------------------------
