@@ -27,6 +27,11 @@ CITATIONS = {
     "filter": "Chen Y, Lun ATL, Smyth GK 2016. From reads to genes to pathways. F1000Research "
     "5:1438",
     "propeller": "Phipson B et al. 2022. propeller. Bioinformatics 38:4720-4726",
+    "barnyard": "Macosko EZ et al. 2015. Drop-seq. Cell 161:1202-1214 (species-mixing "
+    "experiments); multiplet cut by MADs as in scater's isOutlier (McCarthy DJ et al. 2017, "
+    "Bioinformatics 33:1179)",
+    "integration_metrics": "Luecken MD et al. 2022. Benchmarking atlas-level data integration. "
+    "Nat Methods 19:41-50",
     "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
     "57:289-300",
 }
@@ -52,31 +57,48 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
     integration = str(_get(config, "atlas.integration", "none"))
     model = _get(config, "annotation.celltypist_model")
     rows = [
+        ("species (mixed-species files)", "each cell's majority species; cross-species "
+         "multiplets where the minority share exceeds that species' own median + MADs (with a "
+         "floor), as barnyard analyses call them",
+         _params(config, "ingest.species", "ingest.species_multiplet_nmads",
+                 "ingest.species_multiplet_min_share", "ingest.species_multiplet_min_cells"),
+         CITATIONS["barnyard"]),
         ("quality control", "adaptive median-absolute-deviation thresholds per sample, "
-         "absolute floors and a mitochondrial ceiling",
+         "absolute floors and a mitochondrial ceiling; haemoglobin-rich cells judged on their "
+         "counts outside globin genes and exempt from the top-20-genes rule",
          _params(config, "qc.nmads", "qc.min_counts", "qc.min_genes", "qc.max_pct_counts_mt",
                  "qc.max_pct_counts_hb", "qc.hb_rich_min_pct_hb"), CITATIONS["mad"]),
         ("doublets", f"{doublets} doublet scores, cut by "
          f"{_get(config, 'qc.doublets.threshold_method')}",
          _params(config, "qc.doublets.remove", "qc.doublets.expected_doublet_rate",
                  "qc.doublets.threshold"), CITATIONS.get(doublets, "")),
-        ("merge and genes", "samples merged on a gene join, rare genes dropped",
-         _params(config, "atlas.gene_join", "qc.min_cells_per_gene"), ""),
+        ("merge and genes", "samples merged on a gene join (Ensembl ids renamed to symbols; too "
+         "few shared genes refused); genes a sample did not measure are left out of every "
+         "cross-sample analysis; rare genes dropped",
+         _params(config, "atlas.gene_join", "atlas.min_shared_genes", "qc.min_cells_per_gene"),
+         ""),
         ("normalisation", "size-factor normalisation and shifted log; highly variable genes "
-         "(seurat_v3) per batch; PCA",
+         "(seurat_v3) per batch, batches its loess cannot fit pooled (the log and atlas say "
+         "which); PCA",
          _params(config, "atlas.target_sum", "atlas.n_top_genes", "atlas.hvg_batch_key",
                  "atlas.n_pcs"), f"{CITATIONS['scanpy']}; {CITATIONS['hvg']}"),
-        ("integration", f"{integration} on the PCA embedding (counts untouched)",
-         _params(config, "atlas.integration", "atlas.integration_key"),
-         CITATIONS["harmony"] if integration == "harmony" else ""),
+        ("integration", f"{integration} on the PCA embedding (counts untouched); verdict good / "
+         "weak / failed from the share of cells in clusters shared by both conditions and in "
+         "one-batch clusters (this workflow's stated cuts)",
+         _params(config, "atlas.integration", "atlas.integration_key", "atlas.working_resolution"),
+         (CITATIONS["harmony"] + "; " if integration == "harmony" else "")
+         + CITATIONS["integration_metrics"]),
         ("clustering and UMAP", "kNN graph, Leiden (igraph) at each resolution, UMAP",
          _params(config, "atlas.n_neighbors", "atlas.leiden_resolutions",
                  "atlas.working_resolution", "atlas.umap_min_dist", "atlas.seed"),
          f"{CITATIONS['leiden']}; {CITATIONS['umap']}"),
-        ("annotation", "cluster scores on a cited marker panel (scanpy score_genes)"
+        ("annotation", "cluster scores on a cited marker panel (scanpy score_genes), each cell "
+         "on the markers its sample measured; lineage first, then subtypes within it, both "
+         "needing the minimum score and margin"
          + ("; CellTypist beside it" if model else ""),
          _params(config, "annotation.panel", "annotation.extra_panel", "annotation.min_score",
-                 "annotation.min_margin", "annotation.celltypist_model"),
+                 "annotation.min_margin", "annotation.min_detected_fraction",
+                 "annotation.celltypist_model"),
          CITATIONS["scanpy"] + (f"; {CITATIONS['celltypist']}" if model else "")),
     ]  # fmt: skip
     rows += _comparison_rows(config)
