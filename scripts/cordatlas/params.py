@@ -155,10 +155,11 @@ class SignatureParams:
 
 @dataclass(frozen=True)
 class EnrichmentParams:
-    """config ``enrichment``: gene-set size limits."""
+    """config ``enrichment``: gene-set size limits and CAMERA's inter-gene correlation."""
 
     min_set_size: int
     max_set_size: int
+    inter_gene_correlation: float | None
 
 
 @dataclass(frozen=True)

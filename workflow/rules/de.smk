@@ -138,6 +138,9 @@ rule summarise_de:
 rule enrich_de:
     input:
         table=study_path("results/de/de_all.tsv.gz"),
+        # each pseudobulk table's job also wrote the counts and metadata CAMERA reads
+        # (counts/{cell_type}_counts.tsv.gz, counts/{cell_type}_pseudobulks.tsv beside it)
+        tables=de_tables,
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:
@@ -158,10 +161,12 @@ rule enrich_de:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 10) * attempt,
         runtime=10,
     params:
         enrichment=PARAMS.enrichment,
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
         alpha=PARAMS.comparison.alpha,
     script:
         "../../scripts/enrich_de.py"

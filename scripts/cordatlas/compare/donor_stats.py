@@ -127,6 +127,13 @@ def _design_matrix(
     return np.hstack(blocks)
 
 
+def design_matrix(
+    design: pd.DataFrame, condition_key: str, condition: str, covariates: Sequence[str]
+) -> np.ndarray:
+    """The model matrix every donor-level test uses: intercept, condition (1 = `condition`), covariates."""
+    return _design_matrix(design, condition_key, condition, covariates)
+
+
 def compare_groups(
     values: pd.DataFrame,
     design: pd.DataFrame,
