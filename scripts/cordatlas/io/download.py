@@ -350,6 +350,13 @@ def _describe(exc: BaseException | None, timeout: float) -> str:
         return "sha256 differs from the sample sheet's, on a body of unproven length"
     if isinstance(exc, urllib.error.URLError):
         return f"{exc.reason}"
+    if isinstance(exc, _IncompleteBody):
+        return f"the {exc}"
+    if isinstance(exc, http.client.IncompleteRead):
+        return (
+            "the connection closed before the chunked body's end marker "
+            f"({len(exc.partial)} bytes read)"
+        )
     return f"{type(exc).__name__}: {exc}"
 
 
