@@ -928,9 +928,10 @@ def test_cli_writes_sheet_paths_relative_to_cwd(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # speed
 # ---------------------------------------------------------------------------------------------
-def test_100k_cells_simulate_in_under_a_minute():
+@pytest.mark.parametrize("realism", ["simple", "realistic"])
+def test_100k_cells_simulate_in_under_a_minute(realism):
     start = time.perf_counter()
-    sim = simulate_study(_sheet(), n_cells_per_sample=12_500, n_genes=2000, seed=0)
+    sim = simulate_study(_sheet(), n_cells_per_sample=12_500, n_genes=2000, seed=0, realism=realism)
     elapsed = time.perf_counter() - start
     assert sim.adata.shape == (100_000, 2000)
     assert elapsed < 60, f"simulating 100,000 cells took {elapsed:.1f} s"
