@@ -74,6 +74,8 @@ NOTE = "note"
 PVALUE = "pvalue"
 PADJ = "padj"
 METHOD = "method"
+#: True on a tested row whose smaller group has at most comparison.low_power_max_replicates donors.
+LOW_POWER = "low_power"
 
 
 def check_evidence(values: Iterable[object], *, table: str) -> None:

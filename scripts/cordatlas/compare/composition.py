@@ -17,7 +17,14 @@ from cordatlas.compare.donor_stats import (
 )
 from cordatlas.errors import UserInputError
 from cordatlas.params import ComparisonParams, Contrast
-from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE, NOT_TESTABLE, NOTE, check_evidence
+from cordatlas.vocabulary import (
+    DONOR_LEVEL,
+    EVIDENCE,
+    LOW_POWER,
+    NOT_TESTABLE,
+    NOTE,
+    check_evidence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ COMPOSITION_COLUMNS = [
     "transform",
     "method",
     "covariates",
-    "low_power",
+    LOW_POWER,
     EVIDENCE,
     NOTE,
     "presence",
@@ -468,7 +475,7 @@ def _format_composition(
             "transform": comparison.composition_transform,
             "method": METHOD,
             "covariates": result["covariates"],
-            "low_power": tested & (smaller <= comparison.low_power_max_replicates),
+            LOW_POWER: tested & (smaller <= comparison.low_power_max_replicates),
             EVIDENCE: np.where(tested, DONOR_LEVEL, NOT_TESTABLE),
             NOTE: note,
             "presence": presence,

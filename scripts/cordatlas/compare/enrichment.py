@@ -15,7 +15,7 @@ from cordatlas.checks import require_columns
 from cordatlas.compare.donor_stats import bh_adjust, design_matrix, squeeze_var
 from cordatlas.errors import UserInputError
 from cordatlas.params import Contrast, EnrichmentParams
-from cordatlas.vocabulary import EVIDENCE, NOT_TESTABLE, NOTE, check_evidence
+from cordatlas.vocabulary import EVIDENCE, LOW_POWER, NOT_TESTABLE, NOTE, check_evidence
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ ENRICHMENT_COLUMNS = [
     "method",
     "n_condition",
     "n_reference",
-    "low_power",
+    LOW_POWER,
     EVIDENCE,
     NOTE,
 ]
@@ -254,7 +254,7 @@ def enrich_cell_type(
         pd.to_numeric(out["n_condition"], errors="coerce"),
         pd.to_numeric(out["n_reference"], errors="coerce"),
     )
-    out["low_power"] = pvalue.notna() & (smaller <= low_power_max_replicates)
+    out[LOW_POWER] = pvalue.notna() & (smaller <= low_power_max_replicates)
     out["padj"] = bh_adjust(pvalue)
     check_evidence(out[EVIDENCE], table="enrichment")
     log.info(
