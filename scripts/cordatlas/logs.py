@@ -22,6 +22,10 @@ from cordatlas.errors import UserInputError
 USER_ERROR_EXIT = 1
 #: Format of log-file records.
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Libraries whose logger prints to stderr itself (anndata: "... storing 'sample' as
+#: categorical" on every write); from rule_logging on they log through its handlers instead
+#: (for the rest of the job's process: one process runs one rule).
+LIBRARY_LOGGERS = ("anndata",)
 
 
 def package_provenance() -> str:
@@ -75,6 +79,7 @@ def rule_logging(
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    _adopt_library_loggers()
     logger = logging.getLogger("cordatlas")
     logger.info("%s", package_provenance())
     try:
@@ -92,6 +97,20 @@ def rule_logging(
         raise
     finally:
         _close(root, handlers)
+
+
+def _adopt_library_loggers() -> None:
+    """Route the libraries' own stderr loggers through the root (the rule's handlers)."""
+    for name in LIBRARY_LOGGERS:
+        if name not in logging.Logger.manager.loggerDict:
+            continue  # not imported: nothing prints yet
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                library.removeHandler(handler)
+        library.propagate = True
 
 
 def _close(root: logging.Logger, handlers: list[logging.Handler]) -> None:
