@@ -119,6 +119,7 @@ DEMO_TRUTH = [
         "truth_composition",
         "truth_condition_composition",
         "truth_genes",
+        "truth_samples",
     )
 ]
 

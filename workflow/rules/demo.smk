@@ -14,9 +14,8 @@ rule simulate_demo:
             .drop_duplicates("path")
             .itertuples(index=False)
         ],
+        # truth_samples.tsv among them: per sample, soup share and the donor's planted stress
         truth=DEMO_TRUTH,
-        # per sample: soup share and the donor's planted stress (realistic demo)
-        truth_samples=str(DEMO_DIR / "truth" / "truth_samples.tsv"),
     log:
         "logs/simulate_demo/simulate_demo.log",
     benchmark:

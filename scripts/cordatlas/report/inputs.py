@@ -12,6 +12,7 @@ TRUTH_TABLES = (
     "truth_composition",
     "truth_condition_composition",
     "truth_genes",
+    "truth_samples",
 )
 
 
