@@ -21,7 +21,14 @@ with rule_logging(snakemake.log[0]) as log:
         obs, replicate_key=comparison.replicate_key, columns=comparison.covariates
     )
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
-    results = signature_tests(summary, design, library, comparison, contrast)
+    results = signature_tests(
+        summary,
+        design,
+        library,
+        comparison,
+        contrast,
+        control_flag_pvalue=snakemake.params.signatures.control_flag_pvalue,
+    )
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for row in results.query("concordance in ['agree', 'disagree']").itertuples():
         log.info("%s in %s: %s (%s)", row.signature, row.cell_type, row.concordance, row.note)

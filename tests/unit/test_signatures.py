@@ -38,6 +38,7 @@ CONTRAST = Contrast("cord_blood", "adult")
 #: so a donor mean over 3+ cells is accepted here; the workflow default is 10.
 MIN_CELLS = 3
 COMPARISON = dataclasses.replace(default_params().comparison, min_cells_per_replicate=MIN_CELLS)
+FLAG = default_params().signatures.control_flag_pvalue
 
 
 def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
@@ -92,7 +93,7 @@ def summary(atlas, scored) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def results(atlas, summary, library) -> pd.DataFrame:
     design = replicate_table(atlas.obs)
-    return signature_tests(summary, design, library, COMPARISON, CONTRAST)
+    return signature_tests(summary, design, library, COMPARISON, CONTRAST, control_flag_pvalue=FLAG)
 
 
 def _row(results: pd.DataFrame, cell_type: str, signature: str) -> pd.Series:
@@ -387,7 +388,9 @@ def test_null_study_gives_few_significant(library):
     atlas = _atlas(condition_effect=False)
     scores, _ = score_signatures(atlas, library, seed=0)
     summary = summarise_by_replicate(scores, atlas.obs, COMPARISON)
-    results = signature_tests(summary, replicate_table(atlas.obs), library, COMPARISON, CONTRAST)
+    results = signature_tests(
+        summary, replicate_table(atlas.obs), library, COMPARISON, CONTRAST, control_flag_pvalue=FLAG
+    )
     tested = results["padj"].notna()
     assert tested.sum() > 150
     assert (results.loc[tested, "padj"] < 0.05).sum() <= 0.02 * tested.sum()
@@ -398,7 +401,9 @@ def test_one_donor_per_group_is_not_testable(atlas, scored, library):
     keep = atlas.obs["donor"].isin(["CB1", "AD1"]).to_numpy()
     obs = atlas.obs[keep]
     summary = summarise_by_replicate(scored[0][keep], obs, COMPARISON)
-    results = signature_tests(summary, replicate_table(obs), library, COMPARISON, CONTRAST)
+    results = signature_tests(
+        summary, replicate_table(obs), library, COMPARISON, CONTRAST, control_flag_pvalue=FLAG
+    )
     assert not results.empty
     assert (results["concordance"] == "not_testable").all()
     assert results["padj"].isna().all()
@@ -409,7 +414,12 @@ def test_one_donor_per_group_is_not_testable(atlas, scored, library):
 def test_unknown_contrast_level_is_a_user_error(summary, atlas, library):
     with pytest.raises(UserInputError, match="contrast level"):
         signature_tests(
-            summary, replicate_table(atlas.obs), library, COMPARISON, Contrast("newborn", "adult")
+            summary,
+            replicate_table(atlas.obs),
+            library,
+            COMPARISON,
+            Contrast("newborn", "adult"),
+            control_flag_pvalue=FLAG,
         )
 
 

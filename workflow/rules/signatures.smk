@@ -69,6 +69,7 @@ rule test_signatures:
     params:
         comparison=PARAMS.comparison,
         contrast=PARAMS.contrast,
+        signatures=PARAMS.signatures,
     script:
         "../../scripts/test_signatures.py"
 

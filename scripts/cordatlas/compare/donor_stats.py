@@ -382,3 +382,61 @@ def moderate(result: pd.DataFrame, *, trend: bool = False, level: float = 0.95) 
     out["s2_prior"] = s20
     out["df_prior"] = d0
     return out
+
+
+#: Keys of :func:`welch_t` and :func:`ols_condition`: the condition effect and its test.
+EFFECT_KEYS = ("difference", "se", "df", "t", "pvalue", "ci_low", "ci_high")
+
+
+def _effect(difference: float, se: float, df: float, level: float) -> dict[str, float]:
+    """t statistic, two-sided p-value and `level` CI from an effect, its SE and df."""
+    out = dict.fromkeys(EFFECT_KEYS, np.nan)
+    out.update(difference=float(difference), se=float(se), df=float(df))
+    if not (np.isfinite(se) and np.isfinite(df) and df > 0):
+        return out
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    out.update(ci_low=difference - half, ci_high=difference + half)
+    if se > 0:
+        t = difference / se
+        out.update(t=t, pvalue=float(2 * stats.t.sf(abs(t), df)))
+    elif difference == 0:
+        out.update(t=0.0, pvalue=1.0)
+    return out
+
+
+def welch_t(
+    condition: np.ndarray, reference: np.ndarray, *, level: float = 0.95
+) -> dict[str, float]:
+    """Welch's unequal-variance t test of ``mean(condition) - mean(reference)`` (Welch 1947).
+
+    ``se = sqrt(s_c^2/n_c + s_r^2/n_r)`` on the Welch-Satterthwaite degrees of freedom
+    ``(v_c + v_r)^2 / (v_c^2/(n_c - 1) + v_r^2/(n_r - 1))``, ``v = s^2/n``. Returns
+    :data:`EFFECT_KEYS` (NaN statistics when a group has fewer than two values).
+    """
+    a, b = np.asarray(condition, dtype=float), np.asarray(reference, dtype=float)
+    difference = float(a.mean() - b.mean()) if a.size and b.size else np.nan
+    if min(a.size, b.size) < 2:
+        return _effect(difference, np.nan, np.nan, level)
+    v_a, v_b = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(v_a + v_b))
+    denominator = v_a**2 / (a.size - 1) + v_b**2 / (b.size - 1)
+    df = float((v_a + v_b) ** 2 / denominator) if denominator > 0 else float(a.size + b.size - 2)
+    return _effect(difference, se, df, level)
+
+
+def ols_condition(y: np.ndarray, x: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
+    """OLS fit of `y` on the model matrix `x` (column 1 = condition): that coefficient's t test.
+
+    Returns :data:`EFFECT_KEYS`; all NaN when `x` is rank-deficient or leaves no residual
+    degrees of freedom (the caller says why).
+    """
+    y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
+    rank = np.linalg.matrix_rank(x) if x.size else 0
+    residual_df = len(y) - x.shape[1]
+    if rank < x.shape[1] or residual_df < 1:
+        return dict.fromkeys(EFFECT_KEYS, np.nan)
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residuals = y - x @ coef
+    sigma2 = float(residuals @ residuals) / residual_df
+    se = float(np.sqrt(max(np.linalg.inv(x.T @ x)[1, 1], 0.0) * sigma2))
+    return _effect(float(coef[1]), se, float(residual_df), level)

@@ -8,9 +8,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from cordatlas.checks import check_contrast, require_columns
-from cordatlas.compare.donor_stats import bh_adjust, compare_groups
+from cordatlas.compare.donor_stats import (
+    bh_adjust,
+    compare_groups,
+    design_matrix,
+    ols_condition,
+    usable_covariates,
+    welch_t,
+)
 from cordatlas.compare.signatures import SUMMARY_COLUMNS
 from cordatlas.errors import UserInputError
 from cordatlas.genesets.library import expectation_for, library_sets, set_metadata
@@ -18,6 +26,7 @@ from cordatlas.params import ComparisonParams, Contrast
 from cordatlas.vocabulary import (
     DONOR_LEVEL,
     EVIDENCE,
+    LOW_POWER,
     NOT_TESTABLE,
     NOTE,
     check_evidence,
@@ -28,6 +37,22 @@ log = logging.getLogger(__name__)
 
 #: Default name of the control set shown beside each biological contrast.
 DEFAULT_CONTROL = "stress_processing_delay"
+
+#: Values of the ``family`` column: the Benjamini-Hochberg family a row's padj is computed in.
+PRESPECIFIED, EXPLORATORY = "prespecified", "exploratory"
+
+#: Values of the ``test`` column, and how the note names them.
+TESTS = {"student_t": "Student's t", "welch_t": "Welch's t", "linear_model_t": "linear-model t"}
+
+#: Columns of the model adjusted for the donors' control score (see :func:`signature_tests`).
+ADJUSTED_COLUMNS = [
+    "difference_adjusted",
+    "se_adjusted",
+    "ci_low_adjusted",
+    "ci_high_adjusted",
+    "df_adjusted",
+    "pvalue_adjusted",
+]
 
 #: Columns of :func:`signature_tests`' result.
 RESULT_COLUMNS = [
@@ -44,13 +69,25 @@ RESULT_COLUMNS = [
     "mean_reference",
     "difference",
     "se",
+    "ci_low",
+    "ci_high",
     "t",
     "df",
+    "test",
     "pvalue",
+    "family",
     "padj",
+    "padj_all",
+    LOW_POWER,
     "covariates",
     "control_difference",
+    "control_pvalue",
     "control_padj",
+    "control_flag",
+    *ADJUSTED_COLUMNS,
+    "loo_max_pvalue",
+    "loo_weakest_donor",
+    "survives_leave_one_out",
     EVIDENCE,
     NOTE,
     "citations",
@@ -64,16 +101,31 @@ def signature_tests(
     comparison: ComparisonParams,
     contrast: Contrast,
     *,
+    control_flag_pvalue: float,
     condition_key: str = "condition",
     control: str | None = DEFAULT_CONTROL,
 ) -> pd.DataFrame:
     """Test each signature in each cell type, condition vs reference, donors as the unit.
 
     Per cell type, the replicate means of every signature (from
-    :func:`cordatlas.compare.signatures.summarise_by_replicate`) are modelled as intercept +
-    condition + covariates with `donor_stats.compare_groups` (OLS t-test; difference =
-    condition - reference, adjusted for the covariates). P-values are Benjamini-Hochberg
-    adjusted over all signature x cell-type tests together (the control included).
+    :func:`cordatlas.compare.signatures.summarise_by_replicate`) are compared between the
+    conditions (difference = condition - reference) with one of three tests, named in ``test``:
+
+    - ``linear_model_t``: intercept + condition + covariates by OLS
+      (`donor_stats.compare_groups`) when a covariate is used;
+    - ``welch_t``: Welch's unequal-variance t when no covariate is used and the groups differ in
+      size (the pooled-variance t is anti-conservative exactly when the smaller group varies
+      more, and with 2-4 donors a side nobody can check that it does not);
+    - ``student_t``: the pooled-variance t for balanced groups without covariates (equal sizes
+      make it robust to unequal variances, and its df are exact).
+
+    Every tested row has the difference's 95 % CI (``ci_low``, ``ci_high``) and ``low_power``
+    (the smaller group has at most ``comparison.low_power_max_replicates`` donors).
+
+    Benjamini-Hochberg adjustment runs within two families (``family``): ``prespecified``, the
+    rows the library states an expectation for in that cell type (a direction or
+    ``conflicting``), and ``exploratory``, all others (the control included). ``padj`` is within
+    the family; ``padj_all`` over every test, for reference.
 
     Each row is compared with the library's expectation where the set's ``cell_types``
     include the cell type (or are null):
@@ -87,9 +139,15 @@ def signature_tests(
     - ``not_testable``: fewer than the minimum replicates in a group (or no residual
       degrees of freedom), so no p-value.
 
-    The control set's difference and padj in the same cell type sit on every row
-    (``control_difference``, ``control_padj``) so each biological contrast is read beside
-    sample handling; ``note`` says it in words and warns when the control differs too.
+    The control set in the same cell type sits on every row: ``control_difference``,
+    ``control_pvalue``, ``control_padj`` and ``control_flag`` (its raw p-value below
+    `control_flag_pvalue`: a liberal screen, not a test). Each biological row is refitted with
+    the donors' control score as a covariate (:data:`ADJUSTED_COLUMNS`, NaN with the reason in
+    ``note`` where too few donors leave no residual df). Each row significant in its family is
+    re-tested leaving out each donor in turn (same test rule): ``loo_max_pvalue`` (the largest
+    p), ``loo_weakest_donor`` (whose removal gave it) and ``survives_leave_one_out`` (every
+    leave-one-out p < alpha; False when leaving a donor out makes the row untestable; empty
+    for rows not significant).
 
     Parameters
     ----------
@@ -100,12 +158,13 @@ def signature_tests(
     library
         The library the scores came from (expectations, categories, citations).
     comparison
-        config ``comparison``: ``covariates`` (columns of `design` adjusted for, dropped per
-        test where unusable; the ``covariates`` column says which were used),
-        ``min_replicates_per_group`` (minimum replicates per group for a test), ``alpha``
-        (significance level on padj for the concordance call).
+        config ``comparison``: ``covariates``, ``min_replicates_per_group``, ``alpha`` (on padj
+        for the concordance call and on the leave-one-out p-values),
+        ``low_power_max_replicates``.
     contrast
         (condition, reference), e.g. cord_blood vs adult.
+    control_flag_pvalue
+        config ``signatures.control_flag_pvalue``.
     control
         Name of the control set; None for no control columns.
 
@@ -125,21 +184,63 @@ def signature_tests(
             "control set %r is not among the scored signatures; control columns are empty",
             control,
         )
-    table = _test_each_cell_type(summary, design, comparison, pair, condition_key=condition_key)
+    design = design.copy()
+    design.index = design.index.astype(str)
+    design = design.loc[design[condition_key].astype(str).isin(pair)]
+    sets = library_sets(library)
+    entries = {
+        name: sets.get(name) or set_metadata(library, name)
+        for name in dict.fromkeys(summary["signature"])
+    }
+    values = {
+        cell_type: _values(summary, cell_type) for cell_type in dict.fromkeys(summary["cell_type"])
+    }
+    options = {"comparison": comparison, "contrast": pair, "condition_key": condition_key}
+    frames = []
+    for cell_type, table in values.items():
+        result = feature_tests(table, design, **options)
+        result = result.join(_adjusted(table, design, result, control=control, **options))
+        result.insert(0, "cell_type", cell_type)
+        frames.append(result)
+    table = pd.concat(frames, ignore_index=True).rename(columns={"feature": "signature"})
+    table["expected_direction"] = [
+        expectation_for(entries[s], c)
+        for s, c in zip(table["signature"], table["cell_type"], strict=True)
+    ]
+    table = _adjust_by_family(table)
+    table = _leave_one_out(table, values, design, **options)
+    smaller = table[["n_condition", "n_reference"]].min(axis=1)
+    table[LOW_POWER] = table["pvalue"].notna() & (smaller <= comparison.low_power_max_replicates)
+    return _finish(table, entries, pair, control, control_flag_pvalue, alpha=comparison.alpha)
+
+
+def _finish(
+    table: pd.DataFrame,
+    entries: Mapping[str, Mapping[str, Any]],
+    contrast: tuple[str, str],
+    control: str | None,
+    control_flag_pvalue: float,
+    *,
+    alpha: float,
+) -> pd.DataFrame:
+    """The library's metadata, concordance, control columns, evidence and note on each row."""
     controls = (
         table[table["signature"] == control].set_index("cell_type")
         if control is not None
         else table.iloc[0:0].set_index("cell_type")
     )
-    sets = library_sets(library)
     rows = []
     for row in table.to_dict("records"):
-        entry = sets.get(row["signature"]) or set_metadata(library, row["signature"])
-        row.update(_read_row(row, entry, controls, alpha=comparison.alpha))
+        row.update(_read_row(row, entries[row["signature"]], alpha=alpha))
+        row.update(_control_columns(row["cell_type"], controls, control_flag_pvalue))
         row[EVIDENCE] = NOT_TESTABLE if row["concordance"] == "not_testable" else DONOR_LEVEL
-        row[NOTE] = _note(row, contrast=pair, control=control, alpha=comparison.alpha)
+        row[NOTE] = _note(
+            row, contrast=contrast, control=control, alpha=alpha, flag=control_flag_pvalue
+        )
         rows.append(row)
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    for column in ("control_flag", "survives_leave_one_out"):
+        out[column] = out[column].astype("boolean")
     check_evidence(out[EVIDENCE], table="signature tests")
     return out
 
@@ -168,35 +269,156 @@ def _check_inputs(
         )
 
 
-def _test_each_cell_type(
-    summary: pd.DataFrame,
+def _values(summary: pd.DataFrame, cell_type: str) -> pd.DataFrame:
+    """Replicates (index, text) x signatures (summary order): the donors' mean scores."""
+    part = summary[summary["cell_type"] == cell_type]
+    values = part.pivot(index="replicate", columns="signature", values="mean_score")
+    values = values[list(dict.fromkeys(part["signature"]))]
+    values.index = values.index.astype(str)
+    return values
+
+
+def feature_tests(
+    values: pd.DataFrame,
     design: pd.DataFrame,
+    *,
     comparison: ComparisonParams,
     contrast: tuple[str, str],
+    condition_key: str = "condition",
+) -> pd.DataFrame:
+    """Each feature's donor-level test by the rule of :func:`signature_tests`, with its 95 % CI.
+
+    `donor_stats.compare_groups` (OLS; Student's t without covariates), then Welch's t in place
+    of Student's where no covariate was used and the group sizes differ (each group >= 2).
+    Returns compare_groups' columns less ``sigma2``/``stdev_unscaled``, plus ``test``,
+    ``ci_low``, ``ci_high``.
+    """
+    result = compare_groups(
+        values,
+        design,
+        contrast=contrast,
+        condition_key=condition_key,
+        covariates=comparison.covariates,
+        min_replicates=comparison.min_replicates_per_group,
+    ).drop(columns=["sigma2", "stdev_unscaled"])
+    tested = result["df"].notna().to_numpy()
+    plain = (result["covariates"] == "").to_numpy()
+    result["test"] = np.where(tested, np.where(plain, "student_t", "linear_model_t"), "")
+    unbalanced = (result["n_condition"] != result["n_reference"]).to_numpy()
+    condition = design[condition_key].astype(str).reindex(values.index)
+    for i in np.flatnonzero(tested & plain & unbalanced):
+        column = values.iloc[:, i]
+        groups = [column[(condition == level).to_numpy()].dropna() for level in contrast]
+        if min(len(g) for g in groups) < 2:
+            continue
+        fit = welch_t(groups[0].to_numpy(), groups[1].to_numpy())
+        for key in ("se", "t", "df", "pvalue"):
+            result.iat[i, result.columns.get_loc(key)] = fit[key]
+        result.iat[i, result.columns.get_loc("test")] = "welch_t"
+    se, df = result["se"].to_numpy(dtype=float), result["df"].to_numpy(dtype=float)
+    ok = np.isfinite(se) & np.isfinite(df) & (df > 0)
+    half = np.where(ok, stats.t.ppf(0.975, np.where(ok, df, 1.0)) * se, np.nan)
+    result["ci_low"] = result["difference"] + np.where(ok, -half, np.nan)
+    result["ci_high"] = result["difference"] + half
+    return result
+
+
+def _adjusted(
+    values: pd.DataFrame,
+    design: pd.DataFrame,
+    result: pd.DataFrame,
     *,
+    control: str | None,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
     condition_key: str,
 ) -> pd.DataFrame:
-    """`compare_groups` per cell type over its signatures; padj over every test together."""
-    design = design.copy()
-    design.index = design.index.astype(str)
-    frames = []
-    for cell_type in dict.fromkeys(summary["cell_type"]):
-        part = summary[summary["cell_type"] == cell_type]
-        values = part.pivot(index="replicate", columns="signature", values="mean_score")
-        values = values[list(dict.fromkeys(part["signature"]))]
-        values.index = values.index.astype(str)
-        result = compare_groups(
-            values,
-            design,
-            contrast=contrast,
-            condition_key=condition_key,
-            covariates=comparison.covariates,
-            min_replicates=comparison.min_replicates_per_group,
+    """Each tested biological feature refitted with the donors' control score as a covariate.
+
+    Same donors (those with both scores), same covariates as the row's model, plus the control
+    score as a numeric column; OLS t on the condition coefficient. ``adjustment`` says why a
+    row has none.
+    """
+    out = pd.DataFrame(np.nan, index=result.index, columns=ADJUSTED_COLUMNS)
+    out["adjustment"] = ""
+    if control is None or control not in values.columns:
+        return out
+    condition = contrast[0]
+    score = values[control].reindex(design.index)
+    minimum = max(comparison.min_replicates_per_group, 1)
+    for i, row in result.iterrows():
+        if row["feature"] == control or not np.isfinite(row["pvalue"]):
+            continue
+        y = values[row["feature"]].reindex(design.index)
+        have = (y.notna() & score.notna()).to_numpy()
+        sub = design.loc[have]
+        is_condition = sub[condition_key].astype(str).to_numpy() == condition
+        if min(is_condition.sum(), (~is_condition).sum()) < minimum:
+            out.at[i, "adjustment"] = "too few donors have a control score"
+            continue
+        used, _ = usable_covariates(
+            sub, [c for c in str(row["covariates"]).split(",") if c], condition_key=condition_key
         )
-        result.insert(0, "cell_type", cell_type)
-        frames.append(result)
-    table = pd.concat(frames, ignore_index=True).rename(columns={"feature": "signature"})
-    table["padj"] = bh_adjust(table["pvalue"].to_numpy(dtype=float))
+        x = np.column_stack([design_matrix(sub, condition_key, condition, used), score[have]])
+        fit = ols_condition(y.to_numpy(dtype=float)[have], x)
+        if not np.isfinite(fit["se"]):
+            out.at[i, "adjustment"] = (
+                f"{len(sub)} donors leave no residual degrees of freedom for the control score"
+            )
+            continue
+        for column in ADJUSTED_COLUMNS:
+            out.at[i, column] = fit[column.removesuffix("_adjusted")]
+    return out
+
+
+def _adjust_by_family(table: pd.DataFrame) -> pd.DataFrame:
+    """``family`` (pre-specified: the library expects something here) and BH within it."""
+    expected = table["expected_direction"]
+    prespecified = expected.notna() & ~expected.astype(str).isin(["", "none"])
+    table["family"] = np.where(prespecified, PRESPECIFIED, EXPLORATORY)
+    table["padj"] = np.nan
+    for family in (PRESPECIFIED, EXPLORATORY):
+        mask = (table["family"] == family).to_numpy()
+        table.loc[mask, "padj"] = bh_adjust(table.loc[mask, "pvalue"].to_numpy(dtype=float))
+    table["padj_all"] = bh_adjust(table["pvalue"].to_numpy(dtype=float))
+    return table
+
+
+def _leave_one_out(
+    table: pd.DataFrame,
+    values: Mapping[str, pd.DataFrame],
+    design: pd.DataFrame,
+    *,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    condition_key: str,
+) -> pd.DataFrame:
+    """Rows significant in their family re-tested without each of their donors in turn."""
+    table["loo_max_pvalue"] = np.nan
+    table["loo_weakest_donor"] = ""
+    table["survives_leave_one_out"] = None
+    significant = (table["padj"] < comparison.alpha).to_numpy()
+    for cell_type, part in table[significant].groupby("cell_type", sort=False):
+        features = list(part["signature"])
+        scores = values[cell_type][features].reindex(design.index)
+        pvalues = pd.DataFrame(np.nan, index=design.index, columns=features)
+        for donor in design.index:
+            left = scores.copy()
+            left.loc[donor] = np.nan
+            fit = feature_tests(
+                left, design, comparison=comparison, contrast=contrast, condition_key=condition_key
+            )
+            pvalues.loc[donor] = fit["pvalue"].to_numpy(dtype=float)
+        for index, feature in zip(part.index, features, strict=True):
+            p = pvalues.loc[scores[feature].notna(), feature]
+            untestable = p.index[p.isna()]
+            if len(untestable):
+                table.at[index, "loo_weakest_donor"] = str(untestable[0])
+                table.at[index, "survives_leave_one_out"] = False
+                continue
+            table.at[index, "loo_max_pvalue"] = float(p.max())
+            table.at[index, "loo_weakest_donor"] = str(p.idxmax())
+            table.at[index, "survives_leave_one_out"] = bool((p < comparison.alpha).all())
     return table
 
 
@@ -206,11 +428,9 @@ def _direction(value: float) -> str:
     return "up" if value > 0 else "down"
 
 
-def _read_row(
-    row: Mapping[str, Any], entry: Mapping[str, Any], controls: pd.DataFrame, *, alpha: float
-) -> dict[str, Any]:
-    """The library's metadata, the expectation and its concordance, the control beside."""
-    expected = expectation_for(entry, row["cell_type"])
+def _read_row(row: Mapping[str, Any], entry: Mapping[str, Any], *, alpha: float) -> dict[str, Any]:
+    """The library's metadata, the observed direction and the concordance with the expectation."""
+    expected = row["expected_direction"]
     observed = _direction(row["difference"])
     testable = np.isfinite(row["pvalue"]) if row["pvalue"] is not None else False
     significant = bool(testable and row["padj"] < alpha)
@@ -224,40 +444,57 @@ def _read_row(
         concordance = "not_significant"
     else:
         concordance = "agree" if observed == expected else "disagree"
-    if row["cell_type"] in controls.index:
-        ctrl = controls.loc[row["cell_type"]]
-        control_difference, control_padj = float(ctrl["difference"]), float(ctrl["padj"])
-    else:
-        control_difference, control_padj = np.nan, np.nan
     return {
         "category": entry["category"],
         "role": entry["role"],
-        "expected_direction": expected,
         "observed_direction": observed,
         "concordance": concordance,
-        "control_difference": control_difference,
-        "control_padj": control_padj,
         "citations": "; ".join(entry.get("citations", [])),
     }
 
 
+def _control_columns(cell_type: str, controls: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """The control set's difference, p, padj and flag in this cell type (NaN/None: no control)."""
+    if cell_type not in controls.index:
+        return dict.fromkeys(
+            ("control_difference", "control_pvalue", "control_padj", "control_flag"), np.nan
+        ) | {"control_flag": None}
+    ctrl = controls.loc[cell_type]
+    pvalue = float(ctrl["pvalue"])
+    return {
+        "control_difference": float(ctrl["difference"]),
+        "control_pvalue": pvalue,
+        "control_padj": float(ctrl["padj"]),
+        "control_flag": bool(np.isfinite(pvalue) and pvalue < threshold),
+    }
+
+
 def _note(
-    row: Mapping[str, Any], *, contrast: tuple[str, str], control: str | None, alpha: float
+    row: Mapping[str, Any],
+    *,
+    contrast: tuple[str, str],
+    control: str | None,
+    alpha: float,
+    flag: float,
 ) -> str:
-    """One sentence a reader can quote: the numbers, the expectation, the control beside it."""
+    """One sentence a reader can quote: the numbers, the expectation, the control, robustness."""
     condition, reference = contrast
-    parts = []
     if row["concordance"] == "not_testable":
-        parts.append(
+        parts = [
             f"not testable: {int(row['n_condition'])} {condition} and {int(row['n_reference'])} "
             f"{reference} replicates with enough cells"
-        )
+        ]
     else:
-        parts.append(
+        parts = [
             f"{condition} {row['mean_condition']:.3g} vs {reference} {row['mean_reference']:.3g} "
-            f"(difference {row['difference']:+.3g}, padj {format_pvalue(row['padj'])}, "
-            f"{int(row['n_condition'])} vs {int(row['n_reference'])} replicates)"
-        )
+            f"(difference {row['difference']:+.3g}, 95 % CI {row['ci_low']:+.3g} to "
+            f"{row['ci_high']:+.3g}, {TESTS.get(row['test'], row['test'])} p "
+            f"{format_pvalue(row['pvalue'])}, padj {format_pvalue(row['padj'])} among the "
+            f"{row['family']} tests, {int(row['n_condition'])} vs {int(row['n_reference'])} "
+            "replicates)"
+        ]
+        if row[LOW_POWER]:
+            parts.append("low power: few donors in the smaller group")
     expected = row["expected_direction"]
     if expected is None:
         parts.append("no published expectation in this cell type")
@@ -268,13 +505,45 @@ def _note(
     else:
         parts.append(f"expected {expected} -> {row['concordance']}")
     if control is not None and row["signature"] != control:
-        if np.isfinite(row["control_difference"]):
-            parts.append(
-                f"{control} control here: difference {row['control_difference']:+.3g}, padj "
-                f"{format_pvalue(row['control_padj'])}"
-            )
-            if np.isfinite(row["control_padj"]) and row["control_padj"] < alpha:
-                parts.append("caution: the sample-handling control also differs in this cell type")
-        else:
-            parts.append(f"{control} control not available in this cell type")
+        parts.extend(_control_note(row, control=control, flag=flag))
+    if row["survives_leave_one_out"] is not None:
+        parts.append(_robustness_note(row, alpha=alpha))
     return "; ".join(parts)
+
+
+def _control_note(row: Mapping[str, Any], *, control: str, flag: float) -> list[str]:
+    """The control beside the row, its caution, and the effect adjusted for it."""
+    if not np.isfinite(row["control_difference"]):
+        return [f"{control} control not available in this cell type"]
+    parts = [
+        f"{control} control here: difference {row['control_difference']:+.3g}, p "
+        f"{format_pvalue(row['control_pvalue'])}, padj {format_pvalue(row['control_padj'])}"
+    ]
+    if row["control_flag"]:
+        parts.append(
+            f"caution: the sample-handling control differs in this cell type (p < {flag:g})"
+        )
+    if np.isfinite(row["pvalue_adjusted"]):
+        parts.append(
+            f"adjusted for the donors' control score: difference "
+            f"{row['difference_adjusted']:+.3g} (95 % CI {row['ci_low_adjusted']:+.3g} to "
+            f"{row['ci_high_adjusted']:+.3g}, p {format_pvalue(row['pvalue_adjusted'])})"
+        )
+    elif row["adjustment"]:
+        parts.append(f"not adjusted for the control score: {row['adjustment']}")
+    return parts
+
+
+def _robustness_note(row: Mapping[str, Any], *, alpha: float) -> str:
+    """Leave-one-donor-out, in words."""
+    if row["survives_leave_one_out"]:
+        return (
+            f"survives leaving out each donor in turn (largest p {format_pvalue(row['loo_max_pvalue'])}"
+            f", without {row['loo_weakest_donor']})"
+        )
+    if not np.isfinite(row["loo_max_pvalue"]):
+        return f"fragile: not testable without donor {row['loo_weakest_donor']}"
+    return (
+        f"fragile: p {format_pvalue(row['loo_max_pvalue'])} >= {alpha:g} without donor "
+        f"{row['loo_weakest_donor']}"
+    )
