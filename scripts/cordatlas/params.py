@@ -151,6 +151,7 @@ class SignatureParams:
     extra_sets: tuple[str, ...]
     min_genes: int
     development_reference: str | None
+    control_flag_pvalue: float
 
 
 @dataclass(frozen=True)
