@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from cordatlas.errors import UserInputError
+from cordatlas.io.download import check_shared_downloads
 
 #: Sample-sheet columns holding numbers (fixed QC thresholds); every other column is text.
 NUMERIC_SAMPLE_COLUMNS = ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_counts_mt")
@@ -514,6 +515,8 @@ def _check_sheet(samples: pd.DataFrame, path: Path, levels: tuple[str, str]) -> 
                 f"sample sheet {path}: no sample has condition {level!r} (config `contrast`); "
                 "the comparison needs both groups"
             )
+    if "url" in samples:
+        check_shared_downloads(samples.to_dict("records"), sheet=path)
 
 
 def sample_metadata(row: Mapping[str, Any]) -> dict[str, str]:

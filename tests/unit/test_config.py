@@ -307,3 +307,16 @@ def test_sheet_line_numbers_count_blank_and_crlf_lines(tmp_path):
     path.write_bytes("\r\n".join([HEADER, GOOD_ROWS[0], "", "\t\t", GOOD_ROWS[1], bad]).encode())
     with pytest.raises(UserInputError, match=r"line 6 \(sample 'CB2'\), column 'format'"):
         read_samples(path, SAMPLES_SCHEMA, contrast=CONTRAST)
+
+
+def test_rows_sharing_a_url_with_different_sha256_are_refused_when_the_sheet_is_read(tmp_path):
+    header = HEADER.replace("\tpath", "\turl\tsha256\tbarcode_pattern")
+    url = "https://example.org/pooled.h5"
+    rows = (
+        f"CB1\tCB1\tcord_blood\tcord_blood\ts1\t10x\t10x_h5\t{url}\t{'a' * 64}\t^CB1_",
+        f"AD1\tAD1\tadult\tperipheral_blood\ts1\t10x\t10x_h5\t{url}\t{'b' * 64}\t^AD1_",
+    )
+    sheet = write_sheet(tmp_path, *rows, header=header)
+    with pytest.raises(UserInputError, match=r"rows sharing url .* give different sha256 "
+                                             r"\(CB1: a+, AD1: b+\)"):  # fmt: skip
+        read_samples(sheet, SAMPLES_SCHEMA, contrast=CONTRAST)
