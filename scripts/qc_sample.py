@@ -14,6 +14,7 @@ with rule_logging(snakemake.log[0]) as log:
         params=snakemake.params.qc,
         fixed=snakemake.params.fixed,
         seed=snakemake.params.seed,
+        on_small_sample=snakemake.params.on_small_sample,
     )
     log.info("sample %s: %s", sample, result.summary)
     result.adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

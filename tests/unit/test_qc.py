@@ -19,7 +19,7 @@ from cordatlas.qc.doublets import (
     simulate_doublets,
 )
 from cordatlas.qc.metrics import apply_thresholds, compute_qc_metrics, mad_bounds, qc_thresholds
-from cordatlas.qc.sample import run_sample_qc
+from cordatlas.qc.sample import check_small_samples, run_sample_qc
 
 #: The schema's QC defaults, with a smaller minimum sample (the test samples are small).
 QC = dataclasses.replace(default_params().qc, min_cells_per_sample=20, on_small_sample="fail")
@@ -143,12 +143,37 @@ def test_damaged_and_empty_cells_removed_with_reasons():
     assert set(result.thresholds["metric"]) >= {"total_counts", "pct_counts_mt", "doublet_score"}
 
 
-def test_every_cell_failing_stops_with_the_sample_named():
+def test_a_small_sample_is_marked_and_the_summary_gate_stops_naming_its_evidence(caplog):
+    """on_small_sample fail: every table is written, then the QC summary stops the run."""
     adata = make_sample(n_cells=0, n_empty=60)
-    with pytest.raises(
-        UserInputError, match=r"sample 'EMPTY': 0 of 60 cells passed QC.*low_counts 60"
-    ):
-        run_qc(adata, sample="EMPTY")
+    with caplog.at_level("ERROR"):
+        result = run_qc(adata, sample="EMPTY")
+    assert (
+        "sample 'EMPTY': 0 of 60 cells passed QC" in caplog.text and "low_counts 60" in caplog.text
+    )
+    assert result.summary["small_sample"] == "fail"
+    assert len(result.cells) == 60 and (result.cells["qc_reasons"] != "").all()
+    fine = run_qc(make_sample(), sample="FINE", doublets={"remove": False})
+    assert fine.summary["small_sample"] == ""
+    summary = pd.DataFrame([result.summary, fine.summary])
+    with pytest.raises(UserInputError) as raised:
+        check_small_samples(summary, qc_dir="studies/x/results/qc", min_cells=20)
+    message = str(raised.value)
+    assert "sample 'EMPTY': 0 of 60 cells passed QC" in message
+    assert "studies/x/results/qc/EMPTY/cells.tsv, column qc_reasons" in message
+    assert "`on_small_sample` column in the sample sheet to `drop`" in message
+    assert "FINE" not in message
+    check_small_samples(summary.iloc[[1]], qc_dir="q", min_cells=20)  # nothing to stop
+
+
+def test_a_small_sample_is_kept_when_its_row_says_keep():
+    adata = make_sample(n_cells=30, n_empty=10)
+    params = dataclasses.replace(QC, min_cells_per_sample=50)
+    result = run_sample_qc(adata, sample="SMALL", params=params, fixed=None, seed=0,
+                           on_small_sample="keep")  # fmt: skip
+    assert result.summary["small_sample"] == "keep"
+    assert result.summary["dropped_sample"] is False
+    assert 0 < result.adata.n_obs == result.summary["cells_out"] < 50
 
 
 def test_small_sample_dropped_when_configured():

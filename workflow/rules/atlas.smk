@@ -5,6 +5,8 @@
 rule merge_samples:
     input:
         h5ads=expand(study_path("results/qc/{sample}/qc.h5ad"), sample=SAMPLES.index),
+        # the gate: summarise_qc stops the run for a sample left too small (on_small_sample: fail)
+        qc_summary=study_path("results/qc/qc_summary.tsv"),
     output:
         h5ad=study_path("results/merge/merged.h5ad"),
         summary=report(

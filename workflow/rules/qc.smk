@@ -31,6 +31,10 @@ rule qc_sample:
             )
         },
         seed=PARAMS.atlas.seed,
+        # the sheet's per-sample choice (fail, drop, keep) or config qc.on_small_sample: editing
+        # one row reruns only that sample's QC
+        on_small_sample=lambda wc: sample_row(wc).get("on_small_sample")
+        or PARAMS.qc.on_small_sample,
     script:
         "../../scripts/qc_sample.py"
 
@@ -64,6 +68,8 @@ rule summarise_qc:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        min_cells=PARAMS.qc.min_cells_per_sample,
     script:
         "../../scripts/summarise_qc.py"
 

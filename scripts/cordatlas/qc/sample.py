@@ -70,6 +70,7 @@ class _Calls:
     dropped: bool
     doublet_cut: float | None
     doublet_note: str
+    small_sample: str = ""  # "" (enough cells), or what was decided: fail, drop, keep
 
 
 def run_sample_qc(
@@ -79,6 +80,7 @@ def run_sample_qc(
     params: QCParams,
     fixed: Mapping[str, float | None] | None,
     seed: int,
+    on_small_sample: str | None = None,
 ) -> SampleQC:
     """Run QC on one sample's raw counts, in a fixed order.
 
@@ -107,12 +109,17 @@ def run_sample_qc(
         `min_genes`, `max_genes`, `max_pct_counts_mt`; missing values stay adaptive), or None.
     seed
         Seed of the doublet scores.
+    on_small_sample
+        What to do when fewer than ``params.min_cells_per_sample`` cells remain, for this sample
+        (the sheet's ``on_small_sample``): "fail", "drop" or "keep"; None uses
+        ``params.on_small_sample``. "fail" never raises here: every table is written (the
+        summary's ``small_sample`` says "fail") and :func:`check_small_samples` stops the run
+        once all samples are summarised, so the evidence stays where its message points.
 
     Raises
     ------
     UserInputError
-        When fewer than ``params.min_cells_per_sample`` cells remain and
-        ``params.on_small_sample`` is "fail", or the doublet settings are invalid.
+        When the doublet settings are invalid.
     """
     doublets = params.doublets
     check_doublet_settings(
@@ -121,7 +128,10 @@ def run_sample_qc(
         threshold=doublets.threshold,
     )
     adata = adata.copy()
-    calls = _compute_calls(adata, sample=sample, params=params, fixed=fixed, seed=seed)
+    decision = on_small_sample or params.on_small_sample
+    calls = _compute_calls(
+        adata, sample=sample, params=params, fixed=fixed, seed=seed, on_small_sample=decision
+    )
     kept = adata[calls.keep].copy()
     kept.uns["qc"] = {
         "sample": sample,
@@ -146,6 +156,7 @@ def _compute_calls(
     params: QCParams,
     fixed: Mapping[str, float | None] | None,
     seed: int,
+    on_small_sample: str,
 ) -> _Calls:
     compute_qc_metrics(
         adata,
@@ -167,10 +178,13 @@ def _compute_calls(
     flags = apply_thresholds(adata.obs, thresholds, hb_rich_min_pct_hb=params.hb_rich_min_pct_hb)
     doublet_cut, doublet_note = _flag_doublets(adata, flags, params=params, seed=seed)
     keep = ~flags.any(axis=1).to_numpy()
-    keep, dropped = _apply_min_cells(flags, keep, sample=sample, params=params)
+    keep, small = _apply_min_cells(
+        flags, keep, sample=sample, params=params, on_small_sample=on_small_sample
+    )
+    dropped = small == "drop"
     hb_rich = adata.obs["hb_rich"].to_numpy(dtype=bool)
     _log_hb_rich(hb_rich, flags, keep, sample=sample, params=params)
-    return _Calls(thresholds, flags, keep, hb_rich, dropped, doublet_cut, doublet_note)
+    return _Calls(thresholds, flags, keep, hb_rich, dropped, doublet_cut, doublet_note, small)
 
 
 def _hb_rich_outcome(hb_rich: np.ndarray, flags: pd.DataFrame, keep: np.ndarray) -> dict[str, int]:
@@ -225,31 +239,58 @@ def _flag_doublets(
 
 
 def _apply_min_cells(
-    flags: pd.DataFrame, keep: np.ndarray, *, sample: str, params: QCParams
-) -> tuple[np.ndarray, bool]:
-    """Fail, or drop the whole sample, when fewer than qc.min_cells_per_sample cells are kept."""
+    flags: pd.DataFrame,
+    keep: np.ndarray,
+    *,
+    sample: str,
+    params: QCParams,
+    on_small_sample: str,
+) -> tuple[np.ndarray, str]:
+    """Below qc.min_cells_per_sample: mark for failing, drop the whole sample, or keep it.
+
+    Returns the cells kept and the decision ("" when the sample has enough cells).
+    """
     n_passed, n_cells = int(keep.sum()), len(keep)
     if n_passed >= params.min_cells_per_sample:
-        return keep, False
+        return keep, ""
     removed = ", ".join(f"{r} {int(flags[r].sum())}" for r in REASONS if flags[r].any())
-    message = (
+    said = (
         f"sample {sample!r}: {n_passed} of {n_cells} cells passed QC, fewer than "
-        f"qc.min_cells_per_sample={params.min_cells_per_sample} (removed: {removed or 'none'}). "
-        "Check the sample's data and thresholds in results/qc, lower "
-        "qc.min_cells_per_sample, or set qc.on_small_sample: drop to exclude it."
+        f"qc.min_cells_per_sample={params.min_cells_per_sample} (removed: {removed or 'none'})"
     )
-    if params.on_small_sample == "fail":
-        raise UserInputError(message)
-    log.warning(
-        "sample %r: %d of %d cells passed QC, fewer than qc.min_cells_per_sample=%d; "
-        "dropping the sample (qc.on_small_sample: drop)",
-        sample,
-        n_passed,
-        n_cells,
-        params.min_cells_per_sample,
-    )
+    if on_small_sample == "fail":
+        log.error("%s; the run stops once every sample's QC is summarised", said)
+        return keep, "fail"
+    if on_small_sample == "keep":
+        log.warning("%s; kept as it is (on_small_sample: keep)", said)
+        return keep, "keep"
+    log.warning("%s; dropping the sample (on_small_sample: drop)", said)
     flags["sample_too_small"] = keep
-    return np.zeros(n_cells, dtype=bool), True
+    return np.zeros(n_cells, dtype=bool), "drop"
+
+
+def check_small_samples(summary: pd.DataFrame, *, qc_dir: str, min_cells: int) -> None:
+    """Stop the run for every sample QC marked ``small_sample: fail``, naming its evidence.
+
+    Runs on the summary of all samples (rule summarise_qc), after each sample's own tables were
+    written, so the files the message points to exist.
+    """
+    if "small_sample" not in summary:
+        return
+    failing = summary[summary["small_sample"].fillna("").astype(str) == "fail"]
+    if failing.empty:
+        return
+    said = "; ".join(
+        f"sample {row['sample']!r}: {int(row['cells_out'])} of {int(row['cells_in'])} cells "
+        f"passed QC (see {qc_dir}/{row['sample']}/cells.tsv, column qc_reasons, and "
+        "thresholds.tsv)"
+        for _, row in failing.iterrows()
+    )
+    raise UserInputError(
+        f"{said}: fewer than qc.min_cells_per_sample={min_cells}. Check the data and thresholds; "
+        "to go on, set that sample's `on_small_sample` column in the sample sheet to `drop` "
+        "(leave it out) or `keep` (use its few cells): only its QC job reruns"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,4 +353,5 @@ def _summary_row(adata: ad.AnnData, calls: _Calls, *, sample: str) -> dict[str, 
         summary[f"{t.metric}_upper"] = t.upper
     summary["doublet_threshold"] = calls.doublet_cut
     summary["dropped_sample"] = calls.dropped
+    summary["small_sample"] = calls.small_sample
     return summary
