@@ -312,6 +312,11 @@ def _atlas_tables(r: Path) -> None:
         {"cell_type": ["NK_CD56dim"], "markers_used": ["NKG7,GNLY"]}))  # fmt: skip
     _write(r / "cluster/markers.tsv", pd.DataFrame(
         {"cluster": [0, 1], "rank": [1, 1], "gene": ["NKG7", "HBB"]}))  # fmt: skip
+    _write(r / "annotate/marker_evidence.tsv", pd.DataFrame({
+        "cluster": [0], "cell_type": ["NK_CD56dim"], "step": ["subtype"], "role": ["top"],
+        "marker_set": ["NK_CD56dim"], "score": [1.2], "n_measured": [3], "n_detected": [2],
+        "markers_detected": ["NKG7,GNLY"], "markers_not_detected": ["KLRF1"],
+        "markers_unmeasured": ["FCGR3A"]}))  # fmt: skip
     _write(r / "annotate/integration_metrics.tsv", pd.DataFrame({
         "resolution": [1.0], "frac_clusters_batch_dominated": [0.0], "knn_batch_entropy": [0.8],
         "knn_batch_entropy_random": [1.0], "cell_type_silhouette": [0.5],
@@ -435,3 +440,10 @@ def test_species_figures_only_for_mixed_species_samples(tmp_path):
     html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
     assert "Species calls (barnyard): CB1" in html
     assert "Species calls (barnyard): AD1" not in html  # the single-species sample has none
+
+
+def test_the_markers_behind_each_label_are_shown(tmp_path):
+    inputs, config = write_study(tmp_path)
+    html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
+    assert "Markers behind each label" in html
+    assert "KLRF1" in html and "FCGR3A" in html  # not detected; never measured

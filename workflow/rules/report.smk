@@ -56,6 +56,7 @@ rule build_report:
         markers_dotplot=study_path("results/cluster/markers_dotplot.png"),
         cluster_labels=study_path("results/annotate/cluster_labels.tsv"),
         panel_genes=study_path("results/annotate/panel_genes.tsv"),
+        marker_evidence=study_path("results/annotate/marker_evidence.tsv"),
         umap_cell_type=study_path("results/annotate/umap_cell_type.png"),
         panel_dotplot=study_path("results/annotate/panel_dotplot.png"),
         integration_metrics=study_path("results/annotate/integration_metrics.tsv"),

@@ -35,6 +35,7 @@ class ReportInputs:
     markers_dotplot: str | None = None
     cluster_labels: str | None = None
     panel_genes: str | None = None
+    marker_evidence: str | None = None
     umap_cell_type: str | None = None
     panel_dotplot: str | None = None
     integration_metrics: str | None = None
@@ -117,6 +118,7 @@ def from_results(results: str | Path, *, truth_dir: str | Path | None = None) ->
         markers_dotplot=_first(r / "cluster/markers_dotplot.png"),
         cluster_labels=_first(r / "annotate/cluster_labels.tsv"),
         panel_genes=_first(r / "annotate/panel_genes.tsv"),
+        marker_evidence=_first(r / "annotate/marker_evidence.tsv"),
         umap_cell_type=_first(r / "annotate/umap_cell_type.png"),
         panel_dotplot=_first(r / "annotate/panel_dotplot.png"),
         integration_metrics=_first(r / "annotate/integration_metrics.tsv"),

@@ -90,7 +90,7 @@ def read_inputs(inputs: ReportInputs) -> dict[str, Any]:
     """Every table the report reads (None where absent)."""
     names = ["qc_summary", "qc_thresholds", "merge_summary", "design", "design_findings",
              "cluster_sizes", "markers", "cluster_labels", "panel_genes", "integration_metrics",
-             "integration_verdict",
+             "integration_verdict", "marker_evidence",
              "de_summary", "composition_tests", "proportions", "signature_genes",
              "development_table", "enrichment_table"]  # fmt: skip
     tables: dict[str, Any] = {n: read_tsv(getattr(inputs, n)) for n in names}

@@ -217,6 +217,12 @@ def annotation_table(
     return out
 
 
+#: Columns of results/annotate/marker_evidence.tsv shown in the atlas section.
+EVIDENCE_COLUMNS = ["cluster", "cell_type", "step", "role", "marker_set", "score", "n_measured",
+                    "n_detected", "markers_detected", "markers_not_detected",
+                    "markers_unmeasured"]  # fmt: skip
+
+
 def atlas_section(
     page: Page, tables: dict[str, pd.DataFrame | None], figures: dict[str, str | None]
 ) -> Block:
@@ -240,6 +246,13 @@ def atlas_section(
         blocks.append(page.table(table, "annotation", caption=(
             "Annotation per cluster: the label, its confidence and margin over the runner-up, "
             "the panel markers behind it and the cluster's own top markers")))  # fmt: skip
+    evidence = tables.get("marker_evidence")
+    if evidence is not None:
+        shown = [c for c in EVIDENCE_COLUMNS if c in evidence.columns]
+        blocks.append(page.table(evidence, "marker-evidence", columns=shown, caption=(
+            "Markers behind each label: per cluster and step (lineage, then subtype), the "
+            "winning and runner-up marker sets, which markers were detected in the cluster, "
+            "which were not, and which its samples never measured")))  # fmt: skip
     blocks.append(page.figure(figures.get("panel_dotplot"), "Marker panel per cell type"))
     blocks.append(page.figure(figures.get("markers_dotplot"), "Top markers per cluster"))
     metrics = tables.get("integration_metrics")
