@@ -26,11 +26,21 @@ log = logging.getLogger(__name__)
 #: Keys of a library file and of each set (unknown keys are errors, not ignored).
 LIBRARY_KEYS = ("version", "species", "description", "gene_sets")
 REQUIRED_LIBRARY_KEYS = ("version", "gene_sets")
-SET_KEYS = ("genes", "category", "expected_direction", "cell_types", "role", "citations", "notes")
+SET_KEYS = (
+    "genes",
+    "category",
+    "expected_direction",
+    "cell_types",
+    "role",
+    "citations",
+    "notes",
+    "contested",
+)
 REQUIRED_SET_KEYS = ("genes", "category", "expected_direction", "role", "citations")
 
 CATEGORIES = (
     "ontogeny",
+    "thymic_output",
     "stemness",
     "potency",
     "immune_regulation",
@@ -64,6 +74,7 @@ DERIVED_SCORES: dict[str, dict[str, Any]] = {
         ],
         "notes": "CytoTRACE-style gene-counts signature score, rank-scaled to [0, 1] over all "
         "cells (1 = most potent); see cordatlas.compare.signatures.potency_score",
+        "contested": False,
     }
 }
 
@@ -142,6 +153,7 @@ def _read_gmt(source: Path) -> dict[str, Any]:
                 "role": "biological",
                 "citations": [fields[1]] if fields[1] else [],
                 "notes": "",
+                "contested": False,
             }
     if not sets:
         raise UserInputError(f"{where} holds no gene set; add lines name<TAB>description<TAB>genes")
@@ -241,6 +253,7 @@ def _validate_set(name: str, entry: Any, *, where: str) -> dict[str, Any]:
     notes = entry.get("notes") or ""
     if not isinstance(notes, str):
         raise UserInputError(f"{where}: gene set {name!r} field 'notes' must be a string")
+    contested = _check_contested(name, entry, direction, where=where)
     return {
         "genes": list(dict.fromkeys(g.strip() for g in genes)),
         "category": entry["category"],
@@ -249,7 +262,60 @@ def _validate_set(name: str, entry: Any, *, where: str) -> dict[str, Any]:
         "role": entry["role"],
         "citations": [c.strip() for c in citations],
         "notes": " ".join(notes.split()),
+        "contested": contested,
     }
+
+
+def _check_contested(
+    name: str, entry: Mapping[str, Any], direction: str | None, *, where: str
+) -> bool:
+    """The optional ``contested`` flag: a boolean, true only on a set expecting 'conflicting'."""
+    contested = entry.get("contested", False)
+    if not isinstance(contested, bool):
+        raise UserInputError(
+            f"{where}: gene set {name!r} field 'contested' must be true or false; got {contested!r}"
+        )
+    if contested and direction != "conflicting":
+        raise UserInputError(
+            f"{where}: gene set {name!r} is marked contested but expects {direction!r}; a "
+            "contested set holds genes whose published direction conflicts: set "
+            "expected_direction to 'conflicting' or remove 'contested'"
+        )
+    return contested
+
+
+def contested_overlaps(library: Mapping[str, Any]) -> list[str]:
+    """Genes of a contested set that also sit in a set expecting 'up' or 'down' in a shared cell
+    type, one line each (empty when the library keeps contested genes apart).
+
+    The curated library's rule: where only some genes of a programme are contested they form
+    their own set (``contested: true``), so the uncontested expectation can still be tested.
+    """
+    sets = library_sets(library)
+    problems = []
+    for name, entry in sets.items():
+        if not entry["contested"]:
+            continue
+        for other, candidate in sets.items():
+            if other == name or candidate["expected_direction"] not in ("up", "down"):
+                continue
+            shared = _shared_cell_types(entry["cell_types"], candidate["cell_types"])
+            genes = [g for g in entry["genes"] if g in candidate["genes"]]
+            if genes and shared:
+                problems.append(
+                    f"contested gene(s) {genes} of set {name!r} also in set {other!r}, which "
+                    f"expects {candidate['expected_direction']!r} in {shared}"
+                )
+    return problems
+
+
+def _shared_cell_types(first: Sequence[str] | None, second: Sequence[str] | None) -> list[str]:
+    """Cell types two sets' claims share (None = all cell types)."""
+    if first is None and second is None:
+        return ["all cell types"]
+    if first is None or second is None:
+        return list(second if first is None else first)
+    return [c for c in first if c in second]
 
 
 def _check_set_fields(name: str, entry: Any, *, where: str) -> None:
@@ -323,6 +389,8 @@ def load_library(
     library = load_gene_sets(path)
     for extra in extra_paths:
         library = merge_gene_sets(library, load_gene_sets(extra))
+    for problem in contested_overlaps(library):
+        log.warning("gene-signature library %s: %s", library["source"], problem)
     return library
 
 
@@ -357,6 +425,7 @@ def set_metadata(library: Mapping[str, Any], name: str) -> dict[str, Any]:
         "role": "biological",
         "citations": [],
         "notes": "",
+        "contested": False,
     }
 
 
