@@ -11,10 +11,12 @@ from cordatlas.compare.donor_stats import (
     bh_adjust,
     compare_groups,
     moderate,
+    ols_condition,
     replicate_table,
     squeeze_var,
     trigamma_inverse,
     usable_covariates,
+    welch_t,
 )
 from cordatlas.errors import UserInputError
 
@@ -218,3 +220,37 @@ def test_moderated_intervals_cover_the_true_difference():
     covered = (result["ci_low"] <= truth) & (truth <= result["ci_high"])
     assert 0.92 <= covered.mean() <= 0.98
     assert result["df_prior"].iloc[0] == pytest.approx(4, rel=0.5)
+
+
+def test_welch_t_is_scipys_unequal_variance_test():
+    rng = np.random.default_rng(11)
+    for n_a, n_b in ((4, 2), (3, 5), (2, 2)):
+        a, b = rng.normal(1, 1, n_a), rng.normal(0, 3, n_b)
+        expected = stats.ttest_ind(a, b, equal_var=False)
+        fit = welch_t(a, b)
+        assert fit["difference"] == pytest.approx(a.mean() - b.mean())
+        assert fit["t"] == pytest.approx(expected.statistic)
+        assert fit["pvalue"] == pytest.approx(expected.pvalue)
+        assert fit["df"] == pytest.approx(expected.df)
+        assert (fit["ci_low"], fit["ci_high"]) == pytest.approx(
+            tuple(expected.confidence_interval(0.95))
+        )
+    # one value in a group: no variance, no test
+    assert np.isnan(welch_t(np.array([1.0]), np.array([0.0, 1.0]))["pvalue"])
+
+
+def test_ols_condition_is_statsmodels_ols():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(12)
+    x = np.column_stack([np.ones(9), np.r_[np.ones(5), np.zeros(4)], rng.normal(size=9)])
+    y = x @ [1.0, 0.7, -0.4] + rng.normal(0, 0.3, 9)
+    fit, expected = ols_condition(y, x), sm.OLS(y, x).fit()
+    assert fit["difference"] == pytest.approx(expected.params[1])
+    assert fit["se"] == pytest.approx(expected.bse[1])
+    assert fit["t"] == pytest.approx(expected.tvalues[1])
+    assert fit["pvalue"] == pytest.approx(expected.pvalues[1])
+    assert fit["df"] == expected.df_resid
+    assert (fit["ci_low"], fit["ci_high"]) == pytest.approx(tuple(expected.conf_int()[1]))
+    # no residual df, or a column copied: nothing to estimate
+    assert np.isnan(ols_condition(y[:3], x[:3])["pvalue"])
+    assert np.isnan(ols_condition(y, np.column_stack([x, x[:, 2]]))["se"])

@@ -393,6 +393,8 @@ def test_null_study_gives_few_significant(library):
     )
     tested = results["padj"].notna()
     assert tested.sum() > 150
+    # calibrated: 5.3 % of raw p < 0.05 when measured (323 tests, 4 vs 4 donors)
+    assert (results.loc[tested, "pvalue"] < 0.05).mean() <= 0.065
     assert (results.loc[tested, "padj"] < 0.05).sum() <= 0.02 * tested.sum()
     assert not results["concordance"].isin(["agree", "disagree"]).any()
 
@@ -459,3 +461,231 @@ def test_the_potency_name_is_reserved(tmp_path):
     path.write_text("potency\tmy own\tCD34\tHLF\tAVP\n")
     with pytest.raises(UserInputError, match="'potency' is reserved"):
         load_gene_sets(path)
+
+
+# ============================================================================================
+# The test rule, families, control flag and adjustment, leave-one-out (synthetic donor means)
+# ============================================================================================
+def _synthetic(values: pd.DataFrame, cell_type: str = "HSC_MPP") -> pd.DataFrame:
+    """`summarise_by_replicate`'s long table from donors (index, CB*/AD*) x signatures."""
+    long = values.rename_axis("replicate").reset_index().melt(id_vars="replicate")
+    long = long.rename(columns={"variable": "signature", "value": "mean_score"})
+    long["cell_type"] = cell_type
+    long["condition"] = np.where(
+        long["replicate"].str.startswith("CB"), CONTRAST.condition, CONTRAST.reference
+    )
+    long["n_cells"] = 50
+    return long[SUMMARY_COLUMNS]
+
+
+def _design_for(values: pd.DataFrame, **columns) -> pd.DataFrame:
+    design = pd.DataFrame(
+        {
+            "condition": np.where(
+                values.index.str.startswith("CB"), CONTRAST.condition, CONTRAST.reference
+            )
+        },
+        index=values.index.rename("donor"),
+    )
+    for name, column in columns.items():
+        design[name] = column
+    return design
+
+
+def _donors(n_cord: int, n_adult: int) -> list[str]:
+    return [f"CB{i}" for i in range(1, n_cord + 1)] + [f"AD{i}" for i in range(1, n_adult + 1)]
+
+
+def _run(values: pd.DataFrame, library, comparison=COMPARISON, design=None, **kwargs):
+    design = _design_for(values) if design is None else design
+    return signature_tests(
+        _synthetic(values),
+        design,
+        library,
+        comparison,
+        CONTRAST,
+        control_flag_pvalue=FLAG,
+        **kwargs,
+    )
+
+
+def test_welch_for_unbalanced_groups_student_for_balanced(library):
+    rng = np.random.default_rng(3)
+    for n_cord, n_adult, name in ((4, 2, "welch_t"), (3, 3, "student_t")):
+        donors = _donors(n_cord, n_adult)
+        values = pd.DataFrame(rng.normal(size=(len(donors), 4)), index=donors)
+        values.columns = [f"user_set_{i}" for i in range(4)]
+        results = _run(values, library, control=None)
+        assert (results["test"] == name).all()
+        for _, row in results.iterrows():
+            cord, adult = (
+                values[row["signature"]].iloc[:n_cord],
+                values[row["signature"]].iloc[n_cord:],
+            )
+            expected = stats.ttest_ind(cord, adult, equal_var=name == "student_t")
+            assert row["t"] == pytest.approx(expected.statistic)
+            assert row["pvalue"] == pytest.approx(expected.pvalue)
+            assert row["df"] == pytest.approx(expected.df)
+            low, high = expected.confidence_interval(0.95)
+            assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        # 2 or 3 donors in the smaller group: low power (comparison.low_power_max_replicates = 3)
+        assert results["low_power"].all()
+    # 4 vs 2 donors: the pooled-variance t reads the wide small group as precise
+    donors = _donors(4, 2)
+    values = pd.DataFrame({"user_set": [0.0, 0.1, -0.1, 0.05, 1.6, 3.0]}, index=donors)
+    row = _run(values, library, control=None).iloc[0]
+    student = stats.ttest_ind(values["user_set"].iloc[:4], values["user_set"].iloc[4:])
+    assert student.pvalue < 0.05 < row["pvalue"]
+
+
+def test_with_a_covariate_it_is_the_linear_model(library):
+    rng = np.random.default_rng(4)
+    donors = _donors(4, 3)
+    values = pd.DataFrame({"user_set": rng.normal(size=7)}, index=donors)
+    sex = ["f", "m", "f", "m", "f", "m", "m"]
+    comparison = dataclasses.replace(COMPARISON, covariates=("sex",))
+    row = _run(values, library, comparison, design=_design_for(values, sex=sex), control=None)
+    row = row.iloc[0]
+    assert row["test"] == "linear_model_t" and row["covariates"] == "sex"
+    x = np.column_stack([np.ones(7), [1, 1, 1, 1, 0, 0, 0], np.array(sex) == "m"]).astype(float)
+    coef, *_ = np.linalg.lstsq(x, values["user_set"].to_numpy(), rcond=None)
+    assert row["difference"] == pytest.approx(coef[1])
+    assert row["ci_high"] - row["difference"] == pytest.approx(stats.t.ppf(0.975, 4) * row["se"])
+
+
+def test_families_are_adjusted_separately(library):
+    # fetal_programme has an expectation in HSC_MPP (pre-specified); user sets have none
+    rng = np.random.default_rng(5)
+    donors = _donors(4, 4)
+    shift = np.r_[np.ones(4), np.zeros(4)]
+    values = pd.DataFrame(
+        {f"user_set_{i}": rng.normal(size=8) for i in range(30)}
+        | {"fetal_programme": 1.2 * shift + rng.normal(0, 0.5, 8)},
+        index=donors,
+    )
+    results = _run(values, library, control=None).set_index("signature")
+    assert results.at["fetal_programme", "family"] == "prespecified"
+    assert (results.drop(index="fetal_programme")["family"] == "exploratory").all()
+    exploratory = results["family"] == "exploratory"
+    assert results.loc[exploratory, "padj"].to_numpy() == pytest.approx(
+        stats.false_discovery_control(results.loc[exploratory, "pvalue"])
+    )
+    # alone in its family, the pre-specified row's padj is its p-value
+    assert results.at["fetal_programme", "padj"] == pytest.approx(
+        results.at["fetal_programme", "pvalue"]
+    )
+    assert results["padj_all"].to_numpy() == pytest.approx(
+        stats.false_discovery_control(results["pvalue"])
+    )
+    assert results.at["fetal_programme", "padj_all"] > results.at["fetal_programme", "padj"]
+
+
+def test_the_control_flags_liberally_and_each_effect_is_adjusted_for_it(library):
+    # the control rises in cord donors (raw p between 0.05 and 0.1: padj would never fire);
+    # user_set follows the control score (a handling artefact), user_truth is a real effect
+    donors = _donors(4, 4)
+    control = np.array([1.1, 1.6, 0.3, 1.0, 0.2, 0.9, -0.5, 0.2])
+    rng = np.random.default_rng(6)
+    values = pd.DataFrame(
+        {
+            "stress_processing_delay": control,
+            "user_set": 2 * control + rng.normal(0, 0.05, 8),
+            "user_truth": np.r_[np.ones(4), np.zeros(4)] + rng.normal(0, 0.2, 8),
+        },
+        index=donors,
+    )
+    results = _run(values, library).set_index("signature")
+    control_p = results.at["stress_processing_delay", "pvalue"]
+    assert 0.05 < control_p < FLAG
+    assert results["control_flag"].all()
+    assert (results["control_pvalue"] == control_p).all()
+    assert "caution: the sample-handling control differs" in results.at["user_set", "note"]
+    # the adjusted model is OLS on intercept + condition + control score (statsmodels)
+    sm = pytest.importorskip("statsmodels.api")
+    x = np.column_stack([np.ones(8), np.r_[np.ones(4), np.zeros(4)], control])
+    for name in ("user_set", "user_truth"):
+        fit = sm.OLS(values[name].to_numpy(), x).fit()
+        row = results.loc[name]
+        assert row["difference_adjusted"] == pytest.approx(fit.params[1])
+        assert row["se_adjusted"] == pytest.approx(fit.bse[1])
+        assert row["pvalue_adjusted"] == pytest.approx(fit.pvalues[1])
+        assert row["df_adjusted"] == fit.df_resid
+        assert (row["ci_low_adjusted"], row["ci_high_adjusted"]) == pytest.approx(
+            tuple(fit.conf_int()[1])
+        )
+    # the artefact's difference vanishes with the control score in the model; the real one stays
+    artefact = results.loc["user_set"]
+    assert abs(artefact["difference_adjusted"]) < 0.2 * abs(artefact["difference"])
+    assert results.at["user_truth", "pvalue_adjusted"] < 0.01
+    assert results.loc["stress_processing_delay", ["pvalue_adjusted"]].isna().all()
+
+
+def test_no_adjustment_without_residual_df_says_why(library):
+    donors = _donors(2, 2)
+    values = pd.DataFrame(
+        {"stress_processing_delay": [0.1, 0.3, 0.2, 0.0], "user_set": [1.0, 1.2, 0.1, 0.0]},
+        index=donors,
+    )
+    comparison = dataclasses.replace(COMPARISON, covariates=("sex",))
+    design = _design_for(values, sex=["f", "m", "f", "m"])
+    row = _run(values, library, comparison, design=design).set_index("signature").loc["user_set"]
+    assert row["covariates"] == "sex" and np.isfinite(row["pvalue"])
+    assert np.isnan(row["pvalue_adjusted"]) and np.isnan(row["difference_adjusted"])
+    assert "not adjusted for the control score: 4 donors leave no residual" in row["note"]
+
+
+def test_leave_one_donor_out(library):
+    donors = _donors(4, 4)
+    rng = np.random.default_rng(8)
+    steady = np.r_[np.ones(4), np.zeros(4)] + rng.normal(0, 0.1, 8)
+    # significant with all donors (p 0.017), not without CB2 (Welch p 0.12 on 3 vs 4)
+    fragile = np.array([1.0, 0.9, 0.2, 0.8, 0.1, 0.0, 0.3, -0.1])
+    values = pd.DataFrame({"user_steady": steady, "user_fragile": fragile}, index=donors)
+    results = _run(values, library, control=None).set_index("signature")
+    assert (results["padj"] < 0.05).all()
+    for name in ("user_steady", "user_fragile"):
+        pvalues = {}
+        for donor in donors:
+            rest = values[name].drop(index=donor)
+            cord = rest[rest.index.str.startswith("CB")]
+            adult = rest[rest.index.str.startswith("AD")]
+            pvalues[donor] = stats.ttest_ind(cord, adult, equal_var=False).pvalue
+        assert results.at[name, "loo_max_pvalue"] == pytest.approx(max(pvalues.values()))
+        assert results.at[name, "loo_weakest_donor"] == max(pvalues, key=pvalues.get)
+    assert results.at["user_steady", "survives_leave_one_out"]
+    assert not results.at["user_fragile", "survives_leave_one_out"]
+    assert results.at["user_fragile", "loo_weakest_donor"] == "CB2"
+    assert "fragile: p 0.12 >= 0.05 without donor CB2" in results.at["user_fragile", "note"]
+    assert "survives leaving out each donor" in results.at["user_steady", "note"]
+    # a side of 2 donors: leaving one out leaves nothing to test, so it does not survive
+    small = pd.DataFrame({"user_small": [1.0, 1.1, 0.0, 0.1]}, index=_donors(2, 2))
+    row = _run(small, library, control=None).iloc[0]
+    assert row["padj"] < 0.05 and row["survives_leave_one_out"] == False  # noqa: E712
+    assert np.isnan(row["loo_max_pvalue"]) and "not testable without donor CB1" in row["note"]
+    # rows not significant have no leave-one-out verdict
+    null = pd.DataFrame({"user_null": rng.normal(size=8)}, index=donors)
+    row = _run(null, library, control=None).iloc[0]
+    assert row["padj"] >= 0.05 and pd.isna(row["survives_leave_one_out"])
+
+
+@pytest.mark.parametrize(
+    ("n_cord", "n_adult", "sd_small", "at_most"),
+    [(4, 4, 1.0, 0.06), (4, 2, 1.0, 0.06), (4, 2, 3.0, 0.11)],
+)
+def test_null_calibration(library, n_cord, n_adult, sd_small, at_most):
+    # 1,500 null signatures: about 5 % raw p < 0.05. When the 2-donor group varies 3 times more,
+    # Welch's df approximation is itself liberal (about 9.5 % by simulation) but the pooled t
+    # is far worse (about 17.5 %): such rows are marked low_power.
+    rng = np.random.default_rng(n_adult * 10 + int(sd_small))
+    scale = np.r_[np.ones(n_cord), np.full(n_adult, sd_small)]
+    values = pd.DataFrame(
+        rng.normal(size=(n_cord + n_adult, 1500)) * scale[:, None],
+        index=_donors(n_cord, n_adult),
+    )
+    values.columns = [f"user_{i}" for i in range(1500)]
+    results = _run(values, library, control=None)
+    assert (results["pvalue"] < 0.05).mean() <= at_most
+    student = stats.ttest_ind(values.iloc[:n_cord], values.iloc[n_cord:]).pvalue
+    if n_cord != n_adult and sd_small > 1:
+        assert (student < 0.05).mean() > 0.15
+        assert results["low_power"].all()
