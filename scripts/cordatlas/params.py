@@ -141,6 +141,8 @@ class ComparisonParams:
     composition_transform: str
     composition_trend: bool
     low_power_max_replicates: int
+    contamination_max_fraction: float
+    contamination_min_explained: float
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,24 @@ import pandas as pd
 
 from cordatlas.checks import require_columns
 from cordatlas.errors import UserInputError
-from cordatlas.vocabulary import EVIDENCE, check_evidence
+from cordatlas.vocabulary import EVIDENCE, LOW_POWER, check_evidence
 
 #: Columns of every differential-expression table (pseudobulk and cell-level alike).
+#: ``log2FC`` is the unshrunk maximum-likelihood (DESeq2 Wald) estimate that ``stat`` and
+#: ``pvalue`` test; ``log2FC_shrunk`` the same coefficient under apeGLM's heavy-tailed prior
+#: (Zhu et al. 2019, Bioinformatics 35:2084; PyDESeq2's lfc_shrink), the better effect size for
+#: ranking and for genes with few counts; NaN in cell-level tables. ``low_power``: the smaller
+#: group has at most comparison.low_power_max_replicates donors (False in cell-level tables,
+#: whose evidence label already says exploratory). ``contamination_flag`` and
+#: ``contamination_source`` (a cell type, "ambient" or ""): see
+#: :func:`cordatlas.compare.contamination.contamination_flags`.
 DE_COLUMNS = [
     "cell_type",
     "gene",
     "base_mean",
     "log2FC",
     "lfcSE",
+    "log2FC_shrunk",
     "stat",
     "pvalue",
     "padj",
@@ -29,6 +38,9 @@ DE_COLUMNS = [
     "n_cells_condition",
     "n_cells_reference",
     "covariates",
+    LOW_POWER,
+    "contamination_flag",
+    "contamination_source",
 ]
 
 DE_DTYPES = {
@@ -37,6 +49,7 @@ DE_DTYPES = {
     "base_mean": float,
     "log2FC": float,
     "lfcSE": float,
+    "log2FC_shrunk": float,
     "stat": float,
     "pvalue": float,
     "padj": float,
@@ -47,10 +60,26 @@ DE_DTYPES = {
     "n_cells_condition": np.int64,
     "n_cells_reference": np.int64,
     "covariates": object,
+    LOW_POWER: bool,
+    "contamination_flag": bool,
+    "contamination_source": object,
 }
 
-#: Columns of :func:`de_summary`'s result after the plan's.
-SUMMARY_COUNTS = ["n_genes_tested", "n_significant", "n_up", "n_down"]
+#: Columns a table may lack (cell-level tables, tables written before they existed) and the
+#: value they then hold.
+DE_DEFAULTS = {
+    "log2FC_shrunk": np.nan,
+    LOW_POWER: False,
+    "contamination_flag": False,
+    "contamination_source": "",
+}
+
+_TEXT = ("cell_type", "gene", "method", EVIDENCE, "covariates", "contamination_source")
+_FLAGS = (LOW_POWER, "contamination_flag")
+
+#: Columns of :func:`de_summary`'s result after the plan's. ``n_significant_flagged``: the
+#: significant genes with ``contamination_flag``.
+SUMMARY_COUNTS = ["n_genes_tested", "n_significant", "n_up", "n_down", "n_significant_flagged"]
 
 
 def empty_de_table() -> pd.DataFrame:
@@ -59,8 +88,8 @@ def empty_de_table() -> pd.DataFrame:
 
 
 def finish_de_table(results: pd.DataFrame, *, table: str) -> pd.DataFrame:
-    """Dtypes fixed, rows by p-value (NaN last, ties by gene name), evidence labels checked."""
-    results = results.astype(DE_DTYPES)
+    """Defaults filled, dtypes fixed, rows by p-value (NaN last, ties by gene name), labels checked."""
+    results = _with_defaults(results).astype(DE_DTYPES)
     check_evidence(results[EVIDENCE], table=table)
     return results.sort_values(
         ["pvalue", "gene"], na_position="last", kind="mergesort"
@@ -68,11 +97,29 @@ def finish_de_table(results: pd.DataFrame, *, table: str) -> pd.DataFrame:
 
 
 def read_de_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a DE table written with :data:`DE_COLUMNS` (names stay text: a gene called "NA")."""
-    text = {c: str for c in ("cell_type", "gene", "method", EVIDENCE, "covariates")}
+    """Read a DE table written with :data:`DE_COLUMNS` (names stay text: a gene called "NA").
+
+    A table written before the shrunk fold change, ``low_power`` and the contamination columns
+    existed gets them with :data:`DE_DEFAULTS` (no shrinkage, not flagged).
+    """
+    text = {c: str for c in (*_TEXT, *_FLAGS)}
     table = pd.read_csv(path, sep="\t", dtype=text, keep_default_na=False)
+    for flag in _FLAGS:
+        if flag in table:
+            table[flag] = table[flag].str.strip().str.lower().isin(["true", "1"])
     numeric = [c for c in table.columns if c not in text]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+    return _with_defaults(table)
+
+
+def _with_defaults(table: pd.DataFrame) -> pd.DataFrame:
+    """:data:`DE_DEFAULTS` in the columns a table lacks or left empty (NaN)."""
+    table = table.copy()
+    for column, default in DE_DEFAULTS.items():
+        if column not in table:
+            table[column] = default
+        elif not isinstance(default, float):
+            table[column] = table[column].where(table[column].notna(), default)
     return table
 
 
@@ -96,7 +143,8 @@ def de_summary(
     DataFrame
         The plan's columns (``evidence``: the plan's label of the cell type's test), then
         ``n_genes_tested`` (genes with a p-value), ``n_significant``, ``n_up`` (log2FC > 0,
-        higher in the condition) and ``n_down``.
+        higher in the condition), ``n_down`` and ``n_significant_flagged`` (significant genes
+        with ``contamination_flag``: another cell type or ambient RNA can explain them).
 
     Raises
     ------
@@ -132,10 +180,10 @@ def de_summary(
 
 def _count_genes(
     cell_type: str, label: str, table: pd.DataFrame | None, *, alpha: float
-) -> tuple[int, int, int, int]:
-    """Genes tested, significant, up and down in one cell type's DE table (zeros if none)."""
+) -> tuple[int, int, int, int, int]:
+    """Genes tested, significant, up, down and significant-flagged in one DE table (0 if none)."""
     if table is None or table.empty:
-        return 0, 0, 0, 0
+        return 0, 0, 0, 0, 0
     labels = set(table[EVIDENCE].astype(str))
     if labels != {label}:
         raise UserInputError(
@@ -145,9 +193,15 @@ def _count_genes(
     padj = pd.to_numeric(table["padj"], errors="coerce").to_numpy(dtype=float)
     lfc = pd.to_numeric(table["log2FC"], errors="coerce").to_numpy(dtype=float)
     significant = np.nan_to_num(padj, nan=1.0) < alpha
+    flagged = (
+        table["contamination_flag"].fillna(False).astype(bool).to_numpy()
+        if "contamination_flag" in table
+        else np.zeros(len(table), dtype=bool)
+    )
     return (
         int(table["pvalue"].notna().sum()),
         int(significant.sum()),
         int((significant & (lfc > 0)).sum()),
         int((significant & (lfc < 0)).sum()),
+        int((significant & flagged).sum()),
     )

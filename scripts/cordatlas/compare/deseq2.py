@@ -12,11 +12,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cordatlas.checks import check_contrast, require_columns
+from cordatlas.compare.contamination import contamination_flags
 from cordatlas.compare.de_summary import DE_COLUMNS, empty_de_table, finish_de_table
 from cordatlas.compare.donor_stats import bh_adjust, usable_covariates
 from cordatlas.compare.plan import METHOD_EVIDENCE, METHOD_PSEUDOBULK, pseudobulk_mask
 from cordatlas.errors import UserInputError
 from cordatlas.params import ComparisonParams, Contrast
+from cordatlas.vocabulary import LOW_POWER
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,13 @@ def pseudobulk_de(
     in the contrast's condition. ``padj`` is Benjamini-Hochberg over the tested genes
     (:func:`cordatlas.compare.donor_stats.bh_adjust`; the expression filter replaces DESeq2's
     independent filtering); genes whose p-value DESeq2 withholds (Cook's outliers) keep NaN.
+    ``log2FC`` is the unshrunk (maximum-likelihood) coefficient the Wald test uses;
+    ``log2FC_shrunk`` the same coefficient under PyDESeq2's apeGLM prior (``lfc_shrink``; Zhu
+    et al. 2019, Bioinformatics 35:2084), which pulls noisy, low-count estimates towards 0.
+    ``low_power`` marks every row when the smaller group has at most
+    ``comparison.low_power_max_replicates`` donors. ``contamination_flag`` and
+    ``contamination_source``: :func:`cordatlas.compare.contamination.contamination_flags` on
+    all cell types' pseudobulks of the same donors.
 
     Parameters
     ----------
@@ -106,7 +115,7 @@ def pseudobulk_de(
     notes.append(_design_note(reps, used, comparison.replicate_key, pair, cell_type, condition_key))
     if not expressed.any():
         return empty_de_table(), notes
-    table = _run_deseq2(
+    table, shrunk = _run_deseq2(
         reps.counts[:, expressed],
         design,
         genes=reps.genes[expressed],
@@ -118,6 +127,16 @@ def pseudobulk_de(
         cell_type=cell_type,
     )
     results = _format_results(table, reps, cell_type=cell_type, covariates=used)
+    results["log2FC_shrunk"] = shrunk.to_numpy(dtype=float)
+    results = _flag_results(results, pseudobulk, reps, comparison, cell_type=cell_type)
+    flagged = int(
+        (results["contamination_flag"] & (results["padj"].fillna(1.0) < comparison.alpha)).sum()
+    )
+    if flagged:
+        notes.append(
+            f"{cell_type}: {flagged} genes at padj < {comparison.alpha:g} carry "
+            "contamination_flag (another cell type or ambient RNA can explain them)."
+        )
     withheld = int(results["pvalue"].isna().sum())
     if withheld:
         notes.append(
@@ -275,6 +294,34 @@ def _format_results(
     )
 
 
+def _flag_results(
+    results: pd.DataFrame,
+    pseudobulk: ad.AnnData,
+    reps: _Replicates,
+    comparison: ComparisonParams,
+    *,
+    cell_type: str,
+) -> pd.DataFrame:
+    """``low_power`` and the contamination columns added to the formatted results."""
+    results = results.copy()
+    smaller = min(reps.n_condition, reps.n_reference)
+    results[LOW_POWER] = smaller <= comparison.low_power_max_replicates
+    flags = contamination_flags(
+        pseudobulk,
+        results,
+        cell_type=cell_type,
+        donors=reps.obs[comparison.replicate_key].astype(str).tolist(),
+        is_condition=reps.is_condition,
+        cell_type_key=comparison.cell_type_key,
+        replicate_key=comparison.replicate_key,
+        max_fraction=comparison.contamination_max_fraction,
+        min_explained=comparison.contamination_min_explained,
+    )
+    results["contamination_flag"] = flags["contamination_flag"].to_numpy()
+    results["contamination_source"] = flags["contamination_source"].to_numpy()
+    return results
+
+
 def _run_deseq2(
     counts: np.ndarray,
     design: pd.DataFrame,
@@ -286,8 +333,11 @@ def _run_deseq2(
     n_cpus: int,
     notes: list[str],
     cell_type: str,
-) -> pd.DataFrame:
-    """PyDESeq2 fit and Wald test; its warnings become notes. Returns its results table."""
+) -> tuple[pd.DataFrame, pd.Series]:
+    """PyDESeq2 fit, Wald test and apeGLM shrinkage; warnings become notes.
+
+    Returns the (unshrunk) results table and the shrunk log2 fold changes, both by gene.
+    """
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
@@ -330,9 +380,14 @@ def _run_deseq2(
             quiet=True,
         )
         stats.summary()
+        table = stats.results_df.copy()  # lfc_shrink overwrites log2FoldChange and lfcSE
+        # the Wald contrast is exactly the condition coefficient (reference = first category)
+        coeff = next(c for c in stats.LFC.columns if str(c).startswith("condition["))
+        stats.lfc_shrink(coeff=coeff)
+        shrunk = stats.results_df["log2FoldChange"].astype(float)
     for message in dict.fromkeys(str(w.message) for w in caught if _worth_noting(w)):
         notes.append(f"{cell_type}: PyDESeq2: {message}")
-    return stats.results_df.reindex(frame.columns)
+    return table.reindex(frame.columns), shrunk.reindex(frame.columns)
 
 
 def _worth_noting(caught: warnings.WarningMessage) -> bool:
