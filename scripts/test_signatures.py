@@ -28,6 +28,7 @@ with rule_logging(snakemake.log[0]) as log:
         comparison,
         contrast,
         control_flag_pvalue=snakemake.params.signatures.control_flag_pvalue,
+        control_flag_difference=snakemake.params.signatures.control_flag_difference,
     )
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for row in results.query("concordance in ['agree', 'disagree']").itertuples():

@@ -154,6 +154,7 @@ class SignatureParams:
     min_genes: int
     development_reference: str | None
     control_flag_pvalue: float
+    control_flag_difference: float
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ CONTRAST = Contrast("cord_blood", "adult")
 MIN_CELLS = 3
 COMPARISON = dataclasses.replace(default_params().comparison, min_cells_per_replicate=MIN_CELLS)
 FLAG = default_params().signatures.control_flag_pvalue
+DIFF = default_params().signatures.control_flag_difference
 
 
 def _sheet(n_cord: int = 4, n_adult: int = 4) -> pd.DataFrame:
@@ -93,7 +94,15 @@ def summary(atlas, scored) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def results(atlas, summary, library) -> pd.DataFrame:
     design = replicate_table(atlas.obs)
-    return signature_tests(summary, design, library, COMPARISON, CONTRAST, control_flag_pvalue=FLAG)
+    return signature_tests(
+        summary,
+        design,
+        library,
+        COMPARISON,
+        CONTRAST,
+        control_flag_pvalue=FLAG,
+        control_flag_difference=DIFF,
+    )
 
 
 def _row(results: pd.DataFrame, cell_type: str, signature: str) -> pd.Series:
@@ -389,7 +398,13 @@ def test_null_study_gives_few_significant(library):
     scores, _ = score_signatures(atlas, library, seed=0)
     summary = summarise_by_replicate(scores, atlas.obs, COMPARISON)
     results = signature_tests(
-        summary, replicate_table(atlas.obs), library, COMPARISON, CONTRAST, control_flag_pvalue=FLAG
+        summary,
+        replicate_table(atlas.obs),
+        library,
+        COMPARISON,
+        CONTRAST,
+        control_flag_pvalue=FLAG,
+        control_flag_difference=DIFF,
     )
     tested = results["padj"].notna()
     assert tested.sum() > 150
@@ -404,7 +419,13 @@ def test_one_donor_per_group_is_not_testable(atlas, scored, library):
     obs = atlas.obs[keep]
     summary = summarise_by_replicate(scored[0][keep], obs, COMPARISON)
     results = signature_tests(
-        summary, replicate_table(obs), library, COMPARISON, CONTRAST, control_flag_pvalue=FLAG
+        summary,
+        replicate_table(obs),
+        library,
+        COMPARISON,
+        CONTRAST,
+        control_flag_pvalue=FLAG,
+        control_flag_difference=DIFF,
     )
     assert not results.empty
     assert (results["concordance"] == "not_testable").all()
@@ -422,6 +443,7 @@ def test_unknown_contrast_level_is_a_user_error(summary, atlas, library):
             COMPARISON,
             Contrast("newborn", "adult"),
             control_flag_pvalue=FLAG,
+            control_flag_difference=DIFF,
         )
 
 
@@ -498,15 +520,8 @@ def _donors(n_cord: int, n_adult: int) -> list[str]:
 
 def _run(values: pd.DataFrame, library, comparison=COMPARISON, design=None, **kwargs):
     design = _design_for(values) if design is None else design
-    return signature_tests(
-        _synthetic(values),
-        design,
-        library,
-        comparison,
-        CONTRAST,
-        control_flag_pvalue=FLAG,
-        **kwargs,
-    )
+    kwargs = {"control_flag_pvalue": FLAG, "control_flag_difference": DIFF, **kwargs}
+    return signature_tests(_synthetic(values), design, library, comparison, CONTRAST, **kwargs)
 
 
 def test_welch_for_unbalanced_groups_student_for_balanced(library):
@@ -594,7 +609,8 @@ def test_the_control_flags_liberally_and_each_effect_is_adjusted_for_it(library)
         },
         index=donors,
     )
-    results = _run(values, library).set_index("signature")
+    # the difference rule is set out of reach here: the p-value rule alone fires
+    results = _run(values, library, control_flag_difference=10.0).set_index("signature")
     control_p = results.at["stress_processing_delay", "pvalue"]
     assert 0.05 < control_p < FLAG
     assert results["control_flag"].all()
@@ -618,6 +634,55 @@ def test_the_control_flags_liberally_and_each_effect_is_adjusted_for_it(library)
     assert abs(artefact["difference_adjusted"]) < 0.2 * abs(artefact["difference"])
     assert results.at["user_truth", "pvalue_adjusted"] < 0.01
     assert results.loc["stress_processing_delay", ["pvalue_adjusted"]].isna().all()
+
+
+def test_the_control_flags_a_large_difference_whatever_its_p(library):
+    donors = _donors(4, 4)
+    noisy = np.array([2.0, -0.6, 1.5, -0.3, 0.5, -0.4, 0.0, -0.1])  # difference 0.65, p > 0.1
+    for shift, flagged in ((0.0, True), (-0.3, False)):
+        control = noisy + np.r_[np.full(4, shift), np.zeros(4)]
+        values = pd.DataFrame({"stress_processing_delay": control, "user_set": noisy}, index=donors)
+        row = _run(values, library).set_index("signature").loc["user_set"]
+        assert row["control_pvalue"] > FLAG
+        assert abs(row["control_difference"]) == pytest.approx(0.65 + shift)
+        assert row["control_flag"] == flagged
+        assert ("|difference| >= 0.5" in row["note"]) == flagged
+    # not testable (one donor a side): the difference rule still fires
+    one = pd.DataFrame({"stress_processing_delay": [1.0, 0.0], "user_set": [0.0, 0.0]},
+                       index=_donors(1, 1))  # fmt: skip
+    row = _run(one, library).set_index("signature").loc["user_set"]
+    assert np.isnan(row["control_pvalue"]) and row["control_flag"]
+
+
+def test_planted_stress_is_flagged_in_every_cell_type():
+    # the realistic simulator with stress in every cord donor and none of the adults
+    study = simulate_study(
+        _sheet(), n_cells_per_sample=600, seed=3, realism="realistic", stress="with_condition"
+    )
+    adata = study.adata[study.adata.obs["artefact"] == "none"].copy()
+    adata.obs_names = (adata.obs["sample"].astype(str) + ":" + adata.obs["barcode"]).to_numpy()
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    normalise(adata)
+    library = load_gene_sets(LIBRARY)
+    scores, _ = score_signatures(adata, library, seed=0)
+    summary = summarise_by_replicate(scores, adata.obs, COMPARISON)
+    results = signature_tests(
+        summary,
+        replicate_table(adata.obs),
+        library,
+        COMPARISON,
+        CONTRAST,
+        control_flag_pvalue=FLAG,
+        control_flag_difference=DIFF,
+    )
+    control = results[results["signature"] == "stress_processing_delay"]
+    assert len(control) >= 15
+    assert control["control_flag"].all()
+    assert (control["difference"] > 0).all()
+    # padj (all-tests correction) alone would have missed some of them
+    assert (control["padj"] >= 0.05).any()
+    biological = results[results["role"] == "biological"]
+    assert biological["control_flag"].dropna().all()
 
 
 def test_no_adjustment_without_residual_df_says_why(library):

@@ -102,6 +102,7 @@ def signature_tests(
     contrast: Contrast,
     *,
     control_flag_pvalue: float,
+    control_flag_difference: float,
     condition_key: str = "condition",
     control: str | None = DEFAULT_CONTROL,
 ) -> pd.DataFrame:
@@ -140,8 +141,9 @@ def signature_tests(
       degrees of freedom), so no p-value.
 
     The control set in the same cell type sits on every row: ``control_difference``,
-    ``control_pvalue``, ``control_padj`` and ``control_flag`` (its raw p-value below
-    `control_flag_pvalue`: a liberal screen, not a test). Each biological row is refitted with
+    ``control_pvalue``, ``control_padj`` and ``control_flag`` (a liberal screen, not a test: its
+    raw p-value below `control_flag_pvalue` or its absolute difference at least
+    `control_flag_difference`, the latter also where the control is not testable). Each biological row is refitted with
     the donors' control score as a covariate (:data:`ADJUSTED_COLUMNS`, NaN with the reason in
     ``note`` where too few donors leave no residual df). Each row significant in its family is
     re-tested leaving out each donor in turn (same test rule): ``loo_max_pvalue`` (the largest
@@ -163,8 +165,8 @@ def signature_tests(
         ``low_power_max_replicates``.
     contrast
         (condition, reference), e.g. cord_blood vs adult.
-    control_flag_pvalue
-        config ``signatures.control_flag_pvalue``.
+    control_flag_pvalue, control_flag_difference
+        config ``signatures.control_flag_pvalue`` and ``signatures.control_flag_difference``.
     control
         Name of the control set; None for no control columns.
 
@@ -211,7 +213,8 @@ def signature_tests(
     table = _leave_one_out(table, values, design, **options)
     smaller = table[["n_condition", "n_reference"]].min(axis=1)
     table[LOW_POWER] = table["pvalue"].notna() & (smaller <= comparison.low_power_max_replicates)
-    return _finish(table, entries, pair, control, control_flag_pvalue, alpha=comparison.alpha)
+    flag = (control_flag_pvalue, control_flag_difference)
+    return _finish(table, entries, pair, control, flag, alpha=comparison.alpha)
 
 
 def _finish(
@@ -219,7 +222,7 @@ def _finish(
     entries: Mapping[str, Mapping[str, Any]],
     contrast: tuple[str, str],
     control: str | None,
-    control_flag_pvalue: float,
+    flag: tuple[float, float],
     *,
     alpha: float,
 ) -> pd.DataFrame:
@@ -232,11 +235,9 @@ def _finish(
     rows = []
     for row in table.to_dict("records"):
         row.update(_read_row(row, entries[row["signature"]], alpha=alpha))
-        row.update(_control_columns(row["cell_type"], controls, control_flag_pvalue))
+        row.update(_control_columns(row["cell_type"], controls, flag))
         row[EVIDENCE] = NOT_TESTABLE if row["concordance"] == "not_testable" else DONOR_LEVEL
-        row[NOTE] = _note(
-            row, contrast=contrast, control=control, alpha=alpha, flag=control_flag_pvalue
-        )
+        row[NOTE] = _note(row, contrast=contrast, control=control, alpha=alpha, flag=flag)
         rows.append(row)
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     for column in ("control_flag", "survives_leave_one_out"):
@@ -453,19 +454,23 @@ def _read_row(row: Mapping[str, Any], entry: Mapping[str, Any], *, alpha: float)
     }
 
 
-def _control_columns(cell_type: str, controls: pd.DataFrame, threshold: float) -> dict[str, Any]:
+def _control_columns(
+    cell_type: str, controls: pd.DataFrame, flag: tuple[float, float]
+) -> dict[str, Any]:
     """The control set's difference, p, padj and flag in this cell type (NaN/None: no control)."""
+    empty = {"control_difference": np.nan, "control_pvalue": np.nan, "control_padj": np.nan}
     if cell_type not in controls.index:
-        return dict.fromkeys(
-            ("control_difference", "control_pvalue", "control_padj", "control_flag"), np.nan
-        ) | {"control_flag": None}
+        return empty | {"control_flag": None}
     ctrl = controls.loc[cell_type]
-    pvalue = float(ctrl["pvalue"])
+    pvalue, difference = float(ctrl["pvalue"]), float(ctrl["difference"])
+    if not np.isfinite(difference):
+        return empty | {"control_flag": None}
+    fires = (np.isfinite(pvalue) and pvalue < flag[0]) or abs(difference) >= flag[1]
     return {
-        "control_difference": float(ctrl["difference"]),
+        "control_difference": difference,
         "control_pvalue": pvalue,
         "control_padj": float(ctrl["padj"]),
-        "control_flag": bool(np.isfinite(pvalue) and pvalue < threshold),
+        "control_flag": bool(fires),
     }
 
 
@@ -475,7 +480,7 @@ def _note(
     contrast: tuple[str, str],
     control: str | None,
     alpha: float,
-    flag: float,
+    flag: tuple[float, float],
 ) -> str:
     """One sentence a reader can quote: the numbers, the expectation, the control, robustness."""
     condition, reference = contrast
@@ -511,7 +516,7 @@ def _note(
     return "; ".join(parts)
 
 
-def _control_note(row: Mapping[str, Any], *, control: str, flag: float) -> list[str]:
+def _control_note(row: Mapping[str, Any], *, control: str, flag: tuple[float, float]) -> list[str]:
     """The control beside the row, its caution, and the effect adjusted for it."""
     if not np.isfinite(row["control_difference"]):
         return [f"{control} control not available in this cell type"]
@@ -520,9 +525,13 @@ def _control_note(row: Mapping[str, Any], *, control: str, flag: float) -> list[
         f"{format_pvalue(row['control_pvalue'])}, padj {format_pvalue(row['control_padj'])}"
     ]
     if row["control_flag"]:
-        parts.append(
-            f"caution: the sample-handling control differs in this cell type (p < {flag:g})"
+        pvalue = row["control_pvalue"]
+        rule = (
+            f"raw p < {flag[0]:g}"
+            if np.isfinite(pvalue) and pvalue < flag[0]
+            else f"|difference| >= {flag[1]:g}"
         )
+        parts.append(f"caution: the sample-handling control differs in this cell type ({rule})")
     if np.isfinite(row["pvalue_adjusted"]):
         parts.append(
             f"adjusted for the donors' control score: difference "
