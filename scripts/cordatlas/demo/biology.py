@@ -458,12 +458,18 @@ LITERATURE_SET: dict[str, str] = {
     "cytotoxicity": "cytotoxicity",
     "neonatal_alarmins": "neonatal_alarmins",
 }
-LITERATURE_SET_OF_GENE: dict[str, str] = {"BCL11A": "globin_switch_bcl11a"}
+LITERATURE_SET_OF_GENE: dict[str, str] = {
+    "BCL11A": "globin_switch_bcl11a",
+    # the library keeps the contested perforin/granzyme B genes in a set of their own
+    "PRF1": "perforin_granzyme_b",
+    "GZMB": "perforin_granzyme_b",
+}
 LITERATURE_DIRECTION: dict[str, str] = {
     "fetal_programme": "up",
     "fetal_haemoglobin": "up",
     "globin_switch_bcl11a": "down",
     "cytotoxicity": "down",
+    "perforin_granzyme_b": "conflicting",  # sources disagree: nothing to agree or disagree with
     "neonatal_alarmins": "up",
 }
 #: One planted effect opposite to the literature (Ulas et al. 2017 report S100A8/S100A9 high

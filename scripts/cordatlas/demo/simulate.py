@@ -342,7 +342,7 @@ def _with_literature(table: pd.DataFrame) -> pd.DataFrame:
     direction = [LITERATURE_DIRECTION.get(s, "") for s in sets]
     planted = np.where(table["log2FC"].to_numpy() > 0, "up", "down")
     agrees = [
-        "" if d == "" else ("yes" if d == p else "no")
+        "" if d in ("", "conflicting") else ("yes" if d == p else "no")
         for d, p in zip(direction, planted, strict=True)
     ]
     return table.assign(
