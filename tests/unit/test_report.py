@@ -18,6 +18,7 @@ from cordatlas.report.findings import (
     confidence_interval,
     control_status,
     is_finding,
+    leave_one_out,
 )
 from cordatlas.report.inputs import ReportInputs, from_results
 from cordatlas.report.render import build_report
@@ -447,3 +448,20 @@ def test_the_markers_behind_each_label_are_shown(tmp_path):
     html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
     assert "Markers behind each label" in html
     assert "KLRF1" in html and "FCGR3A" in html  # not detected; never measured
+
+
+def test_the_liberal_control_flag_and_leave_one_out_reach_the_findings():
+    flagged = pd.Series({"role": "biological", "control_difference": 0.9, "control_padj": 0.3,
+                         "control_pvalue": 0.08, "control_flag": True,
+                         "difference_adjusted": 0.12, "pvalue_adjusted": 0.4})  # fmt: skip
+    said = control_status(flagged, alpha=0.05)
+    assert said.startswith("control moves too (+0.9, p 0.08): caution")  # padj 0.3 would not
+    assert "adjusted for it +0.12 (p 0.4)" in said
+    flat = flagged.copy()
+    flat["control_flag"] = False
+    assert control_status(flat, alpha=0.05).startswith("control flat (+0.9")
+    assert leave_one_out(pd.Series({"survives_leave_one_out": True})) == "survives"
+    fragile = pd.Series({"survives_leave_one_out": False, "loo_weakest_donor": "CB2",
+                         "loo_max_pvalue": 0.12})  # fmt: skip
+    assert leave_one_out(fragile) == "fragile without CB2 (p 0.12)"
+    assert leave_one_out(pd.Series({"survives_leave_one_out": math.nan})) == ""

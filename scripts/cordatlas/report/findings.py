@@ -52,6 +52,8 @@ FINDINGS_COLUMNS = [
     "expected",
     "agreement",
     "control",
+    "family",
+    "leave_one_out",
     NOTE,
     "detail",
 ]
@@ -137,6 +139,21 @@ def control_status(row: pd.Series, *, alpha: float) -> str:
     if str(row.get("role", "")) == "control":
         return "this is the control"
     difference, padj = _num(row.get("control_difference")), _num(row.get("control_padj"))
+    if "control_flag" in row and not _blank(row.get("control_flag")):
+        # the liberal flag (raw p or effect size, config signatures.control_flag_*) and the
+        # effect adjusted for the donors' control score
+        pvalue = _num(row.get("control_pvalue"))
+        if not np.isfinite(difference):
+            return "control not available"
+        if str(row["control_flag"]).lower() not in ("true", "1"):
+            return f"control flat ({difference:+.3g}, p {format_pvalue(pvalue)})"
+        adjusted = _num(row.get("difference_adjusted"))
+        after = (
+            f"; adjusted for it {adjusted:+.3g} (p {format_pvalue(_num(row.get('pvalue_adjusted')))})"
+            if np.isfinite(adjusted)
+            else "; no adjusted estimate (too few donors)"
+        )
+        return f"control moves too ({difference:+.3g}, p {format_pvalue(pvalue)}): caution{after}"
     if not np.isfinite(difference):
         return "control not available"
     if np.isfinite(padj) and padj < alpha:
@@ -273,9 +290,24 @@ def _row(
         "expected": "",
         "agreement": "",
         "control": "",
+        "family": "" if _blank(row.get("family")) else str(row.get("family")),
+        "leave_one_out": leave_one_out(row),
         NOTE: note,
         "detail": detail,
     }
+
+
+def leave_one_out(row: pd.Series) -> str:
+    """Whether a significant row survives leaving out each donor in turn ("" if not re-tested)."""
+    survives = row.get("survives_leave_one_out")
+    if _blank(survives):
+        return ""
+    if str(survives).lower() in ("true", "1"):
+        return "survives"
+    weakest = row.get("loo_weakest_donor")
+    worst = _num(row.get("loo_max_pvalue"))
+    without = "" if _blank(weakest) else f" without {weakest}"
+    return f"fragile{without} (p {format_pvalue(worst)})"
 
 
 def apply_design(findings: pd.DataFrame, aliased: Sequence[str]) -> pd.DataFrame:

@@ -37,6 +37,8 @@ CITATIONS = {
     "camera": "Wu D, Smyth GK 2012. Camera: a competitive gene set test accounting for inter-gene "
     "correlation. Nucleic Acids Res 40:e133",
     "voom": "Law CW, Chen Y, Shi W, Smyth GK 2014. voom. Genome Biol 15:R29",
+    "welch": "Welch BL 1947. The generalization of 'Student's' problem when several different "
+    "population variances are involved. Biometrika 34:28-35",
     "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
     "57:289-300",
 }
@@ -126,10 +128,18 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
          _params(config, "comparison.composition_transform", "comparison.composition_trend",
                  "comparison.exclude_cell_types", "comparison.low_power_max_replicates"),
          f"{CITATIONS['propeller']}; {CITATIONS['ebayes']}; {CITATIONS['bh']}"),
-        ("signatures", "per-cell scores of a cited library, replicate means, OLS t-test per "
-         "cell type, BH over all tests, a sample-handling control beside each contrast",
-         _params(config, "signatures.library", "signatures.extra_sets", "signatures.min_genes"),
-         CITATIONS["bh"]),
+        ("signatures", "per-cell scores of a cited library, replicate means; per cell type "
+         "Student's t (balanced groups), Welch's t (unbalanced, no covariate) or an OLS model "
+         "(covariates), each effect with a 95 % CI; BH within the pre-specified family (the "
+         "library's literature expectations) and within the exploratory one; 3 or fewer donors "
+         "a side marked low power; the stress / processing-delay control flagged at raw p < "
+         "control_flag_pvalue or |difference| >= control_flag_difference, each effect also "
+         "adjusted for the donors' control score; significant rows re-tested leaving out each "
+         "donor in turn",
+         _params(config, "signatures.library", "signatures.extra_sets", "signatures.min_genes",
+                 "signatures.control_flag_pvalue", "signatures.control_flag_difference",
+                 "comparison.low_power_max_replicates"),
+         f"{CITATIONS['welch']}; {CITATIONS['bh']}"),
         ("development axis", "donors placed on a fetal-to-adult axis of ontogeny signatures",
          _params(config, "signatures.development_reference"), ""),
         ("enrichment", "CAMERA with the inter-gene correlation estimated per set, on the "
