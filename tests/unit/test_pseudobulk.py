@@ -14,7 +14,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from cordatlas.compare.cell_level import cell_level_de
-from cordatlas.compare.de_summary import DE_COLUMNS, de_summary
+from cordatlas.compare.de_summary import DE_COLUMNS, DE_DEFAULTS, de_summary, read_de_table
 from cordatlas.compare.deseq2 import pseudobulk_de
 from cordatlas.compare.plan import (
     METHOD_CELL_LEVEL,
@@ -200,8 +200,90 @@ def test_results_table_contract(study: dict) -> None:
             assert set(results["evidence"]) == {DONOR_LEVEL}
             assert (results["lfcSE"].dropna() > 0).all()
             assert (results["n_replicates_condition"] >= 2).all()
+            fitted = results["log2FC"].notna()
+            assert results.loc[fitted, "log2FC_shrunk"].notna().mean() > 0.99
         else:
             assert set(results["evidence"]) == {EXPLORATORY}
+            assert results["log2FC_shrunk"].isna().all()
+            assert not results["contamination_flag"].any() and not results["low_power"].any()
+            assert (results["contamination_source"] == "").all()
+        for flag in ("low_power", "contamination_flag"):
+            assert results[flag].dtype == bool, (cell_type, flag)
+        assert results["contamination_source"].map(type).eq(str).all()
+
+
+def test_shrunk_log2fc_is_pydeseq2_apeglm_on_the_same_fit(study: dict) -> None:
+    """log2FC stays the Wald test's MLE; log2FC_shrunk is PyDESeq2's lfc_shrink, run directly."""
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.ds import DeseqStats
+
+    small = _small(study["pseudobulk"])
+    results, _ = pseudobulk_de(small, COMPARISON, CONTRAST, cell_type="NK_CD56dim")
+    results = results.set_index("gene")
+    obs = small.obs
+    use = (obs["cell_type"] == "NK_CD56dim") & (
+        obs["n_cells"] >= COMPARISON.min_cells_per_replicate
+    )
+    counts = small[use.to_numpy(), results.index].to_df().astype(np.int64)
+    metadata = pd.DataFrame(
+        {
+            "condition": pd.Categorical(
+                obs.loc[use, "condition"], categories=["adult", "cord_blood"]
+            )
+        },
+        index=counts.index,
+    )
+    dds = DeseqDataSet(counts=counts, metadata=metadata, design="~condition", quiet=True)
+    dds.deseq2()
+    stats = DeseqStats(dds, contrast=["condition", "cord_blood", "adult"], quiet=True)
+    stats.summary()
+    mle = stats.results_df["log2FoldChange"].copy()
+    stats.lfc_shrink(coeff="condition[T.cord_blood]")
+    shrunk = stats.results_df["log2FoldChange"]
+    np.testing.assert_allclose(results["log2FC"], mle[results.index], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        results["log2FC_shrunk"], shrunk[results.index], rtol=1e-3, atol=1e-4
+    )
+    # apeGLM pulls towards 0 and keeps the sign of the clear effects
+    assert (results["log2FC_shrunk"].abs() <= results["log2FC"].abs() + 1e-6).mean() > 0.95
+    clear = results[results["padj"] < ALPHA]
+    assert len(clear) and (np.sign(clear["log2FC_shrunk"]) == np.sign(clear["log2FC"])).all()
+
+
+def test_low_power_marks_comparisons_with_few_donors(study: dict) -> None:
+    small = _small(study["pseudobulk"])
+    default, _ = pseudobulk_de(small, COMPARISON, CONTRAST, cell_type="B_naive")
+    assert (default["n_replicates_reference"] == 4).all() and not default["low_power"].any()
+    strict, _ = pseudobulk_de(
+        small, _params(low_power_max_replicates=4), CONTRAST, cell_type="B_naive"
+    )
+    assert strict["low_power"].all()
+    # the flag changes nothing else
+    pd.testing.assert_frame_equal(
+        default.drop(columns="low_power"), strict.drop(columns="low_power")
+    )
+
+
+def test_de_tables_round_trip_and_old_tables_read(study: dict, tmp_path) -> None:
+    results = study["results"]["NK_CD56dim"].copy()
+    results.loc[results.index[:3], "contamination_flag"] = True
+    results.loc[results.index[:3], "contamination_source"] = "ambient"
+    path = tmp_path / "nk.tsv"
+    results.to_csv(path, sep="\t", index=False)
+    back = read_de_table(path)
+    assert list(back.columns) == DE_COLUMNS
+    assert back["contamination_flag"].dtype == bool and back["low_power"].dtype == bool
+    pd.testing.assert_series_equal(back["contamination_flag"], results["contamination_flag"])
+    pd.testing.assert_series_equal(back["contamination_source"], results["contamination_source"])
+    np.testing.assert_allclose(back["log2FC_shrunk"], results["log2FC_shrunk"])
+    # a table written before the new columns: read with the defaults, then summarised
+    old = tmp_path / "old.tsv"
+    results.drop(columns=list(DE_DEFAULTS)).to_csv(old, sep="\t", index=False)
+    legacy = read_de_table(old)
+    assert legacy["log2FC_shrunk"].isna().all() and not legacy["contamination_flag"].any()
+    assert not legacy["low_power"].any() and (legacy["contamination_source"] == "").all()
+    summary = de_summary(study["plan"], {"NK_CD56dim": legacy}, alpha=ALPHA)
+    assert summary.set_index("cell_type").loc["NK_CD56dim", "n_significant_flagged"] == 0
 
 
 def test_log2fc_sign_follows_the_contrast(study: dict) -> None:
@@ -505,6 +587,10 @@ def test_summary_counts_significant_genes(study: dict) -> None:
         assert summary.loc[cell_type, "n_significant"] == len(significant)
         assert summary.loc[cell_type, "n_up"] == (significant["log2FC"] > 0).sum()
         assert summary.loc[cell_type, "n_down"] == (significant["log2FC"] < 0).sum()
+        assert (
+            summary.loc[cell_type, "n_significant_flagged"]
+            == significant["contamination_flag"].sum()
+        )
     untested = summary[summary["method"] == METHOD_NOT_TESTED]
     assert (untested["n_genes_tested"] == 0).all()
     # one label per row: the plan's, never a joined set
