@@ -15,3 +15,8 @@ with rule_logging(snakemake.log[0]) as log:
     combined = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=DE_COLUMNS)
     combined.to_csv(snakemake.output.table, sep="\t", index=False)
     log.info("cell types with DE results: %d", len(results))
+    log.info(
+        "significant genes: %d, of which %d carry contamination_flag",
+        int(summary["n_significant"].sum()),
+        int(summary["n_significant_flagged"].sum()),
+    )
