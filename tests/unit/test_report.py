@@ -465,3 +465,15 @@ def test_the_liberal_control_flag_and_leave_one_out_reach_the_findings():
                          "loo_max_pvalue": 0.12})  # fmt: skip
     assert leave_one_out(fragile) == "fragile without CB2 (p 0.12)"
     assert leave_one_out(pd.Series({"survives_leave_one_out": math.nan})) == ""
+
+
+def test_de_findings_say_which_hits_may_be_contamination():
+    summary = de_summary_table().assign(n_significant_flagged=[3, 0])
+    genes = de_genes_table().assign(contamination_flag=[False, False, True])
+    table = build_findings(composition=None, signatures=None, de_summary=summary, de_genes=genes,
+                           design_findings=None, alpha=0.05, contrast=CONTRAST)  # fmt: skip
+    erythroid = table.set_index("cell_type").loc["erythroid", "note"]
+    assert "3 of the 11 may come from another cell type or ambient RNA" in erythroid
+    assert "HBG2 (+3.31, padj 2.3e-47)" in erythroid  # not flagged: no mark
+    hsc = table.set_index("cell_type").loc["HSC_MPP", "note"]
+    assert "LIN28B (+2.50, padj 1.0e-09, possible contamination)" in hsc

@@ -217,6 +217,12 @@ def de_findings(
             said = call(evidence, math.nan, math.nan, alpha=alpha, condition=condition)
         top = top_genes(genes, str(row["cell_type"]))
         note = f"{int(row['n_genes_tested'])} genes tested"
+        flagged = _num(row.get("n_significant_flagged"))
+        if donor_level and np.isfinite(flagged) and flagged > 0:
+            note += (
+                f"; {int(flagged)} of the {n_sig} may come from another cell type or ambient "
+                "RNA (contamination_flag)"
+            )
         if not donor_level:
             # an exploratory or confounded test's "hits" are a ranking: never counted as findings
             note += f"; {n_sig} rank below padj {alpha:g} ({evidence}: a ranking, not findings)"
@@ -253,9 +259,14 @@ def top_genes(genes: pd.DataFrame | None, cell_type: str, n: int = N_TOP_GENES) 
         return ""
     part = genes[(genes["cell_type"].astype(str) == cell_type) & genes["padj"].notna()]
     part = part.sort_values(["padj", "gene"], kind="mergesort").head(n)
+    flagged = (
+        part["contamination_flag"].astype(str).str.lower().isin(["true", "1"])
+        if "contamination_flag" in part
+        else pd.Series(False, index=part.index)
+    )
     return ", ".join(
-        f"{g} ({fc:+.2f}, padj {format_pvalue(p)})"
-        for g, fc, p in zip(part["gene"], part["log2FC"], part["padj"], strict=True)
+        f"{g} ({fc:+.2f}, padj {format_pvalue(p)}{', possible contamination' if f else ''})"
+        for g, fc, p, f in zip(part["gene"], part["log2FC"], part["padj"], flagged, strict=True)
     )
 
 

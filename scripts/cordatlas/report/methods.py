@@ -39,6 +39,10 @@ CITATIONS = {
     "voom": "Law CW, Chen Y, Shi W, Smyth GK 2014. voom. Genome Biol 15:R29",
     "welch": "Welch BL 1947. The generalization of 'Student's' problem when several different "
     "population variances are involved. Biometrika 34:28-35",
+    "apeglm": "Zhu A, Ibrahim JG, Love MI 2019. Heavy-tailed prior distributions for sequence "
+    "count data. Bioinformatics 35:2084-2092",
+    "soupx": "Young MD, Behjati S 2020. SoupX removes ambient RNA contamination from droplet-based "
+    "single-cell RNA sequencing data. GigaScience 9:giaa151",
     "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
     "57:289-300",
 }
@@ -116,11 +120,19 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
     contrast = f"{_get(config, 'contrast.condition')} vs {_get(config, 'contrast.reference')}"
     return [
         ("differential expression", f"pseudobulk per cell type x replicate, DESeq2 Wald test "
-         f"({contrast}); below the donor minimum an exploratory cell-level Wilcoxon test",
+         f"({contrast}) with apeGLM-shrunk log2FC beside the unshrunk one; genes flagged when "
+         "another cell type's spillover or ambient RNA can explain them (this type holds at "
+         "most contamination_max_fraction of the source's CPM, the source's estimated "
+         "contamination explains at least contamination_min_explained of it, its change has "
+         "the DE sign; kept, not removed); 3 or fewer donors a side marked low power; below the "
+         "donor minimum an exploratory cell-level Wilcoxon test",
          _params(config, "comparison.replicate_key", "comparison.min_cells_per_replicate",
                  "comparison.min_replicates_per_group", "comparison.min_gene_counts",
-                 "comparison.covariates", "comparison.alpha"),
-         f"{CITATIONS['deseq2']}; {CITATIONS['pseudobulk']}; {CITATIONS['filter']}"),
+                 "comparison.covariates", "comparison.alpha",
+                 "comparison.contamination_max_fraction", "comparison.contamination_min_explained",
+                 "comparison.low_power_max_replicates"),
+         f"{CITATIONS['deseq2']}; {CITATIONS['apeglm']}; {CITATIONS['pseudobulk']}; "
+         f"{CITATIONS['filter']}; {CITATIONS['soupx']}"),
         ("composition", "propeller: per-replicate proportions with speckle's half-cell "
          "pseudocount, logit (or asin) transformed, a linear model per cell type, limma "
          "empirical-Bayes moderated t (variance prior trended on the mean, non-robust), 95 % CI "
