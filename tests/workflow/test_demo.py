@@ -411,4 +411,7 @@ def test_development_axis_projects_onto_a_supplied_reference(demo_run, tmp_path)
         part = axis[axis["cell_type"] == cell_type]
         cord = part.query("condition == 'cord_blood'")["axis_score"]
         adult = part.query("condition == 'adult'")["axis_score"]
-        assert cord.between(0.5, 1.5).all() and adult.between(-0.5, 0.5).all(), cell_type
+        # the reference is this study's own means: each group's mean lands near its anchor
+        # (donors spread around it: the realistic simulator's donor effects are type-specific)
+        assert 0.5 <= cord.mean() <= 1.5 and -0.5 <= adult.mean() <= 0.5, (cell_type, cord, adult)
+        assert cord.mean() - adult.mean() >= 0.5, cell_type
