@@ -198,3 +198,16 @@ def test_a_second_study_never_sees_the_demo(real_run):
     html = report.read_text(errors="replace")
     for demo_only in ("resources/demo", "truth_cells", '"results/atlas.h5ad"', "SYNTHETIC"):
         assert demo_only not in html, demo_only
+
+
+def test_failed_integration_is_said_in_findings_log_and_report(real_run):
+    """Drop-seq cord vs 10x adult: cord and adult cells never share a cluster, and we say so."""
+    study = real_run / STUDY
+    verdict = pd.read_csv(study / "results/annotate/integration_verdict.tsv", sep="\t")
+    row = verdict.iloc[0]
+    assert (row["severity"], row["level"]) == ("warning", "failed")
+    assert "of cells sit in clusters shared by both conditions" in row["message"]
+    log = (study / "logs/evaluate_integration/evaluate_integration.log").read_text()
+    assert "integration failed at resolution" in log
+    html = (study / "results/report/index.html").read_text()
+    assert "integration failed at resolution" in html
