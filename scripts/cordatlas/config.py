@@ -99,14 +99,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         ``"<path> line N, column M: <what is wrong>; <what to do>"``.
     """
     data = Path(path).read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line, column = _byte_position(data, err.start)
-        raise UserInputError(
-            f"{path} line {line}, column {column}: byte 0x{data[err.start]:02x} is not UTF-8 "
-            "text (the file looks saved as Latin-1 or Windows-1252); save it as UTF-8"
-        ) from None
+    text = _utf8(
+        data, "utf-8", where=f"{path}", what="is not UTF-8 text (the file", fix="save it as UTF-8"
+    )
     try:
         config = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except _DuplicateKeyError as dup:
@@ -130,6 +125,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             "(`samples: ...`, `qc: ...`); write it as `key: value` lines"
         )
     return config
+
+
+def _utf8(data: bytes, encoding: str, *, where: str, what: str, fix: str) -> str:
+    """`data` decoded, or one message naming the line, column and byte that are not UTF-8."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line, column = _byte_position(data, err.start)
+        raise UserInputError(
+            f"{where} line {line}, column {column}: byte 0x{data[err.start]:02x} {what} looks "
+            f"saved as Latin-1 or Windows-1252); {fix}"
+        ) from None
 
 
 def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
@@ -341,14 +348,8 @@ def _sheet_text(path: Path) -> str:
     for signature, what in _NOT_TEXT_SIGNATURES.items():
         if data.startswith(signature):
             raise UserInputError(f"sample sheet {path} {what}; {_SAVE_AS_TSV}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line, column = _byte_position(data, err.start)
-        raise UserInputError(
-            f"sample sheet {path} line {line}, column {column}: byte 0x{data[err.start]:02x} is "
-            f"not UTF-8 (the sheet looks saved as Latin-1 or Windows-1252); {_SAVE_AS_TSV}"
-        ) from None
+    text = _utf8(data, "utf-8-sig", where=f"sample sheet {path}", what="is not UTF-8 (the sheet",
+                 fix=_SAVE_AS_TSV)  # fmt: skip
     if "\x00" in text:
         line, column = _byte_position(data, data.index(b"\x00"))
         raise UserInputError(
