@@ -1,7 +1,8 @@
 """Adapter for rule enrich_de: CAMERA of every gene set on each donor-level cell type's pseudobulks; a ranking for the rest."""
 
+from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import read_de_table
-from cordatlas.compare.enrichment import enrich_by_cell_type, read_pseudobulks
+from cordatlas.compare.enrichment import ENRICHMENT_COLUMNS, enrich_by_cell_type, read_pseudobulks
 from cordatlas.genesets.library import gene_lists, load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.enrichment import plot_enrichment
@@ -23,6 +24,13 @@ with rule_logging(snakemake.log[0]) as log:
         len(results),
         de["cell_type"].nunique(),
         len(pseudobulks),
+    )
+    # no cell type with genes legitimately gives no test: the header is still needed
+    check_table(
+        results,
+        snakemake.output.table,
+        required_columns=ENRICHMENT_COLUMNS,
+        fix="rerun enrich_de; report the log if it fails again",
     )
     results.to_csv(snakemake.output.table, sep="\t", index=False)
     plot_enrichment(results, path=snakemake.output.figure, alpha=snakemake.params.alpha)

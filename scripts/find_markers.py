@@ -3,6 +3,7 @@
 import anndata as ad
 
 from cordatlas.atlas.markers import find_markers
+from cordatlas.checks import check_table
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_marker_dotplot
 
@@ -10,6 +11,15 @@ with rule_logging(snakemake.log[0]):
     markers_params = snakemake.params.markers
     adata = ad.read_h5ad(snakemake.input.h5ad)
     markers = find_markers(adata, groupby="leiden", n_genes=markers_params.n_genes)
+    check_table(
+        markers,
+        snakemake.output.table,
+        required_columns=("cluster", "rank", "gene", "score", "log2FC", "pval", "padj"),
+        min_rows=1,
+        what=" (marker genes of the working clusters)",
+        fix=f"check {snakemake.input.h5ad} holds clusters (obs leiden) and genes measured in "
+        "every sample",
+    )
     markers.to_csv(snakemake.output.table, sep="\t", index=False)
     plot_marker_dotplot(
         adata,

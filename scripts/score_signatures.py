@@ -2,7 +2,8 @@
 
 import anndata as ad
 
-from cordatlas.compare.signatures import score_signatures, summarise_by_replicate
+from cordatlas.checks import check_table
+from cordatlas.compare.signatures import SUMMARY_COLUMNS, score_signatures, summarise_by_replicate
 from cordatlas.genesets.library import load_library
 from cordatlas.logs import rule_logging
 
@@ -21,6 +22,19 @@ with rule_logging(snakemake.log[0]) as log:
         if not row.scored:
             log.warning("signature %s not scored: %s", row.signature, row.reason)
     summary = summarise_by_replicate(scores, adata.obs, comparison)
+    fix = f"check {snakemake.input.h5ad} and the gene-signature library; see this job's log"
+    check_table(
+        scores, snakemake.output.cells, min_rows=adata.n_obs, what=" (one per cell)", fix=fix
+    )
+    check_table(
+        genes,
+        snakemake.output.genes,
+        required_columns=("signature", "category", "role", "n_genes", "n_found", "scored"),
+        min_rows=1,
+        fix=fix,
+    )
+    # no (donor x cell type) with enough cells legitimately leaves no mean: the header stays
+    check_table(summary, snakemake.output.replicates, required_columns=SUMMARY_COLUMNS, fix=fix)
     scores.rename_axis("cell").to_csv(snakemake.output.cells, sep="\t", float_format="%.4g")
     genes.to_csv(snakemake.output.genes, sep="\t", index=False)
     summary.to_csv(snakemake.output.replicates, sep="\t", index=False)

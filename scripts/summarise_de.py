@@ -2,8 +2,9 @@
 
 import pandas as pd
 
-from cordatlas.compare.de_summary import DE_COLUMNS, de_summary, read_de_table
-from cordatlas.compare.plan import read_plan
+from cordatlas.checks import check_table
+from cordatlas.compare.de_summary import DE_COLUMNS, SUMMARY_COUNTS, de_summary, read_de_table
+from cordatlas.compare.plan import PLAN_COLUMNS, read_plan
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
@@ -11,8 +12,18 @@ with rule_logging(snakemake.log[0]) as log:
     tables = [read_de_table(path) for path in snakemake.input.tables]
     results = {str(t["cell_type"].iloc[0]): t for t in tables if not t.empty}
     summary = de_summary(plan, results, alpha=snakemake.params.alpha)
-    summary.to_csv(snakemake.output.summary, sep="\t", index=False)
     combined = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=DE_COLUMNS)
+    fix = f"rerun the DE jobs of {snakemake.input.plan}; report the log if it fails again"
+    # one row per planned cell type; no cell type may have a gene tested
+    check_table(
+        summary,
+        snakemake.output.summary,
+        required_columns=(*PLAN_COLUMNS, *SUMMARY_COUNTS),
+        min_rows=len(plan),
+        fix=fix,
+    )
+    check_table(combined, snakemake.output.table, required_columns=DE_COLUMNS, fix=fix)
+    summary.to_csv(snakemake.output.summary, sep="\t", index=False)
     combined.to_csv(snakemake.output.table, sep="\t", index=False)
     log.info("cell types with DE results: %d", len(results))
     log.info(

@@ -2,7 +2,9 @@
 
 import anndata as ad
 
+from cordatlas.checks import check_table
 from cordatlas.compare.cell_level import cell_level_de
+from cordatlas.compare.de_summary import DE_COLUMNS
 from cordatlas.compare.plan import cell_type_of_slug, read_plan
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.logs import rule_logging
@@ -19,6 +21,13 @@ with rule_logging(snakemake.log[0]) as log:
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for note in notes:
         log.warning("%s: %s", cell_type, note)
+    # a cell type with too few cells legitimately has no gene: its header is still needed
+    check_table(
+        results,
+        snakemake.output.table,
+        required_columns=DE_COLUMNS,
+        fix="rerun test_cell_level_de for this cell type; report the log if it fails again",
+    )
     results.to_csv(snakemake.output.table, sep="\t", index=False)
     title = evidence_title(
         f"{cell_type}: {contrast.condition} vs {contrast.reference}", results["evidence"]

@@ -2,7 +2,12 @@
 
 import anndata as ad
 
-from cordatlas.compare.composition import composition_tests, replicate_proportions
+from cordatlas.checks import check_table
+from cordatlas.compare.composition import (
+    COMPOSITION_COLUMNS,
+    composition_tests,
+    replicate_proportions,
+)
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.logs import rule_logging
@@ -19,6 +24,22 @@ with rule_logging(snakemake.log[0]) as log:
     tests = composition_tests(proportions, design, comparison, contrast)
     tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
     log.info("composition tests:\n%s", tests.to_string())
+    fix = f"check the cell-type labels ({comparison.cell_type_key}) of {snakemake.input.h5ad}"
+    # every label excluded (comparison.exclude_cell_types) leaves nothing to test: empty is legal
+    check_table(
+        proportions,
+        snakemake.output.proportions,
+        required_columns=(
+            comparison.replicate_key,
+            "condition",
+            "cell_type",
+            "n_cells",
+            "n_total",
+            "proportion",
+        ),
+        fix=fix,
+    )
+    check_table(tests, snakemake.output.tests, required_columns=COMPOSITION_COLUMNS, fix=fix)
     proportions.to_csv(snakemake.output.proportions, sep="\t", index=False)
     tests.to_csv(snakemake.output.tests, sep="\t", index=False)
     plot_composition(

@@ -2,6 +2,8 @@
 
 import anndata as ad
 
+from cordatlas.checks import check_table
+from cordatlas.compare.de_summary import DE_COLUMNS
 from cordatlas.compare.deseq2 import pseudobulk_de
 from cordatlas.compare.plan import cell_type_of_slug, pseudobulk_mask, read_plan
 from cordatlas.design import mark_confounded, read_aliased_factors
@@ -21,7 +23,9 @@ with rule_logging(snakemake.log[0]) as log:
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for note in notes:
         log.info("%s: %s", cell_type, note)
-    results.to_csv(snakemake.output.table, sep="\t", index=False)
+    fix = "rerun test_pseudobulk_de for this cell type; report the log if it fails again"
+    # an untestable cell type legitimately has no gene: its header is still needed
+    check_table(results, snakemake.output.table, required_columns=DE_COLUMNS, fix=fix)
     used = pseudobulk[
         pseudobulk_mask(
             pseudobulk.obs,
@@ -32,6 +36,17 @@ with rule_logging(snakemake.log[0]) as log:
         )
     ]
     counts = used.to_df().T.astype("int64").rename_axis("gene")
+    # enrichment (CAMERA) reads the pseudobulks behind every table with genes
+    tested = 0 if results.empty else 1
+    check_table(counts, snakemake.output.counts, min_rows=tested, fix=fix)
+    check_table(
+        used.obs,
+        snakemake.output.pseudobulks,
+        required_columns=(comparison.replicate_key, "condition", *comparison.covariates),
+        min_rows=tested,
+        fix=fix,
+    )
+    results.to_csv(snakemake.output.table, sep="\t", index=False)
     counts.to_csv(snakemake.output.counts, sep="\t")
     used.obs.rename_axis("pseudobulk").to_csv(snakemake.output.pseudobulks, sep="\t")
     title = evidence_title(

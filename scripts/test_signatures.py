@@ -4,8 +4,9 @@ from pathlib import Path
 
 import anndata as ad
 
+from cordatlas.checks import check_table
 from cordatlas.compare.donor_stats import replicate_table
-from cordatlas.compare.signature_tests import signature_tests
+from cordatlas.compare.signature_tests import RESULT_COLUMNS, signature_tests
 from cordatlas.compare.signatures import read_replicate_scores
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
@@ -33,6 +34,13 @@ with rule_logging(snakemake.log[0]) as log:
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for row in results.query("concordance in ['agree', 'disagree']").itertuples():
         log.info("%s in %s: %s (%s)", row.signature, row.cell_type, row.concordance, row.note)
+    # no donor means (score_signatures) legitimately leave no test: the header is still needed
+    check_table(
+        results,
+        snakemake.output.tests,
+        required_columns=RESULT_COLUMNS,
+        fix=f"check {snakemake.input.replicates}; see this job's log",
+    )
     results.to_csv(snakemake.output.tests, sep="\t", index=False)
     plot_signature_heatmap(
         results,
