@@ -244,3 +244,19 @@ def test_summarise_de_keeps_an_empty_de_table_legal_with_its_header(tmp_path):
     pd.DataFrame({"gene": []}).to_csv(tmp_path / "T_cell.tsv", sep="\t", index=False)
     message = job_error(tmp_path, "summarise_de", **job)
     assert f"{outputs['table']} lacks column(s) ['cell_type'" in message
+
+
+# ---- the documentation --------------------------------------------------------------------
+def test_reliability_lists_every_checked_rule():
+    """docs/reliability.md has a row for each rule whose adapter checks its outputs."""
+    doc = (SCRIPTS.parent / "docs/reliability.md").read_text()
+    section = doc[doc.index("## Outputs each rule checks") :]
+    checked = sorted(
+        script.stem
+        for script in SCRIPTS.glob("*.py")
+        if "from cordatlas.checks import" in script.read_text()
+        and ("check_table" in script.read_text() or "check_cells_genes" in script.read_text())
+    )
+    assert len(checked) >= 13
+    missing = [rule for rule in checked if f"| `{rule}` |" not in section]
+    assert missing == [], f"add these rules to 'Outputs each rule checks': {missing}"
