@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,10 @@ from cordatlas.io.download import check_shared_downloads
 #: Sample-sheet columns holding numbers (fixed QC thresholds); every other column is text.
 NUMERIC_SAMPLE_COLUMNS = ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_counts_mt")
 
+#: Sample-sheet columns holding a donor-level number that config comparison.covariates may
+#: adjust for as ``{name: ..., type: numeric}`` (one centred column in every model).
+NUMERIC_COVARIATE_COLUMNS = ("age_years", "gestational_age_weeks", "hours_to_processing")
+
 #: Sample metadata carried into every cell's obs (missing optional values become "unknown").
 METADATA_COLUMNS = (
     "donor",
@@ -27,6 +31,7 @@ METADATA_COLUMNS = (
     "technology",
     "sex",
     "sorted_fraction",
+    *NUMERIC_COVARIATE_COLUMNS,
 )
 
 
@@ -439,7 +444,7 @@ def _check_record(
     levels: tuple[str, str],
 ) -> dict[str, Any]:
     """One row's values, numbers parsed, checked against the schema and the contrast."""
-    for column in NUMERIC_SAMPLE_COLUMNS:
+    for column in (*NUMERIC_SAMPLE_COLUMNS, *NUMERIC_COVARIATE_COLUMNS):
         if column in record:
             try:
                 record[column] = float(record[column])
@@ -547,6 +552,67 @@ def check_replicates(samples: pd.DataFrame, *, replicate_key: str) -> None:
             f"{names}: samples of one donor are not independent replicates. Set "
             "comparison.replicate_key: donor (their counts are then summed per donor)."
         )
+
+
+def check_covariates(
+    samples: pd.DataFrame, covariates: Sequence[Any], *, replicate_key: str = "donor"
+) -> None:
+    """Refuse covariates the sheet cannot feed: a numeric one needs a number for every sample.
+
+    `covariates` is config ``comparison.covariates`` (names, or ``{name, type}`` mappings).
+    A numeric covariate must be one of :data:`NUMERIC_COVARIATE_COLUMNS`, hold a number in
+    every row (an empty cell would drop the donor from every model) and be one value per
+    `replicate_key`; a numeric column declared categorical is refused (one dummy per distinct
+    value leaves no residual degrees of freedom: the bug this declaration exists to avoid).
+    """
+    table = samples.reset_index(drop=True) if "sample" in samples.columns else samples.reset_index()
+    seen: set[str] = set()
+    for item in covariates:
+        is_mapping = isinstance(item, Mapping)
+        name = str(item["name"]) if is_mapping else str(item)
+        kind = str(item.get("type", "categorical")) if is_mapping else "categorical"
+        if name in seen:
+            raise UserInputError(
+                f"config comparison.covariates names {name!r} twice; keep one entry"
+            )
+        seen.add(name)
+        if kind != "numeric":
+            if name in NUMERIC_COVARIATE_COLUMNS:
+                raise UserInputError(
+                    f"config comparison.covariates: {name!r} holds numbers; declare it "
+                    f"{{name: {name}, type: numeric}} (as a category each distinct value would "
+                    "cost a degree of freedom)"
+                )
+            continue
+        if name not in NUMERIC_COVARIATE_COLUMNS:
+            raise UserInputError(
+                f"config comparison.covariates: {name!r} is declared numeric but the sample "
+                f"sheet's numeric covariate columns are {list(NUMERIC_COVARIATE_COLUMNS)}; "
+                f"use one of them or declare {name!r} categorical"
+            )
+        values = table[name] if name in table.columns else pd.Series(pd.NA, index=table.index)
+        parsed = pd.to_numeric(values, errors="coerce").astype(float)
+        bad = ~parsed.between(-float("inf"), float("inf"), inclusive="neither")
+        if bad.any():
+            first = table.index[bad.to_numpy()][0]
+            value = values.loc[first]
+            shown = "empty" if value is None or pd.isna(value) else repr(str(value))
+            raise UserInputError(
+                f"sample sheet: sample {str(table.at[first, 'sample'])!r}, column {name!r}: "
+                f"value {shown} is not a finite number, and config comparison.covariates "
+                f"adjusts for {name!r} as numeric; fill in a number for every sample "
+                f"({int(bad.sum())} lack one) or remove it from comparison.covariates"
+            )
+        if replicate_key in table.columns:
+            spread = parsed.groupby(table[replicate_key].astype(str)).nunique()
+            if (spread > 1).any():
+                replicate = spread.index[spread > 1][0]
+                found = sorted(parsed[table[replicate_key].astype(str) == replicate].unique())
+                raise UserInputError(
+                    f"sample sheet: {replicate_key} {replicate!r} has several values of {name!r} "
+                    f"({[float(v) for v in found]}); a {replicate_key} is one biological "
+                    f"replicate, so {name!r} must be the same in all its samples"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,8 @@ class ComparisonParams:
     exclude_cell_types: tuple[str, ...]
     min_cells_per_replicate: int
     min_replicates_per_group: int
+    #: Names of the covariates, in config order (config items are a name, categorical, or
+    #: ``{name: ..., type: categorical | numeric}``; :meth:`__post_init__` keeps the names).
     covariates: tuple[str, ...]
     alpha: float
     min_gene_counts: int
@@ -143,6 +145,20 @@ class ComparisonParams:
     low_power_max_replicates: int
     contamination_max_fraction: float
     contamination_min_explained: float
+    #: Those of `covariates` declared ``type: numeric``: one centred column in every model.
+    numeric_covariates: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names, numeric = [], []
+        for item in self.covariates:
+            if isinstance(item, Mapping):
+                names.append(str(item["name"]))
+                if item.get("type", "categorical") == "numeric":
+                    numeric.append(str(item["name"]))
+            else:
+                names.append(str(item))
+        object.__setattr__(self, "covariates", tuple(names))
+        object.__setattr__(self, "numeric_covariates", tuple(numeric))
 
 
 @dataclass(frozen=True)
@@ -188,7 +204,7 @@ class WorkflowParams:
 
 def _build(cls: type, values: Mapping[str, Any]) -> Any:
     """Instantiate dataclass `cls` from `values`; nested dataclasses recurse, lists become tuples."""
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    hints = {f.name: f.type for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for name, hint in hints.items():
         value = values[name]

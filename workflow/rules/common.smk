@@ -24,6 +24,7 @@ os.environ.update(
 
 from cordatlas.compare.plan import read_plan
 from cordatlas.config import (
+    check_covariates,
     check_replicates,
     read_config_file,
     read_samples,
@@ -65,6 +66,11 @@ try:
         contrast=config["contrast"],
     )
     check_replicates(SAMPLES, replicate_key=config["comparison"]["replicate_key"])
+    check_covariates(
+        SAMPLES,
+        config["comparison"]["covariates"],
+        replicate_key=config["comparison"]["replicate_key"],
+    )
 except UserInputError as err:
     raise WorkflowError(f"\n{err}") from None
 

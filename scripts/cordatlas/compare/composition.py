@@ -272,7 +272,8 @@ def composition_tests(
     comparison
         config ``comparison``. ``covariates``: columns of `design` adjusted for; per cell type
         those unusable (constant, aliased with condition, no residual degrees of freedom) are
-        left out and ``covariates`` lists those used. ``composition_transform``: ``logit`` or
+        left out and ``covariates`` lists those used; ``numeric_covariates`` enter as one
+        centred column each (a slope), the others as dummies. ``composition_transform``: ``logit`` or
         ``asin``. ``min_replicates_per_group``: replicates with cells needed in each group for
         a test; with fewer the mean proportions are reported, the statistics are NaN, evidence
         is ``not_testable`` and ``note`` says why. ``composition_trend``, ``low_power_max_replicates``:
@@ -313,6 +314,7 @@ def composition_tests(
         contrast=pair,
         condition_key=condition_key,
         covariates=comparison.covariates,
+        numeric=comparison.numeric_covariates,
         min_replicates=comparison.min_replicates_per_group,
     ).rename(columns={"feature": "cell_type"})
     result = moderate(fitted, trend=comparison.composition_trend)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.contamination import contamination_flags
 from cordatlas.compare.de_summary import DE_COLUMNS, empty_de_table, finish_de_table
-from cordatlas.compare.donor_stats import bh_adjust, usable_covariates
+from cordatlas.compare.donor_stats import bh_adjust, numeric_values, usable_covariates
 from cordatlas.compare.plan import METHOD_EVIDENCE, METHOD_PSEUDOBULK, pseudobulk_mask
 from cordatlas.errors import UserInputError
 from cordatlas.params import ComparisonParams, Contrast
@@ -74,9 +74,11 @@ def pseudobulk_de(
     pseudobulk
         Result of :func:`cordatlas.compare.pseudobulk.aggregate_pseudobulk` (all cell types).
     comparison
-        config ``comparison``: keys, ``covariates`` (pseudobulk obs columns adjusted for as
-        categorical factors; those constant among these replicates, aliased with condition or
-        leaving no residual degrees of freedom are dropped, see
+        config ``comparison``: keys, ``covariates`` (pseudobulk obs columns adjusted for:
+        ``numeric_covariates`` as one centred continuous column each, PyDESeq2's formula
+        detecting a float column as continuous; the others as categorical factors; those
+        constant among these replicates, aliased with condition or leaving no residual degrees
+        of freedom are dropped, see
         :func:`cordatlas.compare.donor_stats.usable_covariates`, and named in the notes),
         minimum cells, gene counts and replicates.
     contrast
@@ -110,7 +112,8 @@ def pseudobulk_de(
     )
     notes: list[str] = []
     expressed = _filter_genes(reps, comparison.min_gene_counts, cell_type=cell_type, notes=notes)
-    design, used, dropped = _design(reps, covariates, condition_key=condition_key)
+    numeric = [c for c in covariates if c in comparison.numeric_covariates]
+    design, used, dropped = _design(reps, covariates, numeric=numeric, condition_key=condition_key)
     notes += [f"{cell_type}: covariate {c!r} not used: {why}." for c, why in dropped.items()]
     notes.append(_design_note(reps, used, comparison.replicate_key, pair, cell_type, condition_key))
     if not expressed.any():
@@ -121,6 +124,7 @@ def pseudobulk_de(
         genes=reps.genes[expressed],
         condition_key=condition_key,
         covariates=used,
+        numeric=numeric,
         contrast=pair,
         n_cpus=n_cpus,
         notes=notes,
@@ -235,16 +239,28 @@ def _filter_genes(
 
 
 def _design(
-    reps: _Replicates, covariates: Sequence[str], *, condition_key: str
+    reps: _Replicates,
+    covariates: Sequence[str],
+    *,
+    numeric: Sequence[str],
+    condition_key: str,
 ) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    """The replicates' condition and covariates as text, the usable covariates, why not the rest."""
+    """The replicates' condition and covariates (text; `numeric` ones as floats), the usable
+    covariates, why not the rest."""
     design = pd.DataFrame(
         {condition_key: reps.obs[condition_key].astype(str).to_numpy()},
         index=reps.obs.index.astype(str),
     )
     for covariate in covariates:
-        design[covariate] = reps.obs[covariate].astype(str).to_numpy()
-    used, dropped = usable_covariates(design, covariates, condition_key=condition_key)
+        if covariate in numeric:
+            design[covariate] = numeric_values(
+                reps.obs[covariate], column=covariate, what="pseudobulk"
+            )
+        else:
+            design[covariate] = reps.obs[covariate].astype(str).to_numpy()
+    used, dropped = usable_covariates(
+        design, covariates, condition_key=condition_key, numeric=numeric
+    )
     return design, used, dropped
 
 
@@ -329,6 +345,7 @@ def _run_deseq2(
     genes: pd.Index,
     condition_key: str,
     covariates: Sequence[str],
+    numeric: Sequence[str],
     contrast: tuple[str, str],
     n_cpus: int,
     notes: list[str],
@@ -351,7 +368,14 @@ def _run_deseq2(
     terms = []
     for i, covariate in enumerate(covariates):
         name = f"covariate{i}"
-        metadata[name] = pd.Categorical(design[covariate].astype(str))
+        if covariate in numeric:
+            # a float column is a continuous term in PyDESeq2's formula (one coefficient, log2
+            # fold change per unit); centred, as DESeq2's vignette advises for numeric
+            # covariates, so the intercept sits at the mean and the fit converges
+            values = design[covariate].to_numpy(dtype=float)
+            metadata[name] = values - values.mean()
+        else:
+            metadata[name] = pd.Categorical(design[covariate].astype(str))
         terms.append(name)
     formula = "~" + " + ".join([*terms, "condition"])
     frame = pd.DataFrame(counts, index=design.index, columns=pd.Index(genes.astype(str)))

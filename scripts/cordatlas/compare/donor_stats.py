@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ def replicate_table(
     replicate_key: str = "donor",
     condition_key: str = "condition",
     columns: Sequence[str] = (),
+    numeric: Collection[str] = (),
 ) -> pd.DataFrame:
     """One row per biological replicate (donor): its condition and the requested metadata.
 
@@ -48,11 +49,16 @@ def replicate_table(
         The unit of replication (config comparison.replicate_key, `donor` by default).
     columns
         Metadata columns to carry (covariates); each must be constant within a replicate.
+    numeric
+        Those of `columns` declared numeric (config comparison.covariates ``type: numeric``):
+        carried as floats and compared as numbers (``34`` and ``34.0`` are one value); the
+        others are carried as text.
 
     Raises
     ------
     UserInputError
-        A column is missing, or a replicate has two values of the condition or of a covariate.
+        A column is missing, a numeric column holds a value that is not a number, or a
+        replicate has two values of the condition or of a covariate.
     """
     wanted = list(dict.fromkeys([condition_key, *columns]))
     missing = [c for c in [replicate_key, *wanted] if c not in obs.columns]
@@ -61,7 +67,13 @@ def replicate_table(
             f"column(s) {missing} are not in the data (available: {sorted(map(str, obs.columns))}); "
             "add them to the sample sheet or remove them from config comparison.covariates."
         )
-    table = obs[[replicate_key, *wanted]].astype(str).drop_duplicates()
+    table = obs[[replicate_key, *wanted]].astype(str)
+    for column in wanted:
+        if column in numeric and column != condition_key:
+            table[column] = numeric_values(
+                obs[column], column=column, names=obs[replicate_key].astype(str), what=replicate_key
+            )
+    table = table.drop_duplicates()
     for column in wanted:
         counts = table.groupby(replicate_key, observed=True)[column].nunique()
         if (counts > 1).any():
@@ -79,32 +91,73 @@ def replicate_table(
     return table.sort_index()
 
 
+def numeric_values(
+    values: pd.Series, *, column: str, names: Sequence[str] | pd.Series | None = None, what: str
+) -> np.ndarray:
+    """A numeric covariate's values as floats; the first value that is not a number is refused.
+
+    `names` label the rows in the message (default: the index), `what` says what a row is
+    (``donor``, ``pseudobulk``).
+    """
+    labels = list(values.index if names is None else names)
+    parsed = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(parsed))
+    if bad.size:
+        first = bad[0]
+        raise UserInputError(
+            f"{what} {str(labels[first])!r}: numeric covariate {column!r} has value "
+            f"{str(values.iloc[first])!r}, which is not a number ({bad.size} such); fill in a "
+            f"number for every sample in the sample sheet or declare {column!r} categorical in "
+            "config comparison.covariates."
+        )
+    return parsed
+
+
 def usable_covariates(
     design: pd.DataFrame,
     covariates: Sequence[str],
     *,
     condition_key: str = "condition",
+    numeric: Collection[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """Covariates that can enter a model beside condition, and why each other one cannot.
 
-    A covariate is dropped when it has one level among these replicates (nothing to adjust),
-    when it is aliased with condition (it would absorb the very difference tested; the design
-    check reports the same), or when adding it leaves the model without residual degrees of
-    freedom or with a rank-deficient design.
+    A covariate is dropped when it has one level (one value) among these replicates (nothing
+    to adjust), when it is aliased with condition (it would absorb the very difference tested;
+    the design check reports the same): for a categorical covariate no level holds both
+    conditions, for a numeric one (`numeric`) its values are a linear function of condition
+    (|correlation| with the condition indicator ~ 1), or when adding it leaves the model
+    without residual degrees of freedom or with a rank-deficient design (n - rank < 1). A
+    numeric covariate costs one degree of freedom however many distinct values it has.
     """
     kept: list[str] = []
     dropped: dict[str, str] = {}
+    first_condition = str(design[condition_key].iloc[0])
+    is_first = (design[condition_key].astype(str).to_numpy() == first_condition).astype(float)
     for covariate in covariates:
-        values = design[covariate].astype(str)
-        if values.nunique() < 2:
-            dropped[covariate] = f"one level ({values.iloc[0]!r}) among these replicates"
-            continue
-        per_level = design.groupby(values, observed=True)[condition_key].nunique()
-        if (per_level < 2).all():
-            dropped[covariate] = "aliased with condition (no level holds both conditions)"
-            continue
-        first_condition = str(design[condition_key].iloc[0])
-        matrix = _design_matrix(design, condition_key, first_condition, [*kept, covariate])
+        if covariate in numeric:
+            values = numeric_values(design[covariate], column=covariate, what="replicate")
+            if np.unique(values).size < 2:
+                dropped[covariate] = f"one value ({values[0]:g}) among these replicates"
+                continue
+            if _aliased_numeric(values, is_first):
+                dropped[covariate] = (
+                    "aliased with condition (its values are a linear function of condition, "
+                    "|correlation| = 1)"
+                )
+                continue
+        else:
+            text = design[covariate].astype(str)
+            if text.nunique() < 2:
+                dropped[covariate] = f"one level ({text.iloc[0]!r}) among these replicates"
+                continue
+            per_level = design.groupby(text, observed=True)[condition_key].nunique()
+            if (per_level < 2).all():
+                dropped[covariate] = "aliased with condition (no level holds both conditions)"
+                continue
+        matrix = _design_matrix(
+            design, condition_key, first_condition, [*kept, covariate], numeric=numeric
+        )
         rank = np.linalg.matrix_rank(matrix)
         if rank < matrix.shape[1] or matrix.shape[0] - rank < 1:
             dropped[covariate] = "leaves no residual degrees of freedom (too few replicates)"
@@ -113,25 +166,57 @@ def usable_covariates(
     return kept, dropped
 
 
+def _aliased_numeric(values: np.ndarray, is_condition: np.ndarray) -> bool:
+    """True when `values` lie in the span of intercept + condition (one value per condition)."""
+    if np.unique(is_condition).size < 2:
+        return False
+    centred = values - values.mean()
+    indicator = is_condition - is_condition.mean()
+    denominator = float(np.sqrt((centred @ centred) * (indicator @ indicator)))
+    return denominator > 0 and abs(float(centred @ indicator) / denominator) > 1 - 1e-8
+
+
 def _design_matrix(
-    design: pd.DataFrame, condition_key: str, condition: str, covariates: Sequence[str]
+    design: pd.DataFrame,
+    condition_key: str,
+    condition: str,
+    covariates: Sequence[str],
+    *,
+    numeric: Collection[str] = (),
 ) -> np.ndarray:
-    """Intercept, condition indicator (1 = `condition`), then dummy-coded covariates."""
+    """Intercept, condition indicator (1 = `condition`), then the covariates.
+
+    A categorical covariate enters as dummies (first level the baseline), a numeric one as a
+    single column centred on its mean over these replicates (the intercept is then the value
+    at the mean; the condition coefficient does not change).
+    """
     blocks = [
         np.ones((len(design), 1)),
         (design[condition_key].astype(str).to_numpy() == condition).astype(float)[:, None],
     ]
     for covariate in covariates:
+        if covariate in numeric:
+            values = numeric_values(design[covariate], column=covariate, what="replicate")
+            blocks.append((values - values.mean())[:, None])
+            continue
         dummies = pd.get_dummies(design[covariate].astype(str), drop_first=True, dtype=float)
         blocks.append(dummies.to_numpy())
     return np.hstack(blocks)
 
 
 def design_matrix(
-    design: pd.DataFrame, condition_key: str, condition: str, covariates: Sequence[str]
+    design: pd.DataFrame,
+    condition_key: str,
+    condition: str,
+    covariates: Sequence[str],
+    *,
+    numeric: Collection[str] = (),
 ) -> np.ndarray:
-    """The model matrix every donor-level test uses: intercept, condition (1 = `condition`), covariates."""
-    return _design_matrix(design, condition_key, condition, covariates)
+    """The model matrix every donor-level test uses: intercept, condition (1 = `condition`), covariates.
+
+    `numeric`: the covariates declared numeric (one centred column each); the rest are dummies.
+    """
+    return _design_matrix(design, condition_key, condition, covariates, numeric=numeric)
 
 
 def compare_groups(
@@ -141,6 +226,7 @@ def compare_groups(
     contrast: Sequence[str],
     condition_key: str = "condition",
     covariates: Sequence[str] = (),
+    numeric: Collection[str] = (),
     min_replicates: int = 2,
 ) -> pd.DataFrame:
     """Test condition per feature with replicates (donors) as the unit: OLS t-test.
@@ -148,7 +234,7 @@ def compare_groups(
     Each feature (a signature score, a transformed cell-type proportion) is modelled as
     intercept + condition + covariates over the replicates that have a value (NaN = the
     replicate lacks that cell type). The condition coefficient is the adjusted difference
-    `condition - reference`; its t statistic has n - p residual degrees of freedom.
+    `condition - reference`; its t statistic has n - rank(X) residual degrees of freedom.
 
     Parameters
     ----------
@@ -162,6 +248,9 @@ def compare_groups(
         Columns of `design` to adjust for. Per feature, those unusable among the replicates with
         a value (see :func:`usable_covariates`) are left out; the `covariates` column says which
         were used.
+    numeric
+        Those of `covariates` declared numeric: one centred column each (a slope), never one
+        dummy per value; the rest are dummy-coded.
     min_replicates
         A feature is tested only when both groups have at least this many replicates with a
         value (fewer: no biological replication, difference reported, statistics NaN).
@@ -203,11 +292,13 @@ def compare_groups(
             "stdev_unscaled": np.nan,
         }
         if min(n_c, n_r) >= max(min_replicates, 1) and n_c + n_r > 2:
-            used, left_out = usable_covariates(sub, covariates, condition_key=condition_key)
+            used, left_out = usable_covariates(
+                sub, covariates, condition_key=condition_key, numeric=numeric
+            )
             for covariate, reason in left_out.items():
                 dropped.setdefault((covariate, reason), []).append(str(feature))
-            x = _design_matrix(sub, condition_key, condition, used)
-            residual_df = len(y) - x.shape[1]
+            x = _design_matrix(sub, condition_key, condition, used, numeric=numeric)
+            residual_df = len(y) - int(np.linalg.matrix_rank(x))
             if residual_df >= 1:
                 coef, *_ = np.linalg.lstsq(x, y, rcond=None)
                 residuals = y - x @ coef

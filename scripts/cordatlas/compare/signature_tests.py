@@ -300,6 +300,7 @@ def feature_tests(
         contrast=contrast,
         condition_key=condition_key,
         covariates=comparison.covariates,
+        numeric=comparison.numeric_covariates,
         min_replicates=comparison.min_replicates_per_group,
     ).drop(columns=["sigma2", "stdev_unscaled"])
     tested = result["df"].notna().to_numpy()
@@ -357,10 +358,16 @@ def _adjusted(
         if min(is_condition.sum(), (~is_condition).sum()) < minimum:
             out.at[i, "adjustment"] = "too few donors have a control score"
             continue
+        numeric = comparison.numeric_covariates
         used, _ = usable_covariates(
-            sub, [c for c in str(row["covariates"]).split(",") if c], condition_key=condition_key
+            sub,
+            [c for c in str(row["covariates"]).split(",") if c],
+            condition_key=condition_key,
+            numeric=numeric,
         )
-        x = np.column_stack([design_matrix(sub, condition_key, condition, used), score[have]])
+        x = np.column_stack(
+            [design_matrix(sub, condition_key, condition, used, numeric=numeric), score[have]]
+        )
         fit = ols_condition(y.to_numpy(dtype=float)[have], x)
         if not np.isfinite(fit["se"]):
             out.at[i, "adjustment"] = (
