@@ -246,6 +246,65 @@ def test_summarise_de_keeps_an_empty_de_table_legal_with_its_header(tmp_path):
     assert f"{outputs['table']} lacks column(s) ['cell_type'" in message
 
 
+def toy_atlas(*, n_genes: int = 20, seed: int = 0) -> ad.AnnData:
+    """Four donors (two per condition), two cell types of 12 cells each, raw counts in a layer."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"d{d}", "cord_blood" if d < 2 else "adult", t) for d in range(4) for t in "TB"]
+    obs = pd.DataFrame(
+        [(donor, f"s{donor}", condition, cell_type) for donor, condition, cell_type in rows
+         for _ in range(12)],
+        columns=["donor", "sample", "condition", "cell_type"],
+    )  # fmt: skip
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    counts = sp.csr_matrix(rng.poisson(5.0, size=(len(obs), n_genes)).astype(np.float32))
+    adata = ad.AnnData(X=counts.copy(), obs=obs)
+    adata.var_names = [f"G{i}" for i in range(n_genes)]
+    adata.layers["counts"] = counts
+    return adata
+
+
+def comparison_job(tmp_path: Path, adata: ad.AnnData, outputs: dict) -> dict:
+    """`snakemake` fields of a comparison rule reading `adata` and a design without aliasing."""
+    adata.write_h5ad(tmp_path / "atlas.h5ad")
+    design = tmp_path / "design_findings.tsv"
+    pd.DataFrame(columns=["severity", "topic", "message"]).to_csv(design, sep="\t", index=False)
+    params = default_params(contrast={"condition": "cord_blood", "reference": "adult"})
+    return dict(
+        input={"h5ad": str(tmp_path / "atlas.h5ad"), "design": str(design)},
+        output={name: str(tmp_path / file) for name, file in outputs.items()},
+        params={"comparison": params.comparison, "contrast": params.contrast},
+        log=[str(tmp_path / "job.log")],
+    )
+
+
+PSEUDOBULK_OUTPUTS = {"h5ad": "pseudobulks.h5ad", "plan": "de_plan.tsv"}
+
+
+def test_aggregate_pseudobulk_writes_pseudobulks_and_plan_of_a_valid_atlas(tmp_path):
+    job = comparison_job(tmp_path, toy_atlas(), PSEUDOBULK_OUTPUTS)
+    run_adapter("aggregate_pseudobulk", **job)
+    assert ad.read_h5ad(job["output"]["h5ad"]).n_obs == 8  # 2 cell types x 4 donors
+    assert len(pd.read_csv(job["output"]["plan"], sep="\t")) == 2
+
+
+def test_aggregate_pseudobulk_refuses_pseudobulks_without_a_gene(tmp_path):
+    """No gene measured in every sample: nothing a DE job could test is left."""
+    atlas = toy_atlas()
+    sample = str(atlas.obs["sample"].iloc[0])
+    atlas.uns["unmeasured_genes"] = {sample: list(atlas.var_names)}  # as the merge records
+    job = comparison_job(tmp_path, atlas, PSEUDOBULK_OUTPUTS)
+    message = job_error(tmp_path, "aggregate_pseudobulk", **job)
+    assert f"{job['output']['h5ad']} holds 0 genes (at least 1 needed)" in message
+    assert not Path(job["output"]["h5ad"]).exists()
+
+
+def test_test_composition_writes_its_tables_of_a_valid_atlas(tmp_path):
+    outputs = {"proportions": "proportions.tsv", "tests": "tests.tsv", "figure": "c.png"}
+    job = comparison_job(tmp_path, toy_atlas(), outputs)
+    run_adapter("test_composition", **job)
+    assert len(pd.read_csv(job["output"]["tests"], sep="\t")) == 2
+
+
 # ---- the documentation --------------------------------------------------------------------
 def test_reliability_lists_every_checked_rule():
     """docs/reliability.md has a row for each rule whose adapter checks its outputs."""
