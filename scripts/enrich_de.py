@@ -18,6 +18,7 @@ with rule_logging(snakemake.log[0]) as log:
         snakemake.params.contrast,
         pseudobulks=pseudobulks,
         low_power_max_replicates=snakemake.params.comparison.low_power_max_replicates,
+        numeric_covariates=snakemake.params.comparison.numeric_covariates,
     )
     log.info(
         "enrichment tests: %d over %d cell types (%d with donor pseudobulks)",

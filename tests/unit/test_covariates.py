@@ -14,6 +14,7 @@ import statsmodels.api as sm
 from cordatlas.compare import composition
 from cordatlas.compare.deseq2 import pseudobulk_de
 from cordatlas.compare.donor_stats import compare_groups, replicate_table, usable_covariates
+from cordatlas.compare.enrichment import Pseudobulks, enrich_cell_type
 from cordatlas.compare.signature_tests import feature_tests
 from cordatlas.config import check_covariates, read_samples, read_schema, validate_config
 from cordatlas.errors import UserInputError
@@ -259,3 +260,22 @@ def test_config_accepts_both_covariate_forms() -> None:
     config["comparison"]["covariates"] = [{"name": "age_years", "type": "ordinal"}]
     with pytest.raises(UserInputError):
         validate_config(config, schema)
+
+
+def test_camera_design_takes_the_numeric_covariate_as_one_column(deseq2_fits: dict) -> None:
+    """The enrichment design uses the DE test's covariates; age must stay a slope there too."""
+    de, _ = deseq2_fits["adjusted"]
+    pseudobulk, *_ = _pseudobulks()
+    pseudobulks = Pseudobulks(
+        counts=pseudobulk.to_df().T.astype("int64"), obs=pseudobulk.obs.astype(str)
+    )
+    sets = {"condition_up": [f"g{i}" for i in range(40, 60)], "age": [f"g{i}" for i in range(40)]}
+    limits = default_params().enrichment
+    result = enrich_cell_type(
+        de, sets, limits, CONTRAST, pseudobulks=pseudobulks, numeric_covariates=["age_years"]
+    ).set_index("gene_set")
+    assert result.loc["condition_up", "direction"] == "up"
+    assert result.loc["condition_up", "pvalue"] < 0.01
+    assert result.loc["age", "pvalue"] > result.loc["condition_up", "pvalue"]
+    with pytest.raises(UserInputError, match="full rank"):  # 12 ages as 12 categories
+        enrich_cell_type(de, sets, limits, CONTRAST, pseudobulks=pseudobulks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +174,7 @@ def enrich_cell_type(
     *,
     pseudobulks: Pseudobulks | None = None,
     low_power_max_replicates: int = 3,
+    numeric_covariates: Collection[str] = (),
     condition_key: str = "condition",
     rank_by: str = "stat",
     n_leading: int = 10,
@@ -213,6 +214,9 @@ def enrich_cell_type(
     low_power_max_replicates
         config ``comparison.low_power_max_replicates``: tested rows with at most this many
         donors in a group are marked ``low_power``.
+    numeric_covariates
+        config ``comparison.numeric_covariates``: those of the DE table's covariates that enter
+        the design as one centred column each (as in the DE test), not as dummies.
     rank_by
         Statistic of a ranking-only table (signed: positive = higher in the condition).
     n_leading
@@ -243,7 +247,7 @@ def enrich_cell_type(
             )
         out = _camera_rows(
             tested, gene_sets, enrichment, contrast, pseudobulks, cell_type=cell_type,
-            condition_key=condition_key, n_leading=n_leading,
+            condition_key=condition_key, n_leading=n_leading, numeric=numeric_covariates,
         )  # fmt: skip
     else:
         out = _ranking_rows(tested, gene_sets, enrichment, rank_by=rank_by, n_leading=n_leading)
@@ -363,10 +367,16 @@ def _camera_rows(
     cell_type: str,
     condition_key: str,
     n_leading: int,
+    numeric: Collection[str] = (),
 ) -> pd.DataFrame:
     """CAMERA rows of every set over the pseudobulks' log-CPM of the genes with a p-value."""
     counts, design, is_condition = _pseudobulk_design(
-        tested, contrast, pseudobulks, cell_type=cell_type, condition_key=condition_key
+        tested,
+        contrast,
+        pseudobulks,
+        cell_type=cell_type,
+        condition_key=condition_key,
+        numeric=numeric,
     )
     genes = counts.index
     members = _set_members(genes, gene_sets)
@@ -411,6 +421,7 @@ def _pseudobulk_design(
     *,
     cell_type: str,
     condition_key: str,
+    numeric: Collection[str] = (),
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Counts of the tested genes, the design (tested condition column last), condition mask."""
     obs = pseudobulks.obs.copy()
@@ -442,7 +453,7 @@ def _pseudobulk_design(
             "rerun test_pseudobulk_de."
         )
     counts = counts.loc[genes, obs.index]
-    x = design_matrix(obs, condition_key, contrast.condition, covariates)
+    x = design_matrix(obs, condition_key, contrast.condition, covariates, numeric=numeric)
     x = x[:, [0, *range(2, x.shape[1]), 1]]  # the tested condition column last, as camera wants
     is_condition = obs[condition_key].astype(str).to_numpy() == contrast.condition
     return counts, x, is_condition
@@ -490,6 +501,7 @@ def enrich_by_cell_type(
     *,
     pseudobulks: Mapping[str, Pseudobulks],
     low_power_max_replicates: int = 3,
+    numeric_covariates: Collection[str] = (),
     condition_key: str = "condition",
     rank_by: str = "stat",
     n_leading: int = 10,
@@ -503,8 +515,10 @@ def enrich_by_cell_type(
     pseudobulks
         Cell type -> its :class:`Pseudobulks` (:func:`read_pseudobulks`), for every pseudobulk
         DE table.
-    gene_sets, enrichment, contrast, low_power_max_replicates, condition_key, rank_by, n_leading
+    gene_sets, enrichment, contrast, low_power_max_replicates, numeric_covariates, condition_key
         As in :func:`enrich_cell_type`; BH stays within each cell type.
+    rank_by, n_leading
+        As in :func:`enrich_cell_type`.
 
     Returns
     -------
@@ -526,6 +540,7 @@ def enrich_by_cell_type(
             contrast,
             pseudobulks=pseudobulks.get(str(cell_type)),
             low_power_max_replicates=low_power_max_replicates,
+            numeric_covariates=numeric_covariates,
             condition_key=condition_key,
             rank_by=rank_by,
             n_leading=n_leading,
