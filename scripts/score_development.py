@@ -1,16 +1,15 @@
-"""Adapter for rule score_development: each donor's place on a fetal-to-adult axis, per cell type."""
+"""Adapter for rule score_development: each donor's place on a reference's fetal-to-adult axis, per cell type."""
 
 import anndata as ad
-import pandas as pd
 
 from cordatlas.compare.development import (
-    development_axis,
-    ontogeny_genes,
+    axis_without_reference,
+    development_contrast,
+    ontogeny_cell_types,
     project_development_axis,
     read_development_reference,
-    replicate_gene_means,
 )
-from cordatlas.compare.signatures import read_replicate_scores
+from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.signatures import plot_development_axis
@@ -18,18 +17,18 @@ from cordatlas.plotting.signatures import plot_development_axis
 with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
+    signatures = snakemake.params.signatures
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
+    adata = ad.read_h5ad(snakemake.input.h5ad)
     if snakemake.input.reference:
         reference = read_development_reference(snakemake.input.reference)
-        adata = ad.read_h5ad(snakemake.input.h5ad)
-        expression = replicate_gene_means(adata, ontogeny_genes(library), comparison)
-        axis = project_development_axis(expression, reference, library=library)
+        axis = project_development_axis(adata, reference, library, comparison)
     else:
-        summary = read_replicate_scores(snakemake.input.replicates)
-        genes = pd.read_csv(snakemake.input.genes, sep="\t")
-        axis = development_axis(
-            summary, library, reference_condition=contrast.reference, scoring_report=genes
-        )
-    log.info("development axis rows: %d (method %s)", len(axis), sorted(set(axis["method"])))
+        log.warning("no signatures.development_reference: the development axis is not estimable")
+        axis = axis_without_reference(ontogeny_cell_types(adata.obs, library, comparison), library)
+    tests = development_contrast(axis, contrast, min_donors=signatures.development_min_donors)
+    tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
+    log.info("development contrast:\n%s", tests.to_string())
     axis.to_csv(snakemake.output.table, sep="\t", index=False)
+    tests.to_csv(snakemake.output.contrast, sep="\t", index=False)
     plot_development_axis(axis, path=snakemake.output.figure, contrast=contrast.as_tuple())

@@ -169,6 +169,8 @@ class SignatureParams:
     extra_sets: tuple[str, ...]
     min_genes: int
     development_reference: str | None
+    development_min_donors: int
+    cycling_min_score: float
     control_flag_pvalue: float
     control_flag_difference: float
 

@@ -1,4 +1,4 @@
-"""The fetal-to-adult developmental axis: relative to adult donors, and projected on a reference."""
+"""The fetal-to-adult developmental axis (external reference only) and the cycling fraction per donor."""
 
 from __future__ import annotations
 
@@ -12,16 +12,26 @@ import pytest
 import scipy.sparse as sp
 
 from cordatlas.atlas.build import normalise
+from cordatlas.compare.cycling import (
+    FRACTION_COLUMNS,
+    cell_cycle_phases,
+    cycling_fractions,
+    cycling_tests,
+)
 from cordatlas.compare.development import (
     AXIS_COLUMNS,
-    development_axis,
+    CONTRAST_COLUMNS,
+    NO_REFERENCE,
+    axis_without_reference,
+    development_contrast,
+    ontogeny_cell_types,
     ontogeny_genes,
     ontogeny_orientation,
     project_development_axis,
     read_development_reference,
     replicate_gene_means,
 )
-from cordatlas.compare.signatures import score_signatures, summarise_by_replicate
+from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.demo.simulate import simulate_study
 from cordatlas.errors import UserInputError
 from cordatlas.genesets.library import load_gene_sets
@@ -33,6 +43,7 @@ LIBRARY = ROOT / "config" / "signatures.yaml"
 #: Adult donors have few progenitors in the simulator; see tests/unit/test_signatures.py.
 MIN_CELLS = 3
 COMPARISON = dataclasses.replace(default_params().comparison, min_cells_per_replicate=MIN_CELLS)
+CONTRAST = default_params().contrast  # cord_blood vs adult
 PROGENITORS_AND_ERYTHROID = ("HSC_MPP", "myeloid_progenitor", "erythroid_progenitor", "erythroid")
 
 
@@ -51,12 +62,6 @@ def _atlas(*, condition_effect: bool, seed: int) -> ad.AnnData:
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
     normalise(adata)
     return adata
-
-
-def _axis(adata: ad.AnnData, library: dict) -> pd.DataFrame:
-    scores, report = score_signatures(adata, library, seed=0, potency=False)
-    summary = summarise_by_replicate(scores, adata.obs, COMPARISON)
-    return development_axis(summary, library, scoring_report=report)
 
 
 @pytest.fixture(scope="module")
@@ -79,100 +84,125 @@ def test_orientation_follows_expectations_and_cell_types(library):
     assert {"LIN28B", "HBG1", "BCL11A"} <= set(ontogeny_genes(library))
 
 
-def test_cord_donors_sit_above_adult_donors(atlas, library):
-    axis = _axis(atlas, library)
-    assert list(axis.columns) == AXIS_COLUMNS
-    assert set(axis["cell_type"]) == set(PROGENITORS_AND_ERYTHROID)
-    for cell_type in PROGENITORS_AND_ERYTHROID:
-        part = axis[axis["cell_type"] == cell_type]
-        cord = part.loc[part["condition"] == "cord_blood", "axis_score"]
-        adult = part.loc[part["condition"] == "adult", "axis_score"]
-        assert len(cord) == 4 and len(adult) >= 2, cell_type
-        assert cord.min() > adult.max(), cell_type
-        assert cord.mean() > 2.0, cell_type
-    erythroid = axis[axis["cell_type"] == "erythroid"].iloc[0]
-    assert erythroid["features"] == "+fetal_haemoglobin,-globin_switch_bcl11a"
-    assert erythroid["n_genes"] == 3
-
-
-def test_null_study_does_not_separate_donors(library):
-    axis = _axis(_atlas(condition_effect=False, seed=11), library)
-    separated = 0
-    for cell_type, part in axis.groupby("cell_type"):
-        cord = part.loc[part["condition"] == "cord_blood", "axis_score"]
-        adult = part.loc[part["condition"] == "adult", "axis_score"]
-        separated += int(cord.min() > adult.max())
-        assert abs(cord.mean()) < 2.5, cell_type
-    assert separated <= 1
-
-
-def _summary(values: dict[str, float], condition: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "cell_type": "HSC_MPP",
-            "replicate": list(values),
-            "condition": [condition[r] for r in values],
-            "signature": "fetal_programme",
-            "n_cells": 20,
-            "mean_score": list(values.values()),
-        }
-    )
-
-
-def test_axis_units_and_pooled_sd_fallback(library):
-    condition = {"A1": "adult", "A2": "adult", "C1": "cord_blood", "C2": "cord_blood"}
-    spread = _axis_from(library, {"A1": 0.0, "A2": 0.2, "C1": 1.0, "C2": 1.2}, condition)
-    assert set(spread["scale"]) == {"reference_sd"}
-    sd = np.std([0.0, 0.2], ddof=1)
-    assert spread.set_index("replicate").at["C1", "axis_score"] == pytest.approx((1.0 - 0.1) / sd)
-    flat = _axis_from(library, {"A1": 0.1, "A2": 0.1, "C1": 1.0, "C2": 1.4}, condition)
-    assert set(flat["scale"]) == {"pooled_sd"}
-    pooled = np.sqrt(np.var([1.0, 1.4], ddof=1) / 2)  # adults add 0 with 1 dof, cords 1 dof
-    assert flat.set_index("replicate").at["C2", "axis_score"] == pytest.approx(1.3 / pooled)
-    none = _axis_from(library, {"C1": 1.0, "C2": 1.4}, condition)
-    assert none["axis_score"].isna().all()
-    assert set(none["scale"]) == {"no_reference_replicates"}
-
-
-def _axis_from(library, values, condition):
-    return development_axis(_summary(values, condition), library)
-
-
 # ============================================================================================
-# With a reference
+# Synthetic HSC_MPP-like cells: expression = adult + t (fetal - adult) + noise, t planted
 # ============================================================================================
-def test_projection_places_replicates_on_the_adult_fetal_line():
-    reference = pd.DataFrame(
-        {
-            "gene": ["G1", "G2", "G3"],
-            "cell_type": "HSC_MPP",
-            "fetal": [2.0, 0.0, 1.0],
-            "adult": [0.0, 1.0, 1.0],  # G3 carries no information
-        }
+GENES = ["LIN28B", "HMGA2", "IGF2BP3", "FILLER1", "FILLER2"]
+ADULT = np.array([1.2, 1.4, 1.1])
+FETAL = np.array([3.2, 2.4, 2.1])  # direction (2, 1, 1)
+
+
+def _reference(cell_type: str = "HSC_MPP") -> pd.DataFrame:
+    return pd.DataFrame({"gene": GENES[:3], "cell_type": cell_type, "fetal": FETAL, "adult": ADULT})
+
+
+def _planted(positions: dict[str, tuple[str, float]], *, n_cells: int = 60, seed: int = 0):
+    """Cells of each donor at planted axis position t (noise sd 0.3 per gene), as an AnnData."""
+    rng = np.random.default_rng(seed)
+    blocks, obs = [], []
+    for donor, (condition, t) in positions.items():
+        centre = ADULT + t * (FETAL - ADULT)
+        x = np.clip(centre + rng.normal(0, 0.3, (n_cells, 3)), 0, None)
+        blocks.append(np.hstack([x, np.ones((n_cells, 2))]))
+        obs += [{"cell_type": "HSC_MPP", "donor": donor, "condition": condition}] * n_cells
+    obs = pd.DataFrame(obs, index=[f"c{i}" for i in range(len(obs))])
+    return ad.AnnData(
+        X=np.vstack(blocks).astype(np.float32), obs=obs, var=pd.DataFrame(index=GENES)
     )
-    expression = pd.DataFrame(
-        {
-            "cell_type": "HSC_MPP",
-            "replicate": ["adultlike"] * 3 + ["halfway"] * 3 + ["fetallike"] * 3,
-            "condition": ["adult"] * 3 + ["cord_blood"] * 6,
-            "gene": ["G1", "G2", "G3"] * 3,
-            "n_cells": 10,
-            "mean_expression": [0.0, 1.0, 5.0, 1.0, 0.5, 0.0, 2.0, 0.0, 1.0],
-        }
+
+
+def test_projection_of_a_single_cell_is_computed_by_hand(library):
+    adata = ad.AnnData(
+        X=np.array([[2.2, 1.9, 1.6, 1, 1], [1.2, 1.4, 1.1, 1, 1], [3.2, 2.4, 2.1, 1, 1]]),
+        obs=pd.DataFrame(
+            {"cell_type": "HSC_MPP", "donor": ["D1", "D2", "D3"], "condition": "cord_blood"},
+            index=["a", "b", "c"],
+        ),
+        var=pd.DataFrame(index=GENES),
     )
-    axis = project_development_axis(expression, reference).set_index("replicate")
-    assert axis.at["adultlike", "axis_score"] == pytest.approx(0.0)
-    assert axis.at["halfway", "axis_score"] == pytest.approx(0.5)
-    assert axis.at["fetallike", "axis_score"] == pytest.approx(1.0)
-    assert set(axis["n_genes"]) == {2}
+    one = dataclasses.replace(COMPARISON, min_cells_per_replicate=1)
+    axis = project_development_axis(adata, _reference(), library, one).set_index("replicate")
+    # (x - a) = (1, 0.5, 0.5), d = (2, 1, 1): (2 + 0.5 + 0.5) / 6 = 0.5
+    assert axis.at["D1", "axis_score"] == pytest.approx(0.5)
+    assert axis.at["D2", "axis_score"] == pytest.approx(0.0)
+    assert axis.at["D3", "axis_score"] == pytest.approx(1.0)
+    assert set(axis["n_genes"]) == {3}
     assert set(axis["method"]) == {"reference_projection"}
+    assert axis["ci_low"].isna().all()  # one cell: no interval
 
 
-def test_reference_from_an_independent_study(tmp_path, atlas, library):
+def test_donor_intervals_cover_the_planted_position_95_percent_of_the_time(library):
+    truth = {f"D{i}": ("cord_blood", 0.5) for i in range(300)}
+    axis = project_development_axis(
+        _planted(truth, n_cells=30, seed=1), _reference(), library, COMPARISON
+    )
+    covered = ((axis["ci_low"] < 0.5) & (axis["ci_high"] > 0.5)).mean()
+    assert 0.92 <= covered <= 0.98
+
+
+def test_ci_covers_a_planted_shift(library):
+    truth = {f"C{i}": ("cord_blood", 0.5 + 0.05 * i) for i in range(4)}
+    truth |= {f"A{i}": ("adult", 0.05 * i) for i in range(4)}
+    axis = project_development_axis(_planted(truth), _reference(), library, COMPARISON)
+    assert list(axis.columns) == AXIS_COLUMNS
+    axis = axis.set_index("replicate")
+    assert (axis["ci_high"] - axis["ci_low"] < 0.3).all()  # 60 cells: an informative interval
+    contrast = development_contrast(axis.reset_index(), CONTRAST, min_donors=2)
+    assert list(contrast.columns) == CONTRAST_COLUMNS
+    row = contrast.iloc[0]
+    assert row["evidence"] == "donor_level"
+    assert row["n_condition"] == 4 and row["n_reference"] == 4
+    assert row["ci_low"] < 0.5 < row["ci_high"]
+    assert row["ci_low"] > 0  # the planted difference is detected
+    cord = axis.loc[axis["condition"] == "cord_blood", "axis_score"]
+    adult = axis.loc[axis["condition"] == "adult", "axis_score"]
+    assert row["difference"] == pytest.approx(cord.mean() - adult.mean())
+
+
+def test_one_donor_a_side_is_not_estimable(library):
+    axis = project_development_axis(
+        _planted({"C1": ("cord_blood", 0.6), "A1": ("adult", 0.0)}),
+        _reference(),
+        library,
+        COMPARISON,
+    )
+    assert len(axis) == 2 and axis["axis_score"].notna().all()  # the donors are still placed
+    row = development_contrast(axis, CONTRAST, min_donors=2).iloc[0]
+    assert row["evidence"] == "not_testable"
+    assert "not estimable" in row["note"] and "development_min_donors" in row["note"]
+    assert np.isnan(row["ci_low"]) and np.isnan(row["pvalue"])
+
+
+def test_every_ontogeny_cell_type_gets_a_row(library):
+    adata = _planted({"C1": ("cord_blood", 0.6), "A1": ("adult", 0.0)})
+    adata.obs["cell_type"] = ["HSC_MPP"] * 60 + ["CD4_naive"] * 60
+    # the reference covers another type only: HSC_MPP is listed, not silently absent
+    axis = project_development_axis(adata, _reference("erythroid"), library, COMPARISON)
+    assert list(axis["cell_type"]) == ["HSC_MPP"]
+    assert axis.iloc[0]["scale"] == "too_few_reference_genes"
+    assert "HSC_MPP" in axis.iloc[0]["note"]
+    contrast = development_contrast(axis, CONTRAST, min_donors=2)
+    assert list(contrast["cell_type"]) == ["HSC_MPP"]
+    assert contrast.iloc[0]["evidence"] == "not_testable"
+    assert contrast.iloc[0]["note"] == axis.iloc[0]["note"]
+
+
+def test_without_a_reference_the_axis_is_not_estimable(atlas, library):
+    types = ontogeny_cell_types(atlas.obs, library, COMPARISON)
+    assert set(PROGENITORS_AND_ERYTHROID) <= set(types)
+    assert "CD4_naive" in set(atlas.obs["cell_type"]) and "CD4_naive" not in types
+    axis = axis_without_reference(types, library)
+    assert list(axis["cell_type"]) == types and "HSC_MPP" in types
+    assert axis["axis_score"].isna().all() and set(axis["scale"]) == {NO_REFERENCE}
+    contrast = development_contrast(axis, CONTRAST, min_donors=2)
+    assert set(contrast["evidence"]) == {"not_testable"}
+    assert contrast["note"].str.contains("not estimable without an external reference").all()
+
+
+def test_reference_from_an_independent_study(atlas, library):
     """A reference built from another simulated study (cord cells standing in for fetal)."""
     other = _atlas(condition_effect=True, seed=12)
-    genes = ontogeny_genes(library)
-    ref_means = replicate_gene_means(other, genes, COMPARISON)
+    ref_means = replicate_gene_means(other, ontogeny_genes(library), COMPARISON)
     reference = (
         ref_means.groupby(["gene", "cell_type", "condition"])["mean_expression"]
         .mean()
@@ -181,12 +211,8 @@ def test_reference_from_an_independent_study(tmp_path, atlas, library):
         .reset_index()[["gene", "cell_type", "fetal", "adult"]]
         .dropna()
     )
-    path = tmp_path / "reference.tsv"
-    reference.to_csv(path, sep="\t", index=False)
-    expression = replicate_gene_means(atlas, genes, COMPARISON)
-    axis = project_development_axis(expression, read_development_reference(path), library=library)
-    # only where an ontogeny claim applies: no T, B, NK or myeloid cells on the axis
-    assert set(axis["cell_type"]) <= set(PROGENITORS_AND_ERYTHROID)
+    axis = project_development_axis(atlas, reference, library, COMPARISON)
+    assert set(axis["cell_type"]) == set(ontogeny_cell_types(atlas.obs, library, COMPARISON))
     for cell_type in ("HSC_MPP", "myeloid_progenitor", "erythroid"):
         part = axis[axis["cell_type"] == cell_type]
         cord = part.loc[part["condition"] == "cord_blood", "axis_score"]
@@ -194,25 +220,18 @@ def test_reference_from_an_independent_study(tmp_path, atlas, library):
         assert cord.min() > adult.max(), cell_type
         assert 0.6 < cord.mean() < 1.4, cell_type
         assert -0.4 < adult.mean() < 0.4, cell_type
+    contrast = development_contrast(axis, CONTRAST, min_donors=2).set_index("cell_type")
+    assert contrast.at["erythroid", "evidence"] == "donor_level"
+    assert contrast.at["erythroid", "ci_low"] > 0
 
 
-def test_reference_that_barely_separates_fetal_from_adult_is_skipped():
-    reference = pd.DataFrame(
-        {"gene": ["G1", "G2"], "cell_type": "HSC_MPP", "fetal": [1.05, 2.0], "adult": [1.0, 1.98]}
-    )
-    expression = pd.DataFrame(
-        {
-            "cell_type": "HSC_MPP",
-            "replicate": ["R1", "R1"],
-            "condition": "adult",
-            "gene": ["G1", "G2"],
-            "n_cells": 10,
-            "mean_expression": [1.5, 1.0],
-        }
-    )
-    assert project_development_axis(expression, reference).empty
-    kept = project_development_axis(expression, reference, min_distance=0.01)
-    assert len(kept) == 1
+def test_reference_that_barely_separates_fetal_from_adult_is_not_estimable(library):
+    reference = _reference().assign(fetal=ADULT + 0.05)
+    adata = _planted({"C1": ("cord_blood", 0.6)})
+    axis = project_development_axis(adata, reference, library, COMPARISON)
+    assert axis.iloc[0]["scale"] == "reference_does_not_separate"
+    kept = project_development_axis(adata, reference, library, COMPARISON, min_distance=0.01)
+    assert kept.iloc[0]["method"] == "reference_projection"
 
 
 def test_gene_means_match_a_direct_average(atlas):
@@ -253,10 +272,116 @@ def test_missing_reference_file(tmp_path):
         read_development_reference(tmp_path / "none.tsv")
 
 
-def test_axis_figures(tmp_path, atlas, library):
+def test_axis_figures(tmp_path, library):
+    truth = {f"C{i}": ("cord_blood", 0.6) for i in range(3)} | {"A1": ("adult", 0.0)}
+    axis = project_development_axis(_planted(truth), _reference(), library, COMPARISON)
     path = tmp_path / "axis.png"
-    plot_development_axis(_axis(atlas, library), path=path)
+    plot_development_axis(axis, path=path)
     assert path.stat().st_size > 5000
     empty = tmp_path / "empty.png"
-    plot_development_axis(pd.DataFrame(columns=AXIS_COLUMNS), path=empty)
+    plot_development_axis(axis_without_reference(["HSC_MPP"], library), path=empty)
     assert empty.stat().st_size > 1000
+
+
+# ============================================================================================
+# Cycling fraction per donor
+# ============================================================================================
+def _cycling_atlas(library: dict, donors: dict[str, tuple[str, str, int, int]]) -> ad.AnnData:
+    """Tiny log-normalised data, per donor (condition, cell type, cells, cycling cells).
+
+    Cycling cells express 10 S genes (even-numbered cycling cells) or 10 G2/M genes (odd) at 3,
+    other cells all 20 at 0.5; 300 background genes hold constant levels 0.1-3, so every
+    control gene scanpy draws from a cycle gene's expression bin is above 0.5 in every cell.
+    """
+    sets = library["gene_sets"]
+    s_genes = sets["cell_cycle_S"]["genes"][:10]
+    g2m_genes = sets["cell_cycle_G2M"]["genes"][:10]
+    background = np.linspace(0.1, 3.0, 300)
+    rows, obs = [], []
+    for donor, (condition, cell_type, n_cells, n_cycling) in donors.items():
+        for k in range(n_cells):
+            s = g2m = 0.5
+            if k < n_cycling:
+                s, g2m = (3.0, 0.5) if k % 2 == 0 else (0.5, 3.0)
+            rows.append(np.concatenate([[s] * 10, [g2m] * 10, background]))
+            obs.append({"cell_type": cell_type, "donor": donor, "condition": condition})
+    names = [*s_genes, *g2m_genes, *(f"BG{i}" for i in range(300))]
+    obs = pd.DataFrame(obs, index=[f"c{i}" for i in range(len(obs))])
+    return ad.AnnData(X=np.vstack(rows).astype(np.float32), obs=obs, var=pd.DataFrame(index=names))
+
+
+CYCLING_DONORS = {
+    "C1": ("cord_blood", "HSC_MPP", 50, 18),
+    "C2": ("cord_blood", "HSC_MPP", 50, 20),
+    "C3": ("cord_blood", "HSC_MPP", 40, 18),
+    "A1": ("adult", "HSC_MPP", 50, 3),
+    "A2": ("adult", "HSC_MPP", 30, 3),
+    "A3": ("adult", "HSC_MPP", 50, 7),
+}
+
+
+def _with_b_cells(donors):
+    """The same donors plus B_naive cells cycling at the same rate in both conditions."""
+    out = dict(donors)
+    for donor, (condition, _, _, _) in donors.items():
+        out[f"{donor}b"] = (condition, "B_naive", 40, 4)
+    return out
+
+
+def test_cycling_fraction_by_hand(library):
+    adata = _cycling_atlas(library, CYCLING_DONORS)
+    phases = cell_cycle_phases(adata, library, min_genes=3, min_score=0.3, seed=0)
+    expected = []
+    for _, _, n_cells, n_cycling in CYCLING_DONORS.values():
+        expected += ["S" if k % 2 == 0 else "G2M" for k in range(n_cycling)]
+        expected += ["G1"] * (n_cells - n_cycling)
+    assert list(phases["phase"]) == expected
+    one = dataclasses.replace(COMPARISON, min_cells_per_replicate=1)
+    fractions = cycling_fractions(adata.obs, phases["cycling"], one)
+    assert list(fractions.columns) == FRACTION_COLUMNS
+    fractions = fractions.set_index("replicate")
+    for donor, (condition, cell_type, n_cells, n_cycling) in CYCLING_DONORS.items():
+        assert fractions.at[donor, "n_cells"] == n_cells
+        assert fractions.at[donor, "n_cycling"] == n_cycling
+        assert fractions.at[donor, "fraction"] == pytest.approx(n_cycling / n_cells)
+        assert fractions.at[donor, "condition"] == condition
+        assert fractions.at[donor, "cell_type"] == cell_type
+
+
+def test_cycling_needs_the_cell_cycle_genes(library):
+    adata = _cycling_atlas(library, CYCLING_DONORS)
+    assert cell_cycle_phases(adata[:, 10:].copy(), library, min_genes=3, min_score=0.3) is None
+
+
+def _fractions_table(donors: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"cell_type": ct, "replicate": d, "condition": c, "n_cells": n, "n_cycling": k,
+             "fraction": k / n}
+            for d, (c, ct, n, k) in donors.items()
+        ]
+    )  # fmt: skip
+
+
+def _design(donors: dict) -> pd.DataFrame:
+    obs = pd.DataFrame(
+        {"donor": [d[:2] for d in donors], "condition": [v[0] for v in donors.values()]}
+    )
+    return replicate_table(obs.drop_duplicates(), replicate_key="donor")
+
+
+def test_cycling_difference_is_tested_with_donors_as_the_unit():
+    donors = _with_b_cells(CYCLING_DONORS)
+    fractions = _fractions_table(donors).assign(replicate=lambda t: t["replicate"].str[:2])
+    tests = cycling_tests(fractions, _design(donors), COMPARISON, CONTRAST).set_index("cell_type")
+    hsc, b = tests.loc["HSC_MPP"], tests.loc["B_naive"]
+    assert hsc["evidence"] == "donor_level" and hsc["n_condition"] == 3
+    assert hsc["difference"] > 0 and hsc["ci_low"] > 0 and hsc["pvalue"] < 0.05
+    assert hsc["mean_fraction_condition"] == pytest.approx(np.mean([18 / 50, 20 / 50, 18 / 40]))
+    assert b["pvalue"] > 0.5  # same rate in both conditions
+    # one donor a side: no test
+    few = {k: v for k, v in donors.items() if k[:2] in {"C1", "A1"}}
+    fractions = _fractions_table(few).assign(replicate=lambda t: t["replicate"].str[:2])
+    tests = cycling_tests(fractions, _design(few), COMPARISON, CONTRAST)
+    assert set(tests["evidence"]) == {"not_testable"}
+    assert tests["note"].str.contains("min_replicates_per_group").all()

@@ -208,6 +208,7 @@ def all_outputs():
         study_path("results/composition/composition_tests.tsv"),
         study_path("results/signatures/signature_tests.tsv"),
         study_path("results/signatures/development_axis.tsv"),
+        study_path("results/signatures/cycling_tests.tsv"),
         study_path("results/enrichment/enrichment.tsv"),
         study_path("results/findings.tsv"),
         study_path("results/report/index.html"),

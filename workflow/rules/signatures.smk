@@ -1,5 +1,5 @@
 # Cited signatures: per-cell scores, donor-level tests beside the sample-handling control, and
-# the fetal-to-adult development axis.
+# the fetal-to-adult development axis, the cycling fraction per donor.
 
 
 rule score_signatures:
@@ -76,15 +76,19 @@ rule test_signatures:
 
 rule score_development:
     input:
-        replicates=study_path("results/signatures/replicate_scores.tsv"),
-        genes=study_path("results/signatures/signature_genes.tsv"),
         h5ad=study_path("results/atlas.h5ad"),
+        design=study_path("results/design/design_findings.tsv"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
         reference=optional_file(PARAMS.signatures.development_reference),
     output:
         table=report(
             study_path("results/signatures/development_axis.tsv"),
+            caption="../report/development_axis.rst",
+            category="Signatures",
+        ),
+        contrast=report(
+            study_path("results/signatures/development_contrast.tsv"),
             caption="../report/development_axis.rst",
             category="Signatures",
         ),
@@ -105,5 +109,41 @@ rule score_development:
     params:
         comparison=PARAMS.comparison,
         contrast=PARAMS.contrast,
+        signatures=PARAMS.signatures,
     script:
         "../../scripts/score_development.py"
+
+
+rule score_cycling:
+    input:
+        h5ad=study_path("results/atlas.h5ad"),
+        design=study_path("results/design/design_findings.tsv"),
+        library=shipped_file(PARAMS.signatures.library),
+        extra_sets=list(PARAMS.signatures.extra_sets),
+    output:
+        fractions=report(
+            study_path("results/signatures/cycling.tsv"),
+            caption="../report/cycling.rst",
+            category="Signatures",
+        ),
+        tests=report(
+            study_path("results/signatures/cycling_tests.tsv"),
+            caption="../report/cycling.rst",
+            category="Signatures",
+        ),
+    log:
+        study_path("logs/score_cycling/score_cycling.log"),
+    benchmark:
+        study_path("benchmarks/score_cycling/score_cycling.tsv")
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        runtime=20,
+    params:
+        comparison=PARAMS.comparison,
+        contrast=PARAMS.contrast,
+        signatures=PARAMS.signatures,
+        seed=PARAMS.atlas.seed,
+    script:
+        "../../scripts/score_cycling.py"

@@ -1,4 +1,13 @@
-"""A fetal-to-adult developmental axis per donor and cell type, from the ontogeny gene sets."""
+"""A fetal-to-adult developmental axis per donor and cell type, defined by an external reference only.
+
+The axis is the line from a reference's adult to its fetal mean profile over the ontogeny genes
+of the library (fetal programme in progenitors, globin genes in erythroid cells); each donor's
+cells are projected on it (0 adult reference, 1 fetal reference), with a 95 % interval, and the
+cord-vs-adult difference of donor projections is tested with donors as the unit. Without an
+external reference the axis is reported as not estimable: one oriented by the literature's
+expected direction and centred on this study's adult donors would only restate the signature
+tests (the same set scores, the same expectation) in units set by the adult donors' spread.
+"""
 
 from __future__ import annotations
 
@@ -12,46 +21,80 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy import stats
 
-from cordatlas.checks import require_columns
-from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.atlas.genes import measured_in_all
+from cordatlas.checks import check_contrast, require_columns
+from cordatlas.compare.donor_stats import bh_adjust, replicate_table, welch_t
 from cordatlas.errors import UserInputError
 from cordatlas.genesets.library import expectation_for, library_sets
 from cordatlas.genesets.scoring import symbol_index
-from cordatlas.params import ComparisonParams
+from cordatlas.params import ComparisonParams, Contrast
+from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE, NOT_TESTABLE, NOTE, check_evidence
 
 log = logging.getLogger(__name__)
 
 #: Library category whose sets define the axis.
 ONTOGENY = "ontogeny"
-#: Columns of the axis tables (both methods).
+#: Columns of the per-donor axis table (:func:`project_development_axis`).
 AXIS_COLUMNS = [
     "cell_type",
     "replicate",
     "condition",
+    "n_cells",
     "axis_score",
+    "ci_low",
+    "ci_high",
     "method",
     "n_sets",
     "n_genes",
     "features",
     "scale",
+    NOTE,
+]
+#: Columns of the per-cell-type contrast table (:func:`development_contrast`).
+CONTRAST_COLUMNS = [
+    "cell_type",
+    "n_condition",
+    "n_reference",
+    "mean_condition",
+    "mean_reference",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "se",
+    "df",
+    "pvalue",
+    "padj",
+    "method",
+    EVIDENCE,
+    NOTE,
 ]
 #: Columns of a development reference table.
 REFERENCE_COLUMNS = ("gene", "cell_type", "fetal", "adult")
 #: Columns of :func:`replicate_gene_means`' result.
 GENE_MEAN_COLUMNS = ["cell_type", "replicate", "condition", "gene", "n_cells", "mean_expression"]
+#: ``method`` of a donor projection and of the contrast.
+PROJECTION = "reference_projection"
+CONTRAST_METHOD = "welch_t_on_donor_projections"
+#: ``method`` and ``scale`` of a cell type whose axis could not be placed (the reason code).
+NOT_ESTIMABLE = "not_estimable"
+#: Confidence level of every interval of this module.
+LEVEL = 0.95
 
-#: Default: the reference replicates' own sd is used as the unit unless it is below this
-#: fraction of the pooled within-condition sd. With 2-4 reference donors the sd estimate is
-#: itself noisy; a chance near-zero sd would blow the axis up, so it is replaced by the pooled
-#: sd, which uses every donor's spread.
-DEFAULT_MIN_SCALE_FRACTION = 0.5
 #: Default minimum fetal-adult distance of a reference in a cell type (Euclidean norm of
 #: fetal - adult mean log-normalised expression over the genes used). Below it the reference
 #: does not separate the two ends and the projection would mostly rescale donor noise: in the
 #: simulator, cell types without a planted ontogeny effect have distances of 0.02-0.19 while
 #: progenitors and erythroid cells have 1-3.
 DEFAULT_MIN_REFERENCE_DISTANCE = 0.2
+#: Reasons a cell type gets no axis (``scale`` code: ``note`` prose).
+NO_REFERENCE = "no_external_reference"
+NO_REFERENCE_NOTE = (
+    "not estimable without an external reference: set signatures.development_reference to a "
+    "fetal/adult reference table; an axis oriented by the literature and centred on this "
+    "study's adult donors would restate the signature tests (signature_tests.tsv)"
+)
 
 
 def ontogeny_orientation(
@@ -75,130 +118,6 @@ def ontogeny_orientation(
         elif direction == "down":
             oriented[name] = -1
     return oriented
-
-
-def _pooled_sd(values: pd.Series, groups: pd.Series) -> float:
-    """Within-group pooled standard deviation (groups with one value add nothing)."""
-    num, dof = 0.0, 0
-    for _, part in values.groupby(groups.to_numpy(), sort=False):
-        if len(part) >= 2:
-            num += float(part.var(ddof=1)) * (len(part) - 1)
-            dof += len(part) - 1
-    return float(np.sqrt(num / dof)) if dof > 0 else float("nan")
-
-
-def development_axis(
-    summary: pd.DataFrame,
-    library: Mapping[str, Any],
-    *,
-    reference_condition: str = "adult",
-    scoring_report: pd.DataFrame | None = None,
-    min_scale_fraction: float = DEFAULT_MIN_SCALE_FRACTION,
-) -> pd.DataFrame:
-    """Fetal-to-adult axis per replicate and cell type, relative to the reference (adult) donors.
-
-    For each cell type, the ontogeny sets that carry an up/down expectation there (fetal
-    programme in progenitors; fetal haemoglobin up and BCL11A down in erythroid cells) are
-    oriented (+ for up in neonatal cells, - for down) and averaged per replicate:
-    ``m = mean_s(orientation_s * mean_score_s)``. The axis is then
-
-        axis = (m - mean of m over the reference replicates) / scale
-
-    so 0 is the reference (adult) mean and 1 is one unit further toward fetal. The unit
-    (``scale`` column) is the reference replicates' sd (``reference_sd``) unless there are
-    fewer than two of them or their sd is below `min_scale_fraction` x the pooled
-    within-condition sd, in which case the pooled sd is used (``pooled_sd``): with few adult
-    donors a chance near-zero sd would inflate every value. Without any spread the axis is NaN
-    (``no_scale``). The axis is in donor-variation units, not a fraction of the fetal-adult
-    distance: for that, supply a reference (`project_development_axis`).
-
-    Parameters
-    ----------
-    summary
-        Long table from `signatures.summarise_by_replicate`.
-    library
-        The library scored (its ontogeny sets define the axis).
-    reference_condition
-        The condition the axis is anchored on (0 = its mean).
-    scoring_report
-        `signatures.score_signatures`' report; when given, ``n_genes`` counts the genes found
-        in the data, otherwise the sets' genes in the library.
-    min_scale_fraction
-        See above.
-
-    Returns
-    -------
-    pd.DataFrame
-        :data:`AXIS_COLUMNS`; ``method`` = ``relative_to_reference``, ``features`` = the sets
-        used (``+name``/``-name``). Cell types without an applicable ontogeny set are absent.
-    """
-    if summary.empty:
-        return pd.DataFrame(columns=AXIS_COLUMNS)
-    sets = library_sets(library)
-    found = (
-        dict(zip(scoring_report["signature"], scoring_report["n_found"], strict=True))
-        if scoring_report is not None
-        else {}
-    )
-    rows = []
-    for cell_type in dict.fromkeys(summary["cell_type"]):
-        part = summary[summary["cell_type"] == cell_type]
-        oriented = {
-            name: sign
-            for name, sign in ontogeny_orientation(library, cell_type).items()
-            if name in set(part["signature"])
-        }
-        if not oriented:
-            continue
-        wide = part.pivot(index="replicate", columns="signature", values="mean_score")[
-            list(oriented)
-        ].dropna()
-        if wide.empty:
-            continue
-        condition = part.drop_duplicates("replicate").set_index("replicate")["condition"]
-        condition = condition.loc[wide.index].astype(str)
-        signs = pd.Series(oriented, dtype=float)
-        m = (wide * signs).mean(axis=1)
-        is_ref = (condition == reference_condition).to_numpy()
-        n_ref = int(is_ref.sum())
-        pooled = _pooled_sd(m, condition)
-        ref_sd = float(m[is_ref].std(ddof=1)) if n_ref >= 2 else float("nan")
-        if n_ref == 0:
-            centre, scale, scale_name = float("nan"), float("nan"), "no_reference_replicates"
-            log.warning(
-                "development axis, %s: no %s replicate with enough cells; axis not anchored",
-                cell_type,
-                reference_condition,
-            )
-        else:
-            centre = float(m[is_ref].mean())
-            if (
-                np.isfinite(ref_sd)
-                and ref_sd > 0
-                and (not np.isfinite(pooled) or ref_sd >= min_scale_fraction * pooled)
-            ):
-                scale, scale_name = ref_sd, "reference_sd"
-            elif np.isfinite(pooled) and pooled > 0:
-                scale, scale_name = pooled, "pooled_sd"
-            else:
-                scale, scale_name = float("nan"), "no_scale"
-        n_genes = sum(int(found.get(n, len(sets[n]["genes"]))) for n in oriented)
-        features = ",".join(f"{'+' if s > 0 else '-'}{n}" for n, s in oriented.items())
-        for replicate, value in m.items():
-            rows.append(
-                {
-                    "cell_type": cell_type,
-                    "replicate": replicate,
-                    "condition": condition.loc[replicate],
-                    "axis_score": (value - centre) / scale if np.isfinite(scale) else np.nan,
-                    "method": "relative_to_reference",
-                    "n_sets": len(oriented),
-                    "n_genes": n_genes,
-                    "features": features,
-                    "scale": scale_name,
-                }
-            )
-    return pd.DataFrame(rows, columns=AXIS_COLUMNS)
 
 
 # ============================================================================================
@@ -231,7 +150,8 @@ def read_development_reference(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not source.is_file():
         raise UserInputError(
             f"{where} not found; set signatures.development_reference to an existing TSV with "
-            f"columns {list(REFERENCE_COLUMNS)}, or to null to use the relative axis"
+            f"columns {list(REFERENCE_COLUMNS)}, or to null (the axis is then reported as not "
+            "estimable)"
         )
     try:
         table = pd.read_csv(source, sep="\t", dtype=str, keep_default_na=False, comment=None)
@@ -365,119 +285,240 @@ def ontogeny_genes(library: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(genes))
 
 
+def ontogeny_cell_types(
+    obs: pd.DataFrame, library: Mapping[str, Any], comparison: ComparisonParams
+) -> list[str]:
+    """Cell types of `obs` (labels not excluded) with at least one oriented ontogeny set.
+
+    These are the cell types the axis concerns: each gets a row in both tables, with values
+    or with the reason why there are none.
+    """
+    labels = obs[comparison.cell_type_key]
+    if isinstance(labels.dtype, pd.CategoricalDtype):
+        seen = set(labels.astype(str))
+        order = [str(c) for c in labels.cat.categories if str(c) in seen]
+    else:
+        order = sorted(set(labels.astype(str)))
+    excluded = set(map(str, comparison.exclude_cell_types))
+    return [t for t in order if t not in excluded and ontogeny_orientation(library, t)]
+
+
+def _not_estimable_row(cell_type: str, reason: str, note: str, n_sets: int) -> dict[str, Any]:
+    return {
+        "cell_type": cell_type,
+        "replicate": "",
+        "condition": "",
+        "n_cells": 0,
+        "axis_score": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "method": NOT_ESTIMABLE,
+        "n_sets": n_sets,
+        "n_genes": 0,
+        "features": "",
+        "scale": reason,
+        NOTE: note,
+    }
+
+
+def axis_without_reference(cell_types: Sequence[str], library: Mapping[str, Any]) -> pd.DataFrame:
+    """One not-estimable row per cell type (:data:`AXIS_COLUMNS`): no external reference given."""
+    rows = [
+        _not_estimable_row(
+            t, NO_REFERENCE, NO_REFERENCE_NOTE, len(ontogeny_orientation(library, t))
+        )
+        for t in cell_types
+    ]
+    return pd.DataFrame(rows, columns=AXIS_COLUMNS)
+
+
 def project_development_axis(
-    expression: pd.DataFrame,
+    adata: ad.AnnData,
     reference: pd.DataFrame,
+    library: Mapping[str, Any],
+    comparison: ComparisonParams,
     *,
-    library: Mapping[str, Any] | None = None,
-    genes: Sequence[str] | None = None,
+    condition_key: str = "condition",
+    gene_symbols: str | None = None,
     min_genes: int = 2,
     min_distance: float = DEFAULT_MIN_REFERENCE_DISTANCE,
 ) -> pd.DataFrame:
-    """Place each replicate x cell type on the adult -> fetal line of a reference: 0 adult, 1 fetal.
+    """Each donor's cells on the adult -> fetal line of a reference, per cell type, with a 95 % CI.
 
-    With a replicate's mean expression x_g, and the reference's adult a_g and fetal f_g for the
-    same cell type, the axis is the projection onto the line from adult to fetal:
+    The axis is defined by the reference alone: with the reference's adult a_g and fetal f_g
+    mean log-normalised expression for the cell type, each cell's expression x_g is projected
+    on the line from adult to fetal,
 
-        axis = sum_g (x_g - a_g)(f_g - a_g) / sum_g (f_g - a_g)^2
+        p = sum_g (x_g - a_g)(f_g - a_g) / sum_g (f_g - a_g)^2,
 
-    0 means adult-like, 1 fetal-like; values between are intermediate (cord blood is expected
-    there, Bunis et al. 2021), and values beyond 0-1 lie past either end. Genes with f_g = a_g
-    carry no information and are dropped. The scale is only meaningful when the reference was
-    normalised like the atlas (same log transform and scaling).
+    so 0 is the adult reference, 1 the fetal one; cord blood is expected in between (Bunis et
+    al. 2021, Cell Rep 34:108573). A donor's ``axis_score`` is the mean of its cells'
+    projections (= the projection of its mean profile, the map being linear) and its interval
+    is analytical: mean +- t(0.975, n - 1) x sd / sqrt(n) over the donor's cells. It measures
+    the uncertainty from sampling the donor's cells only, not that of the reference. The scale
+    is only meaningful when the reference was normalised like the atlas.
 
-    A cell type is skipped (logged) when its reference barely separates fetal from adult
-    (Euclidean distance of f - a over the genes used below `min_distance`): dividing by a tiny
-    distance turns donor noise into large axis values.
-
-    Parameters
-    ----------
-    expression
-        From `replicate_gene_means`.
-    reference
-        From `read_development_reference`.
-    library
-        When given, each cell type uses the genes of the ontogeny sets whose claim applies to
-        it (as `development_axis` does: fetal programme in progenitors, globin genes in
-        erythroid cells); cell types without such a set are skipped.
-    genes
-        Restrict to these genes (e.g. `ontogeny_genes(library)`); None = no restriction.
-    min_genes
-        A replicate x cell type needs this many informative genes (present in both tables,
-        fetal != adult) to get a value.
-    min_distance
-        Minimum fetal-adult distance of the reference in a cell type (log-expression units;
-        default 0.2, see :data:`DEFAULT_MIN_REFERENCE_DISTANCE`).
+    Genes used per cell type: those of the ontogeny sets whose claim applies to it (fetal
+    programme in progenitors, globin genes in erythroid cells), present in the reference with
+    f_g != a_g and measured in every sample. Every cell type of :func:`ontogeny_cell_types`
+    gets rows: one per donor with at least ``comparison.min_cells_per_replicate`` cells, or one
+    not-estimable row (``method`` = ``not_estimable``, ``scale`` the reason code, ``note`` the
+    reason) when fewer than `min_genes` genes qualify (``too_few_reference_genes``), the
+    reference's fetal-adult distance over them is below `min_distance`
+    (``reference_does_not_separate``), or no donor has enough cells (``too_few_cells``).
 
     Returns
     -------
     pd.DataFrame
         :data:`AXIS_COLUMNS`; ``method`` = ``reference_projection``, ``features`` = the genes
-        used, ``scale`` = ``fetal_minus_adult``. Skipped cell types are absent.
+        used, ``scale`` = ``fetal_minus_adult``.
     """
-    if expression.empty:
-        return pd.DataFrame(columns=AXIS_COLUMNS)
-    sets = library_sets(library) if library is not None else {}
-    ref = reference.copy()
-    if genes is not None:
-        ref = ref[ref["gene"].isin(set(genes))]
-    ref = ref[ref["fetal"] != ref["adult"]]
-    rows = []
-    for cell_type in dict.fromkeys(expression["cell_type"]):
-        ref_ct = ref[ref["cell_type"] == cell_type].set_index("gene")
-        n_sets = 0
-        if library is not None:
-            oriented = ontogeny_orientation(library, cell_type)
-            allowed = {g for name in oriented for g in sets[name]["genes"]}
-            ref_ct = ref_ct[ref_ct.index.isin(allowed)]
-            n_sets = len(oriented)
-            if not oriented:
-                continue
-        if ref_ct.empty:
-            log.info("development reference has no informative gene for %s; skipped", cell_type)
-            continue
-        part = expression[expression["cell_type"] == cell_type]
-        wide = part.pivot(index="replicate", columns="gene", values="mean_expression")
-        shared = [g for g in ref_ct.index if g in wide.columns]
+    require_columns(
+        adata.obs.columns,
+        [comparison.cell_type_key, comparison.replicate_key, condition_key],
+        table="obs",
+        fix=f"available: {sorted(map(str, adata.obs.columns))}",
+    )
+    design = replicate_table(
+        adata.obs, replicate_key=comparison.replicate_key, condition_key=condition_key
+    )
+    symbols = symbol_index(adata, gene_symbols)
+    measured = measured_in_all(adata)
+    position = {g: i for i, g in enumerate(symbols) if measured[i]}
+    sets = library_sets(library)
+    ref = reference[reference["fetal"] != reference["adult"]]
+    cell_type = adata.obs[comparison.cell_type_key].astype(str).to_numpy()
+    replicate = adata.obs[comparison.replicate_key].astype(str).to_numpy()
+    rows: list[dict[str, Any]] = []
+    for ct in ontogeny_cell_types(adata.obs, library, comparison):
+        oriented = ontogeny_orientation(library, ct)
+        allowed = {g for name in oriented for g in sets[name]["genes"]}
+        ref_ct = ref[(ref["cell_type"] == ct) & ref["gene"].isin(allowed)].set_index("gene")
+        shared = [g for g in ref_ct.index if g in position]
         if len(shared) < min_genes:
-            log.info(
-                "development reference: %s has %d informative gene(s) in the data (< %d); skipped",
-                cell_type,
-                len(shared),
-                min_genes,
+            note = (
+                f"not estimable: {len(shared)} ontogeny gene(s) of {ct} are in both the reference "
+                f"(with fetal != adult) and the data (need {min_genes}); add {ct} rows for "
+                f"{sorted(allowed)} to the reference"
             )
+            log.warning("development axis, %s: %s", ct, note)
+            rows.append(_not_estimable_row(ct, "too_few_reference_genes", note, len(oriented)))
             continue
         adult = ref_ct.loc[shared, "adult"].to_numpy(dtype=float)
         direction = ref_ct.loc[shared, "fetal"].to_numpy(dtype=float) - adult
         distance = float(np.sqrt(direction @ direction))
         if distance < min_distance:
-            log.warning(
-                "development reference: fetal and adult %s differ by only %.3g (< %.3g) over %s; "
-                "skipped",
-                cell_type,
-                distance,
-                min_distance,
-                shared,
+            note = (
+                f"not estimable: the reference's fetal and adult {ct} differ by {distance:.3g} "
+                f"(< {min_distance:.3g}, log-expression distance over {', '.join(shared)}); the "
+                "projection would rescale donor noise"
             )
+            log.warning("development axis, %s: %s", ct, note)
+            rows.append(_not_estimable_row(ct, "reference_does_not_separate", note, len(oriented)))
             continue
-        condition = part.drop_duplicates("replicate").set_index("replicate")["condition"]
-        for replicate, values in wide[shared].iterrows():
-            x = values.to_numpy(dtype=float)
-            ok = np.isfinite(x)
-            if ok.sum() < min_genes:
+        cells = np.flatnonzero(cell_type == ct)
+        block = adata.X[cells][:, [position[g] for g in shared]]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        projection = (np.asarray(block, dtype=float) - adult) @ direction / (distance**2)
+        per_donor = pd.DataFrame({"replicate": replicate[cells], "p": projection})
+        added = 0
+        for rep, part in per_donor.groupby("replicate", sort=True):
+            n = len(part)
+            if n < comparison.min_cells_per_replicate:
                 continue
+            mean = float(part["p"].mean())
+            half = np.nan
+            if n >= 2:
+                half = (
+                    float(stats.t.ppf(0.5 + LEVEL / 2, n - 1))
+                    * float(part["p"].std(ddof=1))
+                    / np.sqrt(n)
+                )
             rows.append(
                 {
-                    "cell_type": cell_type,
-                    "replicate": replicate,
-                    "condition": str(condition.loc[replicate]),
-                    "axis_score": float((x[ok] - adult[ok]) @ direction[ok])
-                    / float(direction[ok] @ direction[ok]),
-                    "method": "reference_projection",
-                    "n_sets": n_sets,
-                    "n_genes": int(ok.sum()),
-                    "features": ",".join(np.asarray(shared)[ok]),
+                    "cell_type": ct,
+                    "replicate": rep,
+                    "condition": str(design.at[rep, condition_key]),
+                    "n_cells": n,
+                    "axis_score": mean,
+                    "ci_low": mean - half,
+                    "ci_high": mean + half,
+                    "method": PROJECTION,
+                    "n_sets": len(oriented),
+                    "n_genes": len(shared),
+                    "features": ",".join(shared),
                     "scale": "fetal_minus_adult",
+                    NOTE: "",
                 }
             )
+            added += 1
+        if not added:
+            note = (
+                f"not estimable: no {comparison.replicate_key} has "
+                f"{comparison.min_cells_per_replicate} {ct} cells "
+                "(comparison.min_cells_per_replicate)"
+            )
+            log.warning("development axis, %s: %s", ct, note)
+            rows.append(_not_estimable_row(ct, "too_few_cells", note, len(oriented)))
     return pd.DataFrame(rows, columns=AXIS_COLUMNS)
+
+
+def development_contrast(
+    axis: pd.DataFrame, contrast: Contrast, *, min_donors: int
+) -> pd.DataFrame:
+    """Cord-vs-adult difference of donor projections per cell type, donors as the unit.
+
+    Per cell type of `axis`: the mean donor projection of each group, their difference
+    (condition - reference) with Welch's t interval and p-value
+    (:func:`cordatlas.compare.donor_stats.welch_t`; donors' projections, not cells, are the
+    observations), and Benjamini-Hochberg ``padj`` across the tested cell types. A cell type
+    with fewer than `min_donors` donors with a projection in either group, or without any
+    projection (the axis' own reason), is ``not_testable`` with the reason in ``note``.
+
+    Returns
+    -------
+    pd.DataFrame
+        :data:`CONTRAST_COLUMNS`, one row per cell type of `axis` (in its order).
+    """
+    condition, reference = check_contrast(contrast.as_tuple())
+    rows = []
+    for ct in dict.fromkeys(axis["cell_type"].astype(str)):
+        part = axis[(axis["cell_type"].astype(str) == ct)]
+        scores = pd.to_numeric(part["axis_score"], errors="coerce")
+        values = part.assign(axis_score=scores)[np.isfinite(scores)]
+        cond = values.loc[values["condition"] == condition, "axis_score"].to_numpy(dtype=float)
+        ref = values.loc[values["condition"] == reference, "axis_score"].to_numpy(dtype=float)
+        row: dict[str, Any] = {
+            "cell_type": ct,
+            "n_condition": int(cond.size),
+            "n_reference": int(ref.size),
+            "mean_condition": float(cond.mean()) if cond.size else np.nan,
+            "mean_reference": float(ref.mean()) if ref.size else np.nan,
+            "method": CONTRAST_METHOD,
+        }
+        row.update(dict.fromkeys(["difference", "ci_low", "ci_high", "se", "df", "pvalue"], np.nan))
+        if values.empty:
+            notes = [n for n in part[NOTE].astype(str) if n]
+            row.update({EVIDENCE: NOT_TESTABLE, NOTE: notes[0] if notes else "no projection"})
+        elif min(cond.size, ref.size) < min_donors:
+            row["difference"] = row["mean_condition"] - row["mean_reference"]
+            row.update(
+                {
+                    EVIDENCE: NOT_TESTABLE,
+                    NOTE: (
+                        f"not estimable: {cond.size} {condition} and {ref.size} {reference} "
+                        f"donor(s) with a projection; the contrast needs at least {min_donors} "
+                        "a side (signatures.development_min_donors)"
+                    ),
+                }
+            )
+        else:
+            effect = welch_t(cond, ref, level=LEVEL)
+            row.update({k: effect[k] for k in ("difference", "ci_low", "ci_high", "se", "df")})
+            row["pvalue"] = effect["pvalue"]
+            row.update({EVIDENCE: DONOR_LEVEL, NOTE: ""})
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    out["padj"] = bh_adjust(out["pvalue"]) if len(out) else []
+    check_evidence(out[EVIDENCE], table="development contrast")
+    return out
