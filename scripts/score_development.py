@@ -19,13 +19,14 @@ with rule_logging(snakemake.log[0]) as log:
     contrast = snakemake.params.contrast
     signatures = snakemake.params.signatures
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
-    adata = ad.read_h5ad(snakemake.input.h5ad)
     if snakemake.input.reference:
         reference = read_development_reference(snakemake.input.reference)
+        adata = ad.read_h5ad(snakemake.input.h5ad)
         axis = project_development_axis(adata, reference, library, comparison)
     else:
         log.warning("no signatures.development_reference: the development axis is not estimable")
-        axis = axis_without_reference(ontogeny_cell_types(adata.obs, library, comparison), library)
+        obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
+        axis = axis_without_reference(ontogeny_cell_types(obs, library, comparison), library)
     tests = development_contrast(axis, contrast, min_donors=signatures.development_min_donors)
     tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
     log.info("development contrast:\n%s", tests.to_string())
