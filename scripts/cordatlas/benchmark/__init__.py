@@ -1,0 +1,1 @@
+"""Benchmark: the workflow against the plain scanpy script a user writes, at growing sizes."""

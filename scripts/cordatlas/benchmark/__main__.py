@@ -1,0 +1,3 @@
+from cordatlas.benchmark.cli import main
+
+raise SystemExit(main())
