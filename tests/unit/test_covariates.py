@@ -258,7 +258,10 @@ def test_config_accepts_both_covariate_forms() -> None:
     assert params.comparison.covariates == ("sex", "age_years")
     assert params.comparison.numeric_covariates == ("age_years",)
     config["comparison"]["covariates"] = [{"name": "age_years", "type": "ordinal"}]
-    with pytest.raises(UserInputError):
+    with pytest.raises(UserInputError, match=r"covariates\.0\.type: 'ordinal' is not allowed"):
+        validate_config(config, schema)
+    config["comparison"]["covariates"] = [{"name": "age_years"}]
+    with pytest.raises(UserInputError, match="'type' is a required property"):
         validate_config(config, schema)
 
 
