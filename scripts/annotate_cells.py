@@ -5,6 +5,7 @@ import anndata as ad
 from cordatlas.annotate.celltypist import celltypist_annotate
 from cordatlas.annotate.labels import annotate_clusters, marker_evidence, score_cell_types
 from cordatlas.annotate.panel import load_panel, merge_panels
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
 
@@ -50,4 +51,4 @@ with rule_logging(snakemake.log[0]) as log:
         groupby="cell_type",
         path=snakemake.output.dotplot,
     )
-    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(adata, snakemake.output.h5ad, deliverable=True)

@@ -3,6 +3,7 @@
 import anndata as ad
 
 from cordatlas.atlas.build import cluster, cluster_sizes
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_umap
 
@@ -25,4 +26,4 @@ with rule_logging(snakemake.log[0]):
         path=snakemake.output.umap,
         contrast=snakemake.params.contrast.as_tuple(),
     )
-    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(adata, snakemake.output.h5ad)

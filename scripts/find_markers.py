@@ -10,7 +10,9 @@ from cordatlas.plotting.atlas import plot_marker_dotplot
 with rule_logging(snakemake.log[0]):
     markers_params = snakemake.params.markers
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    markers = find_markers(adata, groupby="leiden", n_genes=markers_params.n_genes)
+    markers = find_markers(
+        adata, groupby="leiden", n_genes=markers_params.n_genes, threads=snakemake.threads
+    )
     check_table(
         markers,
         snakemake.output.table,

@@ -1,6 +1,7 @@
 """Adapter for rule ingest_sample: one sample's raw counts into h5ad, with its species calls."""
 
 from cordatlas.io.ingest import read_sample
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.qc import plot_species
 
@@ -9,7 +10,7 @@ with rule_logging(snakemake.log[0]) as log:
     result = read_sample(snakemake.input.counts, row, params=snakemake.params.ingest)
     adata = result.adata
     log.info("sample %s: %d cells x %d genes", row["sample"], adata.n_obs, adata.n_vars)
-    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(adata, snakemake.output.h5ad)
     result.species.to_csv(snakemake.output.species, sep="\t")
     plot_species(
         result.species,

@@ -3,6 +3,7 @@
 import anndata as ad
 
 from cordatlas.atlas.build import integrate, run_pca
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
@@ -16,4 +17,4 @@ with rule_logging(snakemake.log[0]) as log:
         threads=snakemake.threads,
     )
     log.info("neighbours will use %s", use_rep)
-    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(adata, snakemake.output.h5ad)

@@ -4,6 +4,7 @@ import anndata as ad
 import pandas as pd
 
 from cordatlas.atlas.build import merge_samples
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):
@@ -13,7 +14,7 @@ with rule_logging(snakemake.log[0]):
         min_cells_per_gene=snakemake.params.min_cells_per_gene,
         min_shared_genes=snakemake.params.min_shared_genes,
     )
-    merged.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(merged, snakemake.output.h5ad)
     rows = [(k, v if not isinstance(v, list | dict) else repr(v)) for k, v in record.items()]
     pd.DataFrame(rows, columns=["quantity", "value"]).to_csv(
         snakemake.output.summary, sep="\t", index=False

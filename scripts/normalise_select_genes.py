@@ -3,6 +3,7 @@
 import anndata as ad
 
 from cordatlas.atlas.build import normalise, select_highly_variable_genes
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):
@@ -11,4 +12,4 @@ with rule_logging(snakemake.log[0]):
     select_highly_variable_genes(
         adata, n_top_genes=snakemake.params.n_top_genes, batch_key=snakemake.params.hvg_batch_key
     )
-    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(adata, snakemake.output.h5ad)

@@ -4,6 +4,7 @@ import anndata as ad
 import pandas as pd
 
 from cordatlas.checks import check_cells_genes, check_table
+from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.qc.sample import CELL_COLUMNS, THRESHOLD_COLUMNS, run_sample_qc
 
@@ -47,7 +48,7 @@ with rule_logging(snakemake.log[0]) as log:
     )
     summary = pd.DataFrame([result.summary])
     check_table(summary, out.summary, required_columns=SUMMARY_COLUMNS, min_rows=1, fix=fix)
-    result.adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+    write_stage(result.adata, snakemake.output.h5ad)
     result.cells.to_csv(snakemake.output.cells, sep="\t")
     result.thresholds.to_csv(snakemake.output.thresholds, sep="\t", index=False)
     summary.to_csv(snakemake.output.summary, sep="\t", index=False)

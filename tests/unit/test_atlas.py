@@ -123,3 +123,36 @@ def test_pipeline_recovers_planted_groups_deterministically():
 
 def rep_in(adata: ad.AnnData) -> bool:
     return adata.uns["integration"]["use_rep"] == "X_pca_harmony" and "X_pca_harmony" in adata.obsm
+
+
+def test_markers_equal_scanpys_wilcoxon():
+    """find_markers (illico) gives scanpy's rank_genes_groups numbers and its pts fractions."""
+    import scanpy as sc
+
+    from cordatlas.atlas.markers import find_markers
+
+    rng = np.random.default_rng(3)
+    n_cells, n_genes = 900, 120
+    clusters = rng.integers(0, 4, n_cells)
+    rates = rng.gamma(1.0, 1.0, size=(4, n_genes))
+    rates[np.arange(4), np.arange(4)] = 30.0  # one planted marker per cluster
+    counts = rng.poisson(rates[clusters])
+    x = sp.csr_matrix(np.log1p(counts).astype(np.float32))
+    obs = pd.DataFrame(
+        {"leiden": pd.Categorical(clusters.astype(str))}, index=[f"c{i}" for i in range(n_cells)]
+    )
+    adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]))
+    markers = find_markers(adata.copy(), groupby="leiden", n_genes=n_genes)
+
+    sc.tl.rank_genes_groups(adata, "leiden", method="wilcoxon", tie_correct=True, pts=True)
+    for group in ["0", "1", "2", "3"]:
+        expected = sc.get.rank_genes_groups_df(adata, group=group).set_index("names")
+        got = markers[markers["cluster"] == group].set_index("gene")
+        assert list(got.index) == list(expected.index)
+        np.testing.assert_allclose(got["score"], expected["scores"], rtol=1e-5)
+        np.testing.assert_allclose(got["pval"], expected["pvals"], rtol=1e-6, atol=1e-300)
+        np.testing.assert_allclose(got["padj"], expected["pvals_adj"], rtol=1e-6, atol=1e-300)
+        np.testing.assert_allclose(got["log2FC"], expected["logfoldchanges"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got["pct_in"], expected["pct_nz_group"], rtol=1e-6)
+        np.testing.assert_allclose(got["pct_out"], expected["pct_nz_reference"], rtol=1e-6)
+        assert f"g{group}" in got.index[:3]  # the planted marker ranks near the top

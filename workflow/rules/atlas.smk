@@ -133,6 +133,7 @@ rule find_markers:
         study_path("benchmarks/find_markers/find_markers.tsv")
     conda:
         "../../envs/scanpy.yaml"
+    threads: 2
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
         runtime=60,

@@ -21,6 +21,12 @@ os.environ.update(
         ]
     )
 )
+# numba (scanpy, pynndescent, UMAP) caches compiled functions beside their source, which a
+# cluster's shared, read-only installation refuses: every job then compiles them again. One
+# cache per project folder, unless the user chose one.
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR", str(Path(workflow.basedir).parent / ".snakemake" / "numba_cache")
+)
 
 from cordatlas.compare.plan import read_plan
 from cordatlas.config import (
