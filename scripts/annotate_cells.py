@@ -5,13 +5,16 @@ import anndata as ad
 from cordatlas.annotate.celltypist import celltypist_annotate
 from cordatlas.annotate.labels import annotate_clusters, marker_evidence, score_cell_types
 from cordatlas.annotate.panel import load_panel, merge_panels
+from cordatlas.atlas.build import attach_part
 from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
 
 with rule_logging(snakemake.log[0]) as log:
     annotation = snakemake.params.annotation
+    # the normalised data with the embedding stages' part (PCA, Harmony, kNN, Leiden, UMAP)
     adata = ad.read_h5ad(snakemake.input.h5ad)
+    attach_part(adata, ad.read_h5ad(snakemake.input.clusters))
     # the panel files come as inputs (annotation.panel / extra_panel, resolved by the rule)
     panel = load_panel(snakemake.input.panel)
     if snakemake.input.extra_panel:

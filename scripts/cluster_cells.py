@@ -1,8 +1,11 @@
-"""Adapter for rule cluster_cells: neighbours, Leiden at each resolution, UMAP; writes the atlas."""
+"""Adapter for rule cluster_cells: neighbours, Leiden at each resolution, UMAP.
+
+Reads and writes only the embedding part (no expression matrix): annotate_cells attaches it.
+"""
 
 import anndata as ad
 
-from cordatlas.atlas.build import cluster, cluster_sizes
+from cordatlas.atlas.build import cluster, cluster_sizes, stage_part
 from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_umap
@@ -26,4 +29,4 @@ with rule_logging(snakemake.log[0]):
         path=snakemake.output.umap,
         contrast=snakemake.params.contrast.as_tuple(),
     )
-    write_stage(adata, snakemake.output.h5ad)
+    write_stage(stage_part(adata), snakemake.output.h5ad)

@@ -1,8 +1,11 @@
-"""Adapter for rule integrate_samples: PCA, then batch correction of the embedding (or none)."""
+"""Adapter for rule integrate_samples: PCA, then batch correction of the embedding (or none).
+
+Writes only what it adds (embeddings, PCA loadings, obs and uns): no expression matrix.
+"""
 
 import anndata as ad
 
-from cordatlas.atlas.build import integrate, run_pca
+from cordatlas.atlas.build import integrate, run_pca, stage_part
 from cordatlas.io.writers import write_stage
 from cordatlas.logs import rule_logging
 
@@ -17,4 +20,4 @@ with rule_logging(snakemake.log[0]) as log:
         threads=snakemake.threads,
     )
     log.info("neighbours will use %s", use_rep)
-    write_stage(adata, snakemake.output.h5ad)
+    write_stage(stage_part(adata), snakemake.output.h5ad)

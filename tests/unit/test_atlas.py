@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from cordatlas.atlas.build import (
+    attach_part,
     cluster,
     integrate,
     leiden_key,
@@ -16,8 +17,10 @@ from cordatlas.atlas.build import (
     normalise,
     run_pca,
     select_highly_variable_genes,
+    stage_part,
 )
 from cordatlas.errors import UserInputError
+from cordatlas.io.writers import write_stage
 
 
 def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.AnnData:
@@ -71,7 +74,7 @@ def test_dropped_samples_are_left_out_and_listed():
         merge_samples([b2], gene_join="inner", min_cells_per_gene=0, min_shared_genes=1)
 
 
-def test_pipeline_recovers_planted_groups_deterministically():
+def test_pipeline_recovers_planted_groups_deterministically(tmp_path):
     rng = np.random.default_rng(0)
     genes = [f"g{i}" for i in range(200)]
     parts = []
@@ -115,6 +118,26 @@ def test_pipeline_recovers_planted_groups_deterministically():
 
     first, second = run(merged), run(merged)
     assert first.obs["leiden"].equals(second.obs["leiden"])
+    # the workflow's way: embedding stages read and write only their part (no matrices)
+    normalised = merged.copy()
+    normalise(normalised)
+    select_highly_variable_genes(normalised, n_top_genes=100, batch_key="sample")
+    embedding = normalised.copy()
+    run_pca(embedding, n_pcs=10, seed=0)
+    rep = integrate(embedding, method="harmony", key="sample", seed=0)
+    part = stage_part(embedding)
+    assert part.X is None and not part.layers
+    cluster(part, use_rep=rep, n_neighbors=15, resolutions=[0.1, 0.5], working_resolution=0.1,
+            umap_min_dist=0.5, seed=0)  # fmt: skip
+    write_stage(stage_part(part), tmp_path / "clusters.h5ad")
+    part = ad.read_h5ad(tmp_path / "clusters.h5ad")
+    attach_part(normalised, part)
+    assert normalised.obs["leiden"].equals(first.obs["leiden"])
+    np.testing.assert_array_equal(normalised.obsm["X_umap"], first.obsm["X_umap"])
+    np.testing.assert_array_equal(normalised.varm["PCs"], first.varm["PCs"])
+    assert (normalised.X != first.X).nnz == 0
+    with pytest.raises(ValueError, match="same order"):
+        attach_part(normalised[::-1].copy(), part)
     assert rep_in(first)
     table = pd.crosstab(first.obs["leiden"], first.obs["group"])
     assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95

@@ -221,7 +221,7 @@ def test_a_run_killed_mid_integration_resumes_to_identical_results(demo_run, tmp
     _kill_during(
         workdir,
         started=workdir / "logs/integrate_samples/integrate_samples.log",
-        finished=workdir / "results/integrate/integrated.h5ad",
+        finished=workdir / "results/integrate/embedding.h5ad",
         deadline_s=1800,
     )
     assert not (workdir / "results/report/index.html").exists()

@@ -3,7 +3,8 @@
 
 rule annotate_cells:
     input:
-        h5ad=study_path("results/cluster/clustered.h5ad"),
+        h5ad=study_path("results/normalise/normalised.h5ad"),
+        clusters=study_path("results/cluster/clusters.h5ad"),
         panel=shipped_file(PARAMS.annotation.panel),
         extra_panel=optional_file(PARAMS.annotation.extra_panel),
         celltypist_model=optional_file(PARAMS.annotation.celltypist_model),

@@ -57,7 +57,8 @@ rule integrate_samples:
     input:
         h5ad=study_path("results/normalise/normalised.h5ad"),
     output:
-        h5ad=study_path("results/integrate/integrated.h5ad"),
+        # embeddings only (no expression matrix): annotate_cells attaches them to the data
+        h5ad=study_path("results/integrate/embedding.h5ad"),
     log:
         study_path("logs/integrate_samples/integrate_samples.log"),
     benchmark:
@@ -79,9 +80,10 @@ rule integrate_samples:
 
 rule cluster_cells:
     input:
-        h5ad=study_path("results/integrate/integrated.h5ad"),
+        h5ad=study_path("results/integrate/embedding.h5ad"),
     output:
-        h5ad=study_path("results/cluster/clustered.h5ad"),
+        # the embedding part plus the kNN graph, Leiden labels and UMAP (no expression matrix)
+        h5ad=study_path("results/cluster/clusters.h5ad"),
         sizes=report(
             study_path("results/cluster/cluster_sizes.tsv"),
             caption="../report/cluster_sizes.rst",
@@ -100,7 +102,9 @@ rule cluster_cells:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        # the input is the embedding part only (about 0.4 MB per 1,000 cells); the kNN search,
+        # the graph and UMAP need about 20 times that (docs/performance.md)
+        mem_mb=lambda wc, input, attempt: input_mb(input, 20, floor=2000) * attempt,
         runtime=120,
     params:
         n_neighbors=PARAMS.atlas.n_neighbors,

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 #: The measured-gene contract is read through these two (defined in cordatlas.atlas.genes).
 __all__ = [
+    "attach_part",
     "cluster",
     "cluster_sizes",
     "integrate",
@@ -39,6 +40,7 @@ __all__ = [
     "normalise",
     "run_pca",
     "select_highly_variable_genes",
+    "stage_part",
     "unmeasured_by_sample",
 ]
 
@@ -507,6 +509,51 @@ def cluster(
         "seed": seed,
     }
     sc.tl.umap(adata, min_dist=umap_min_dist, random_state=seed)
+
+
+def stage_part(adata: ad.AnnData) -> ad.AnnData:
+    """What an embedding stage hands on: the cells' results without any expression matrix.
+
+    integrate_samples and cluster_cells add embeddings, graphs and obs columns, never change X
+    or the counts: writing the whole AnnData each time copied the two largest matrices twice
+    per stage. The part keeps obs, obsm, obsp, uns, the gene names and varm (PCA loadings);
+    :func:`attach_part` puts it back onto the normalised data.
+    """
+    return ad.AnnData(
+        obs=adata.obs.copy(),
+        var=pd.DataFrame(index=adata.var_names.copy()),
+        obsm=dict(adata.obsm),
+        obsp=dict(adata.obsp),
+        varm=dict(adata.varm),
+        uns=dict(adata.uns),
+    )
+
+
+def attach_part(adata: ad.AnnData, part: ad.AnnData) -> None:
+    """Copy a :func:`stage_part`'s obs columns, obsm, obsp, varm and uns onto `adata`, in place.
+
+    Raises
+    ------
+    ValueError
+        The part holds other cells or genes, or the same ones in another order (it was not
+        made from this data: rerun the stages after normalise_select_genes).
+    """
+    if not adata.obs_names.equals(part.obs_names) or not adata.var_names.equals(part.var_names):
+        raise ValueError(
+            "the embedding/cluster part does not hold the normalised data's cells and genes in "
+            "the same order; rerun the workflow from integrate_samples (--forcerun "
+            "integrate_samples)"
+        )
+    for column in part.obs.columns:
+        adata.obs[column] = part.obs[column]  # same index: dtypes (categories) kept
+    for store, target in (
+        (part.obsm, adata.obsm),
+        (part.obsp, adata.obsp),
+        (part.varm, adata.varm),
+    ):
+        for key, value in store.items():
+            target[key] = value
+    adata.uns.update(part.uns)
 
 
 def cluster_sizes(adata: ad.AnnData, resolutions: Sequence[float]) -> pd.DataFrame:
