@@ -8,6 +8,8 @@ with rule_logging(snakemake.log[0]) as log:
     findings = findings_from_files(
         composition=snakemake.input.composition,
         signatures=snakemake.input.signatures,
+        cycling=snakemake.input.cycling,
+        development=snakemake.input.development,
         de_summary=snakemake.input.de_summary,
         de_all=snakemake.input.de_all,
         design_findings=snakemake.input.design_findings,

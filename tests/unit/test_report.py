@@ -17,6 +17,7 @@ from cordatlas.report.findings import (
     build_findings,
     confidence_interval,
     control_status,
+    findings_from_files,
     is_finding,
     leave_one_out,
 )
@@ -76,6 +77,72 @@ def signature_table(name: str = "cytotoxicity") -> pd.DataFrame:
          "control_difference": math.nan, "control_padj": math.nan, "note": ""},
     ]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def cycling_tests_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cell_type": ["HSC_MPP", "CD4_naive"],
+            "n_condition": [4, 1],
+            "n_reference": [3, 4],
+            "mean_fraction_condition": [0.31, math.nan],
+            "mean_fraction_reference": [0.12, 0.01],
+            "difference": [1.2, math.nan],
+            "ci_low": [0.6, math.nan],
+            "ci_high": [1.8, math.nan],
+            "se": [0.25, math.nan],
+            "t": [4.8, math.nan],
+            "df": [5.0, math.nan],
+            "pvalue": [0.004, math.nan],
+            "padj": [0.004, math.nan],
+            "transform": ["logit", "logit"],
+            "method": ["propeller_moderated_t"] * 2,
+            "covariates": ["", ""],
+            "evidence": ["donor_level", "not_testable"],
+            "note": ["", "fewer than 2 donors a side with 10 cells"],
+        }
+    )
+
+
+def cycling_fractions_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "cell_type": ["HSC_MPP"] * 3, "replicate": ["CB1", "CB2", "AD1"],
+        "condition": ["cord_blood", "cord_blood", "adult"], "n_cells": [40, 50, 30],
+        "n_cycling": [12, 16, 4], "fraction": [0.3, 0.32, 4 / 30]})  # fmt: skip
+
+
+def development_axis_table(*, reference: bool) -> pd.DataFrame:
+    """Without a reference: score_development's rows (every ontogeny cell type not estimable)."""
+    from cordatlas.compare.development import NO_REFERENCE, NO_REFERENCE_NOTE
+
+    if not reference:
+        return pd.DataFrame({
+            "cell_type": ["HSC_MPP", "erythroid"], "replicate": ["", ""], "condition": ["", ""],
+            "n_cells": [0, 0], "axis_score": [math.nan] * 2, "ci_low": [math.nan] * 2,
+            "ci_high": [math.nan] * 2, "method": ["not_estimable"] * 2, "n_sets": [2, 1],
+            "n_genes": [0, 0], "features": ["", ""], "scale": [NO_REFERENCE] * 2,
+            "note": [NO_REFERENCE_NOTE] * 2})  # fmt: skip
+    donors = ["CB1", "CB2", "AD1", "AD2"]
+    placed = pd.DataFrame({
+        "cell_type": ["HSC_MPP"] * 4, "replicate": donors,
+        "condition": ["cord_blood", "cord_blood", "adult", "adult"], "n_cells": [40, 50, 30, 35],
+        "axis_score": [0.8, 0.7, 0.1, 0.2], "ci_low": [0.7, 0.6, 0.0, 0.1],
+        "ci_high": [0.9, 0.8, 0.2, 0.3], "method": ["reference_projection"] * 4,
+        "n_sets": [2] * 4, "n_genes": [12] * 4, "features": ["LIN28B,HMGA2"] * 4,
+        "scale": ["adult_0_fetal_1"] * 4, "note": [""] * 4})  # fmt: skip
+    unplaced = (
+        development_axis_table(reference=False)
+        .iloc[[1]]
+        .assign(scale="too_few_reference_genes", note="2 reference genes (need 5)")
+    )
+    return pd.concat([placed, unplaced], ignore_index=True)
+
+
+def development_contrast_table(axis: pd.DataFrame) -> pd.DataFrame:
+    from cordatlas.compare.development import development_contrast
+    from cordatlas.params import Contrast
+
+    return development_contrast(axis, Contrast(*CONTRAST), min_donors=2)
 
 
 def de_summary_table() -> pd.DataFrame:
@@ -346,8 +413,24 @@ def _comparison_tables(r: Path) -> None:
         "evidence": ["donor_level"], "note": [""]}))  # fmt: skip
 
 
-def write_study(tmp: Path, *, truth: bool = False) -> tuple[ReportInputs, dict]:
-    """A small study folder with an injection string in every user-controlled field."""
+def _new_statistics(r: Path, *, reference: bool) -> None:
+    """cycling.tsv, cycling_tests.tsv and the development axis with its contrast."""
+    _write(r / "signatures/cycling_tests.tsv", cycling_tests_table())
+    _write(r / "signatures/cycling.tsv", cycling_fractions_table())
+    axis = development_axis_table(reference=reference)
+    _write(r / "signatures/development_axis.tsv", axis)
+    _write(r / "signatures/development_contrast.tsv", development_contrast_table(axis))
+    _png(r / "signatures/development_axis.png")
+
+
+def write_study(
+    tmp: Path, *, truth: bool = False, development: str | None = None
+) -> tuple[ReportInputs, dict]:
+    """A small study folder with an injection string in every user-controlled field.
+
+    `development`: None writes no cycling or development table (results of an older run),
+    ``"no_reference"`` the demo's (axis not estimable), ``"reference"`` an axis with donors.
+    """
     r = tmp / "results"
     samples = ["CB1", f"AD1{INJECTION}"]
     sheet = pd.DataFrame({
@@ -363,11 +446,15 @@ def write_study(tmp: Path, *, truth: bool = False) -> tuple[ReportInputs, dict]:
                                                   "n_donors": [1]}))  # fmt: skip
     _atlas_tables(r)
     _comparison_tables(r)
-    table = build_findings(
-        composition=read_tsv(r / "composition/composition_tests.tsv"),
-        signatures=read_tsv(r / "signatures/signature_tests.tsv"),
-        de_summary=read_tsv(r / "de/de_summary.tsv"), de_genes=de_genes_table(),
-        design_findings=read_tsv(r / "design/design_findings.tsv"), alpha=0.05, contrast=CONTRAST,
+    if development is not None:
+        _new_statistics(r, reference=development == "reference")
+    table = findings_from_files(
+        composition=str(r / "composition/composition_tests.tsv"),
+        signatures=str(r / "signatures/signature_tests.tsv"),
+        de_summary=str(r / "de/de_summary.tsv"), de_all=str(r / "de/de_all.tsv.gz"),
+        design_findings=str(r / "design/design_findings.tsv"), alpha=0.05, contrast=CONTRAST,
+        cycling=str(r / "signatures/cycling_tests.tsv"),
+        development=str(r / "signatures/development_contrast.tsv"),
     )  # fmt: skip
     table.to_csv(r / "findings.tsv", sep="\t", index=False)
     truth_dir = None
@@ -384,8 +471,8 @@ def write_study(tmp: Path, *, truth: bool = False) -> tuple[ReportInputs, dict]:
     return inputs, config
 
 
-SECTIONS = ("findings", "design", "qc", "atlas", "composition", "de", "signatures", "development",
-            "enrichment", "methods", "provenance")  # fmt: skip
+SECTIONS = ("findings", "design", "qc", "atlas", "composition", "de", "signatures", "cycling",
+            "development", "enrichment", "methods", "provenance")  # fmt: skip
 
 
 def test_report_has_every_section_and_copies_its_figures(tmp_path):
@@ -397,7 +484,9 @@ def test_report_has_every_section_and_copies_its_figures(tmp_path):
     assert (page.parent / "figures/composition/composition.png").read_bytes() == PNG
     assert 'src="figures/de/pseudobulk/figures/erythroid_volcano.png"' in html
     assert 'href="#de-erythroid"' in html  # a findings row links to its detail
+    # results written before the cycling and development-contrast tables: said, not a crash
     assert "Not available: results/signatures/development_axis.tsv" in html
+    assert "Not available: results/signatures/cycling_tests.tsv" in html
     assert "https://" not in html.replace("https://itables.org", "")  # nothing to fetch
     assert 'id="synthetic-banner"' not in html  # real paths, no truth tables: not synthetic
 
@@ -477,3 +566,96 @@ def test_de_findings_say_which_hits_may_be_contamination():
     assert "HBG2 (+3.31, padj 2.3e-47)" in erythroid  # not flagged: no mark
     hsc = table.set_index("cell_type").loc["HSC_MPP", "note"]
     assert "LIN28B (+2.50, padj 1.0e-09, possible contamination)" in hsc
+
+
+def test_findings_hold_cycling_and_development_rows_with_their_evidence():
+    axis = development_axis_table(reference=True)
+    table = build_findings(
+        composition=None, signatures=None, de_summary=None, de_genes=None, design_findings=None,
+        alpha=0.05, contrast=CONTRAST, cycling=cycling_tests_table(),
+        development=development_contrast_table(axis),
+    ).set_index(["kind", "cell_type"])  # fmt: skip
+    hsc = table.loc[("cycling", "HSC_MPP")]
+    assert (hsc["call"], hsc["evidence"]) == ("higher in cord_blood", "donor_level")
+    assert (hsc["effect"], hsc["ci_low"], hsc["ci_high"]) == (1.2, 0.6, 1.8)  # the table's CI
+    assert hsc["note"] == "mean cycling fraction cord_blood 0.31 vs adult 0.12"
+    assert hsc["detail"] == "report/index.html#cycling"
+    cd4 = table.loc[("cycling", "CD4_naive")]
+    assert (cd4["call"], cd4["evidence"]) == ("not tested", "not_testable")
+    assert cd4["note"] == "fewer than 2 donors a side with 10 cells"  # no "nan" means
+    # HSC/MPP: cord (0.8, 0.7) vs adult (0.1, 0.2); Welch's t by scipy on the same donors
+    welch = stats.ttest_ind([0.8, 0.7], [0.1, 0.2], equal_var=False)
+    dev = table.loc[("development", "HSC_MPP")]
+    assert dev["effect"] == pytest.approx(0.6)
+    assert dev["padj"] == pytest.approx(welch.pvalue)  # the only tested cell type
+    low, high = welch.confidence_interval(0.95)
+    assert (dev["ci_low"], dev["ci_high"]) == pytest.approx((low, high))
+    assert dev["evidence"] == "donor_level" and dev["call"] == "higher in cord_blood"
+    ery = table.loc[("development", "erythroid")]
+    assert ery["evidence"] == "not_testable" and ery["note"] == "2 reference genes (need 5)"
+    kinds = list(dict.fromkeys(table.index.get_level_values("kind")))
+    assert kinds == ["cycling", "development"]
+
+
+def test_cycling_and_development_rows_become_confounded_with_an_aliased_design():
+    table = build_findings(
+        composition=None, signatures=None, de_summary=None, de_genes=None,
+        design_findings=design_findings_table(aliased=True), alpha=0.05, contrast=CONTRAST,
+        cycling=cycling_tests_table(),
+        development=development_contrast_table(development_axis_table(reference=True)),
+    )  # fmt: skip
+    assert set(table["kind"]) == {"cycling", "development"}
+    assert set(table["evidence"]) == {"confounded"} and not is_finding(table).any()
+
+
+def test_development_section_says_plainly_the_axis_is_not_estimable(tmp_path):
+    inputs, config = write_study(tmp_path, development="no_reference")
+    page = build_report(inputs, tmp_path / "results/report/index.html", config=config)
+    html = page.read_text()
+    section = html.split('<section id="development"', 1)[1].split("</section>", 1)[0]
+    assert "The development axis is not estimable in this study (HSC_MPP, erythroid)" in section
+    assert "not estimable without an external reference" in section
+    assert "<img" not in section  # the empty figure is never shown as a result
+    assert not (page.parent / "figures/signatures/development_axis.png").exists()
+    findings = read_tsv(tmp_path / "results/findings.tsv")
+    development = findings[findings["kind"] == "development"]
+    assert set(development["evidence"]) == {"not_testable"}
+    assert development["note"].str.startswith("not estimable without an external").all()
+
+
+def test_development_section_shows_the_contrast_beside_the_axis(tmp_path):
+    inputs, config = write_study(tmp_path, development="reference")
+    html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
+    section = html.split('<section id="development"', 1)[1].split("</section>", 1)[0]
+    assert 'src="figures/signatures/development_axis.png"' in section
+    assert 'id="t-development-contrast"' in section and "welch_t_on_donor_projections" in section
+    assert "Not estimable: erythroid (2 reference genes (need 5))" in section
+    assert "is not estimable in this study" not in section
+
+
+def test_cycling_section_and_findings_rows_on_the_page(tmp_path):
+    inputs, config = write_study(tmp_path, development="no_reference")
+    html = build_report(inputs, tmp_path / "results/report/index.html", config=config).read_text()
+    section = html.split('<section id="cycling"', 1)[1].split("</section>", 1)[0]
+    assert 'id="t-cycling-tests"' in section and 'id="t-cycling-donors"' in section
+    assert "propeller_moderated_t" in section
+    assert 'href="#cycling"' in html  # the findings row links to the section
+    assert "HSC_MPP: cycling fraction higher in cord_blood" in html  # first screen
+    assert "Not available: results/signatures/cycling.tsv" not in html
+
+
+def test_methods_describe_the_axis_cycling_and_numeric_covariates():
+    from cordatlas.report.methods import methods_table
+
+    config = {"signatures": {"cycling_min_score": 0.3, "development_min_donors": 2,
+                             "development_reference": None},
+              "comparison": {"covariates": [{"name": "age_years", "type": "numeric"}]}}  # fmt: skip
+    table = methods_table(config).set_index("step")
+    assert "signatures.cycling_min_score = 0.3" in table.loc["cycling fraction", "parameters"]
+    assert "34-40 %" in table.loc["cycling fraction", "method"]
+    assert "Tirosh" in table.loc["cycling fraction", "citation"]
+    axis = table.loc["development axis"]
+    assert "not estimable without a reference" in axis["method"]
+    assert "signatures.development_min_donors = 2" in axis["parameters"]
+    assert "age_years" in table.loc["covariates", "parameters"]
+    assert "one centred column" in table.loc["covariates", "method"]

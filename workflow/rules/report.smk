@@ -6,6 +6,8 @@ rule collect_findings:
     input:
         composition=study_path("results/composition/composition_tests.tsv"),
         signatures=study_path("results/signatures/signature_tests.tsv"),
+        cycling=study_path("results/signatures/cycling_tests.tsv"),
+        development=study_path("results/signatures/development_contrast.tsv"),
         de_summary=study_path("results/de/de_summary.tsv"),
         de_all=study_path("results/de/de_all.tsv.gz"),
         design_findings=study_path("results/design/design_findings.tsv"),
@@ -83,6 +85,9 @@ rule build_report:
         signature_genes=study_path("results/signatures/signature_genes.tsv"),
         development_table=study_path("results/signatures/development_axis.tsv"),
         development_figure=study_path("results/signatures/development_axis.png"),
+        development_contrast=study_path("results/signatures/development_contrast.tsv"),
+        cycling_table=study_path("results/signatures/cycling.tsv"),
+        cycling_tests=study_path("results/signatures/cycling_tests.tsv"),
         enrichment_table=study_path("results/enrichment/enrichment.tsv"),
         enrichment_figure=study_path("results/enrichment/enrichment.png"),
         findings=study_path("results/findings.tsv"),

@@ -1,4 +1,4 @@
-"""Sections of the cord-vs-adult comparison: composition, DE per cell type, signatures, development, enrichment."""
+"""Sections of the cord-vs-adult comparison: composition, DE per cell type, signatures, cycling, development, enrichment."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cordatlas.compare.development import NOT_ESTIMABLE
 from cordatlas.report import blocks as b
 from cordatlas.report.blocks import Block, Page
 from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE, NOTE
@@ -140,7 +141,102 @@ def table_section(
     page: Page, anchor: str, title: str, table: pd.DataFrame | None, figure: str | None,
     *, missing: str, caption: str,
 ) -> Block:  # fmt: skip
-    """A section of one figure and one table (development axis, enrichment)."""
+    """A section of one figure and one table (enrichment)."""
     blocks = [page.figure(figure, caption)]
     blocks.append(page.table(table, anchor) if table is not None else b.absent(missing))
     return b.section(anchor, title, blocks)
+
+
+CYCLING_COLUMNS = ["cell_type", "mean_fraction_condition", "mean_fraction_reference",
+                   "difference", "ci_low", "ci_high", "padj", "n_condition", "n_reference",
+                   "transform", "method", "covariates", EVIDENCE, NOTE]  # fmt: skip
+
+
+def cycling_section(
+    page: Page, tests: pd.DataFrame | None, fractions: pd.DataFrame | None
+) -> Block:
+    """The cycling-fraction test per cell type, then each donor's fraction (tables only)."""
+    if tests is None:
+        return b.section("cycling", "Cycling fraction",
+                         [b.absent("results/signatures/cycling_tests.tsv")])  # fmt: skip
+    condition, reference = page.contrast
+    blocks: list[Block] = [b.text(
+        "Fraction of each cell type's cells in S or G2/M (Tirosh et al. 2016 genes, scanpy "
+        "score_genes_cell_cycle; a cell is cycling when its larger score reaches "
+        "signatures.cycling_min_score, see Methods), per donor, compared across donors as "
+        f"composition is ({condition} - {reference}; difference and 95 % CI on the transformed "
+        "scale).")]  # fmt: skip
+    tested = tests[tests[EVIDENCE].astype(str) != "not_testable"]
+    if tested.empty:
+        reasons = sorted({str(n) for n in tests.get(NOTE, pd.Series(dtype=str)).dropna() if n})
+        blocks.append(b.text("No cell type could be tested"
+                             + (f": {'; '.join(reasons)}." if reasons else ".")))  # fmt: skip
+    blocks.append(page.table(tests, "cycling-tests", columns=CYCLING_COLUMNS,
+                             caption="Cycling fraction per cell type, donors as the unit"))  # fmt: skip
+    if fractions is None:
+        blocks.append(b.absent("results/signatures/cycling.tsv"))
+    else:
+        blocks.append(b.group("Cells and cycling cells per donor and cell type",
+                              [page.table(fractions, "cycling-donors")]))  # fmt: skip
+    return b.section("cycling", "Cycling fraction", blocks)
+
+
+DEVELOPMENT_COLUMNS = ["cell_type", "mean_condition", "mean_reference", "difference", "ci_low",
+                       "ci_high", "padj", "n_condition", "n_reference", "method", EVIDENCE,
+                       NOTE]  # fmt: skip
+
+
+def not_estimable(axis: pd.DataFrame) -> pd.DataFrame:
+    """The axis rows of cell types without any donor projection (one row each, with the reason)."""
+    method = axis["method"].astype(str) if "method" in axis else pd.Series("", index=axis.index)
+    score = pd.to_numeric(axis.get("axis_score"), errors="coerce")
+    placed = set(axis.loc[(method != NOT_ESTIMABLE) & np.isfinite(score), "cell_type"].astype(str))
+    rows = axis[~axis["cell_type"].astype(str).isin(placed)]
+    return rows.drop_duplicates("cell_type")
+
+
+def development_section(
+    page: Page,
+    axis: pd.DataFrame | None,
+    contrast: pd.DataFrame | None,
+    figure: str | None,
+) -> Block:
+    """The donors on the fetal-to-adult axis and the contrast, or plainly why there is no axis."""
+    title = "Development axis"
+    if axis is None:
+        return b.section("development", title,
+                         [b.absent("results/signatures/development_axis.tsv")])  # fmt: skip
+    missing = not_estimable(axis)
+    reasons = sorted({str(n) for n in missing.get(NOTE, pd.Series(dtype=str)).dropna() if n})
+    if len(missing) == axis["cell_type"].astype(str).nunique():
+        # no cell type placed: the figure would be an empty frame, never shown as a result
+        what = ", ".join(missing["cell_type"].astype(str)) or "no cell type"
+        blocks: list[Block] = [
+            b.text(f"The development axis is not estimable in this study ({what}): "
+                   + ("; ".join(reasons) if reasons else "no donor projection") + "."),
+            page.table(missing, "development-not-estimable",
+                       columns=["cell_type", "n_sets", "scale", NOTE]),
+        ]  # fmt: skip
+        return b.section("development", title, blocks)
+    condition, reference = page.contrast
+    blocks = [
+        b.text("Each donor's cells projected between an external reference's adult (0) and "
+               "fetal (1) profile over the library's ontogeny genes, per cell type; the donor's "
+               "95 % interval is over its cells (cell sampling only). The contrast is "
+               f"{condition} - {reference} of the donors' projections (Welch t, donors as the "
+               "unit, 95 % CI)."),
+        page.figure(figure, "Donors on the fetal-to-adult axis"),
+    ]  # fmt: skip
+    if contrast is None:
+        blocks.append(b.absent("results/signatures/development_contrast.tsv"))
+    else:
+        blocks.append(page.table(contrast, "development-contrast", columns=DEVELOPMENT_COLUMNS,
+                                 caption=f"{condition} vs {reference} on the axis per cell type"))  # fmt: skip
+    if not missing.empty:
+        blocks.append(b.text("Not estimable: " + "; ".join(
+            f"{r['cell_type']} ({r.get(NOTE, '') or r.get('scale', '')})"
+            for _, r in missing.iterrows()) + "."))  # fmt: skip
+    placed = axis[~axis["cell_type"].astype(str).isin(set(missing["cell_type"].astype(str)))]
+    blocks.append(b.group("Each donor's projection",
+                          [page.table(placed, "development-donors")]))  # fmt: skip
+    return b.section("development", title, blocks)

@@ -1,8 +1,10 @@
 """One row per tested claim, read from the results tables: what was tested, what the data say, how far to trust it.
 
-The rows come from three tables the workflow wrote: each composition shift
+The rows come from the tables the workflow wrote: each composition shift
 (``composition/composition_tests.tsv``), each signature in each cell type
-(``signatures/signature_tests.tsv``) and each cell type's differential expression in numbers
+(``signatures/signature_tests.tsv``), each cell type's cycling fraction
+(``signatures/cycling_tests.tsv``), each cell type's place on the development axis
+(``signatures/development_contrast.tsv``) and each cell type's differential expression in numbers
 (``de/de_summary.tsv``, top genes from ``de/de_all.tsv.gz``). Nothing is re-tested. Two things
 are read on top of the tables, both stated in the row's ``note``:
 
@@ -62,7 +64,7 @@ FINDINGS_COLUMNS = [
 PAGE = "report/index.html"
 
 #: Kinds of claim, in the order the table lists them.
-KINDS = ("composition", "signature", "de")
+KINDS = ("composition", "signature", "cycling", "development", "de")
 
 #: Top genes (lowest padj) named in a DE row's note.
 N_TOP_GENES = 3
@@ -129,6 +131,78 @@ def composition_findings(
                 condition=condition,
                 note=note,
                 detail=f"{PAGE}#composition",
+            )
+        )
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def cycling_findings(
+    tests: pd.DataFrame, *, alpha: float, condition: str, reference: str
+) -> pd.DataFrame:
+    """One row per cell type's fraction of cycling cells (``cycling_tests.tsv``)."""
+    rows = []
+    for _, row in tests.iterrows():
+        transform = str(row.get("transform", "") or "logit")
+        means = (
+            f"mean cycling fraction {condition} {_num(row['mean_fraction_condition']):.3g} vs "
+            f"{reference} {_num(row['mean_fraction_reference']):.3g}"
+        )
+        note = _measured_note(row, means)
+        rows.append(
+            _row(
+                row,
+                kind="cycling",
+                feature="cycling_fraction",
+                effect=_num(row["difference"]),
+                measure=f"{transform} cycling-fraction difference ({condition} - {reference})",
+                interval=_interval(row),
+                alpha=alpha,
+                condition=condition,
+                note=note,
+                detail=f"{PAGE}#cycling",
+            )
+        )
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def _measured_note(row: pd.Series, means: str) -> str:
+    """The group means then the table's note; a row not tested says only why (no "nan" means)."""
+    own = row.get(NOTE)
+    if str(row[EVIDENCE]) == NOT_TESTABLE and not _blank(own):
+        return str(own)
+    return means + ("" if _blank(own) else f"; {own}")
+
+
+def development_findings(
+    contrast: pd.DataFrame, *, alpha: float, condition: str, reference: str
+) -> pd.DataFrame:
+    """One row per cell type's donor projections on the development axis (``development_contrast.tsv``).
+
+    A cell type the axis could not place (no external reference, too few donors) is a
+    ``not_testable`` row whose note says why, as the table does.
+    """
+    rows = []
+    for _, row in contrast.iterrows():
+        means = (
+            f"mean projection {condition} {_num(row['mean_condition']):.3g} vs {reference} "
+            f"{_num(row['mean_reference']):.3g}"
+        )
+        note = _measured_note(row, means)
+        rows.append(
+            _row(
+                row,
+                kind="development",
+                feature="development_axis",
+                effect=_num(row["difference"]),
+                measure=(
+                    f"difference of donor projections, adult 0 to fetal 1 ({condition} - "
+                    f"{reference})"
+                ),
+                interval=_interval(row),
+                alpha=alpha,
+                condition=condition,
+                note=note,
+                detail=f"{PAGE}#development",
             )
         )
     return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
@@ -357,6 +431,8 @@ def build_findings(
     design_findings: pd.DataFrame | None,
     alpha: float,
     contrast: tuple[str, str],
+    cycling: pd.DataFrame | None = None,
+    development: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The findings table: every tested claim, the data's call, and how far it can be trusted.
 
@@ -365,6 +441,9 @@ def build_findings(
     composition, signatures, de_summary
         ``composition_tests.tsv``, ``signature_tests.tsv`` and ``de_summary.tsv`` (None: absent,
         no rows of that kind).
+    cycling, development
+        ``cycling_tests.tsv`` and ``development_contrast.tsv`` (None: absent, as in results
+        written before these tables existed).
     de_genes
         ``de_all.tsv.gz`` (every DE table; None: no top genes named).
     design_findings
@@ -377,7 +456,7 @@ def build_findings(
     Returns
     -------
     DataFrame
-        :data:`FINDINGS_COLUMNS`; composition rows, then signatures, then DE, each by padj.
+        :data:`FINDINGS_COLUMNS`; rows in the order of :data:`KINDS`, each kind by padj.
     """
     condition, reference = contrast
     parts = []
@@ -395,6 +474,9 @@ def build_findings(
                 reference=reference,
             )
         )  # fmt: skip
+    for table, rows_of in ((cycling, cycling_findings), (development, development_findings)):
+        if table is not None and not table.empty:
+            parts.append(rows_of(table, alpha=alpha, condition=condition, reference=reference))
     if de_summary is not None and not de_summary.empty:
         parts.append(de_findings(de_summary, de_genes, alpha=alpha, condition=condition))
     if not parts:
@@ -426,6 +508,8 @@ def findings_from_files(
     design_findings: str | None,
     alpha: float,
     contrast: tuple[str, str],
+    cycling: str | None = None,
+    development: str | None = None,
 ) -> pd.DataFrame:
     """:func:`build_findings` on the results files (None or an absent file: no rows of that kind)."""
     from cordatlas.report.tables import read_de_genes, read_tsv
@@ -438,4 +522,6 @@ def findings_from_files(
         design_findings=read_tsv(design_findings),
         alpha=alpha,
         contrast=contrast,
+        cycling=read_tsv(cycling),
+        development=read_tsv(development),
     )

@@ -43,6 +43,8 @@ CITATIONS = {
     "count data. Bioinformatics 35:2084-2092",
     "soupx": "Young MD, Behjati S 2020. SoupX removes ambient RNA contamination from droplet-based "
     "single-cell RNA sequencing data. GigaScience 9:giaa151",
+    "tirosh": "Tirosh I et al. 2016. Dissecting the multicellular ecosystem of metastatic "
+    "melanoma by single-cell RNA-seq. Science 352:189-196",
     "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
     "57:289-300",
 }
@@ -152,8 +154,32 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
                  "signatures.control_flag_pvalue", "signatures.control_flag_difference",
                  "comparison.low_power_max_replicates"),
          f"{CITATIONS['welch']}; {CITATIONS['bh']}"),
-        ("development axis", "donors placed on a fetal-to-adult axis of ontogeny signatures",
-         _params(config, "signatures.development_reference"), ""),
+        ("covariates", "comparison.covariates in every donor-level model (DESeq2, composition, "
+         "signatures, cycling): a categorical one dummy-coded, a numeric one (type: numeric) as "
+         "one centred column, a slope costing one degree of freedom; a covariate constant among "
+         "the donors, aliased with condition (a number with one value per condition) or "
+         "leaving no residual degrees of freedom is dropped, the reason in the tables and the log",
+         _params(config, "comparison.covariates"), ""),
+        ("development axis", "projection of each cell onto the line from an external "
+         "reference's adult (0) to its fetal (1) mean profile over the library's ontogeny genes, "
+         "per cell type; each donor's mean with a t 95 % CI over its cells (cell sampling "
+         "only); the condition difference of donor projections by Welch's t with its 95 % CI "
+         "and BH across cell types, estimated only with the minimum donors a side; not "
+         "estimable without a reference (an axis centred on this study's own reference donors "
+         "would restate the signature tests)",
+         _params(config, "signatures.development_reference", "signatures.development_min_donors",
+                 "comparison.min_cells_per_replicate"), f"{CITATIONS['welch']}; {CITATIONS['bh']}"),
+        ("cycling fraction", "S and G2/M scores of Tirosh et al.'s cell-cycle genes (scanpy "
+         "score_genes_cell_cycle, expression-matched control genes); a cell is cycling when "
+         "its larger score reaches cycling_min_score, not scanpy's >= 0, which called 34-40 % "
+         "of the simulator's non-cycling cells cycling (their scores are noise around 0); each "
+         "donor's fraction per cell type tested as composition is (propeller: transformed "
+         "fractions, moderated t, 95 % CI, BH)",
+         _params(config, "signatures.cycling_min_score", "signatures.min_genes",
+                 "comparison.composition_transform", "comparison.min_cells_per_replicate",
+                 "comparison.min_replicates_per_group"),
+         f"{CITATIONS['tirosh']}; {CITATIONS['scanpy']}; {CITATIONS['propeller']}; "
+         f"{CITATIONS['bh']}"),
         ("enrichment", "CAMERA with the inter-gene correlation estimated per set, on the "
          "donors' pseudobulk log-CPM (voom's); a ranking (AUC, no p-value) for cell-level DE",
          _params(config, "enrichment.min_set_size", "enrichment.max_set_size",

@@ -92,7 +92,8 @@ def read_inputs(inputs: ReportInputs) -> dict[str, Any]:
              "cluster_sizes", "markers", "cluster_labels", "panel_genes", "integration_metrics",
              "integration_verdict", "marker_evidence",
              "de_summary", "composition_tests", "proportions", "signature_genes",
-             "development_table", "enrichment_table"]  # fmt: skip
+             "development_table", "development_contrast", "cycling_table", "cycling_tests",
+             "enrichment_table"]  # fmt: skip
     tables: dict[str, Any] = {n: read_tsv(getattr(inputs, n)) for n in names}
     tables["sheet"] = read_sheet(inputs.sheet)
     tables["findings"] = read_findings(inputs.findings)
@@ -118,9 +119,9 @@ def body_sections(inputs: ReportInputs, tables: dict[str, Any], page: Page) -> l
         comparison.de_section(page, t["de_summary"], inputs.de_tables, inputs.de_figures),
         comparison.signatures_section(page, findings, inputs.signature_heatmap,
                                       inputs.signature_donors, t["signature_genes"]),
-        comparison.table_section(page, "development", "Development axis", t["development_table"],
-                                 inputs.development_figure, caption="Donors on the fetal-to-adult axis",
-                                 missing="results/signatures/development_axis.tsv"),
+        comparison.cycling_section(page, t["cycling_tests"], t["cycling_table"]),
+        comparison.development_section(page, t["development_table"], t["development_contrast"],
+                                       inputs.development_figure),
         comparison.table_section(page, "enrichment", "Enrichment", t["enrichment_table"],
                                  inputs.enrichment_figure, caption="Gene-set enrichment in DE ranks",
                                  missing="results/enrichment/enrichment.tsv"),

@@ -23,6 +23,11 @@ FINDINGS_SHOWN = [
 ]  # fmt: skip
 
 
+#: How the first screen names each kind of finding (a signature names itself).
+KIND_WORDS = {"composition": "share of cells", "de": "expression",
+              "cycling": "cycling fraction", "development": "development axis"}  # fmt: skip
+
+
 def _detail_href(row: pd.Series) -> str | None:
     """The same-page anchor of a findings row's ``detail`` (``report/index.html#de-erythroid``)."""
     detail = str(row.get("detail", ""))
@@ -37,7 +42,8 @@ def findings_section(page: Page, findings: pd.DataFrame | None) -> Block:
     found = findings[is_finding(findings)]
     intro = (
         f"One row per tested claim, {condition} vs {reference}: each composition shift, each "
-        "signature in each cell type, each cell type's differential expression in numbers. "
+        "signature in each cell type, each cell type's cycling fraction and place on the "
+        "development axis, each cell type's differential expression in numbers. "
         f"'call' is the data's answer at padj < {page.alpha:g}; only donor-level rows are "
         "findings; exploratory rows are rankings, confounded rows cannot be told from the "
         "aliased factor. The 95 % CI is the difference +/- t(0.975, df) x se from the test "
@@ -62,9 +68,7 @@ def key_findings(findings: pd.DataFrame | None, limit: int = 12) -> list[str]:
     found = findings[is_finding(findings) & (findings["kind"] != "de")].sort_values("padj")
     lines = []
     for _, row in found.head(limit).iterrows():
-        what = {"composition": "share of cells", "de": "expression"}.get(
-            str(row["kind"]), f"signature {row['feature']}"
-        )
+        what = KIND_WORDS.get(str(row["kind"]), f"signature {row['feature']}")
         padj = "" if pd.isna(row["padj"]) else f", padj {row['padj']:.2g}"
         lines.append(
             f"{row['cell_type']}: {what} {row['call']}{padj} "
