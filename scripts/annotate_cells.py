@@ -6,7 +6,7 @@ from cordatlas.annotate.celltypist import celltypist_annotate
 from cordatlas.annotate.labels import annotate_clusters, marker_evidence, score_cell_types
 from cordatlas.annotate.panel import load_panel, merge_panels
 from cordatlas.atlas.build import attach_part
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
 

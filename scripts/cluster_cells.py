@@ -6,7 +6,7 @@ Reads and writes only the embedding part (no expression matrix): annotate_cells 
 import anndata as ad
 
 from cordatlas.atlas.build import cluster, cluster_sizes, stage_part
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_umap
 

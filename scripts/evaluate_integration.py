@@ -1,16 +1,16 @@
 """Adapter for rule evaluate_integration: integration metrics per Leiden resolution and the verdict."""
 
-import anndata as ad
-
 from cordatlas.atlas.integration_metrics import integration_metrics, integration_verdict
 from cordatlas.checks import check_table
 from cordatlas.design import FINDING_COLUMNS
+from cordatlas.io.stage import read_without_matrices
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     contrast = snakemake.params.contrast.as_tuple()
     batch_key = snakemake.params.batch_key
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    # labels, embeddings and the kNN graph: the expression matrices are never read
+    adata = read_without_matrices(snakemake.input.h5ad)
     adata = adata[adata.obs["condition"].astype(str).isin(contrast)]
     metrics = integration_metrics(
         adata,

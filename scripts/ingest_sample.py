@@ -1,7 +1,7 @@
 """Adapter for rule ingest_sample: one sample's raw counts into h5ad, with its species calls."""
 
 from cordatlas.io.ingest import read_sample
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.qc import plot_species
 

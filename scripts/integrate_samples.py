@@ -6,7 +6,7 @@ Writes only what it adds (embeddings, PCA loadings, obs and uns): no expression 
 import anndata as ad
 
 from cordatlas.atlas.build import integrate, run_pca, stage_part
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

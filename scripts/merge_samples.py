@@ -4,7 +4,7 @@ import anndata as ad
 import pandas as pd
 
 from cordatlas.atlas.build import merge_samples
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):

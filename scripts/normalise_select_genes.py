@@ -3,7 +3,7 @@
 import anndata as ad
 
 from cordatlas.atlas.build import normalise, select_highly_variable_genes
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]):

@@ -4,7 +4,7 @@ import anndata as ad
 import pandas as pd
 
 from cordatlas.checks import check_cells_genes, check_table
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.qc.sample import CELL_COLUMNS, THRESHOLD_COLUMNS, run_sample_qc
 

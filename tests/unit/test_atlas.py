@@ -20,7 +20,7 @@ from cordatlas.atlas.build import (
     stage_part,
 )
 from cordatlas.errors import UserInputError
-from cordatlas.io.writers import write_stage
+from cordatlas.io.stage import read_without_matrices, write_stage
 
 
 def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.AnnData:
@@ -136,6 +136,12 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path):
     np.testing.assert_array_equal(normalised.obsm["X_umap"], first.obsm["X_umap"])
     np.testing.assert_array_equal(normalised.varm["PCs"], first.varm["PCs"])
     assert (normalised.X != first.X).nnz == 0
+    write_stage(normalised, tmp_path / "atlas.h5ad", deliverable=True)
+    cells = read_without_matrices(tmp_path / "atlas.h5ad")
+    assert cells.X is None and not cells.layers and cells.var_names.equals(normalised.var_names)
+    assert cells.obs["leiden"].equals(normalised.obs["leiden"])
+    assert (cells.obsp["connectivities"] != normalised.obsp["connectivities"]).nnz == 0
+    np.testing.assert_array_equal(cells.obsm["X_pca_harmony"], normalised.obsm["X_pca_harmony"])
     with pytest.raises(ValueError, match="same order"):
         attach_part(normalised[::-1].copy(), part)
     assert rep_in(first)

@@ -30,7 +30,6 @@ __all__ = [
     "write_delimited",
     "write_h5ad",
     "write_loom",
-    "write_stage",
 ]
 
 Orientation = Literal["genes_x_cells", "cells_x_genes"]
@@ -347,24 +346,6 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> Path:
     with _atomic_path(path) as tmp:
         out.write_h5ad(tmp, compression="gzip")
     return path
-
-
-#: h5ad compression of the AnnData files rules pass to each other (None) and of the atlas a user
-#: keeps ("lzf"). Measured on 25,000 cells x 20,000 genes with two sparse matrices (X and
-#: layers["counts"], 1,500 genes per cell), anndata 0.12.19 on the 2-core development machine:
-#: gzip wrote in 11.1 s (0.18 GB), lzf in 2.6 s (0.41 GB), none in 0.3 s (0.60 GB); reading took
-#: 2.8, 2.5 and 1.5 s. gzip made every atlas rule pay seconds per 25k cells for disk space only.
-STAGE_COMPRESSION = None
-DELIVERABLE_COMPRESSION = "lzf"
-
-
-def write_stage(
-    adata: ad.AnnData, path: str | os.PathLike[str], *, deliverable: bool = False
-) -> Path:
-    """Write an AnnData one rule hands to the next (uncompressed) or a user keeps (lzf)."""
-    compression = DELIVERABLE_COMPRESSION if deliverable else STAGE_COMPRESSION
-    adata.write_h5ad(path, compression=compression)
-    return Path(path)
 
 
 def write_loom(adata: ad.AnnData, path: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,51 @@
+"""AnnData files the rules hand to each other: how they are written, and read without matrices."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import pandas as pd
+
+__all__ = ["DELIVERABLE_COMPRESSION", "STAGE_COMPRESSION", "read_without_matrices", "write_stage"]
+
+#: h5ad compression of the AnnData files rules pass to each other (None) and of the atlas a user
+#: keeps ("lzf"). Measured on 25,000 cells x 20,000 genes with two sparse matrices (X and
+#: layers["counts"], 1,500 genes per cell), anndata 0.12.19 on the 2-core development machine:
+#: gzip wrote in 11.1 s (0.18 GB), lzf in 2.6 s (0.41 GB), none in 0.3 s (0.60 GB); reading took
+#: 2.8, 2.5 and 1.5 s. gzip made every atlas rule pay seconds per 25k cells for disk space only.
+STAGE_COMPRESSION = None
+DELIVERABLE_COMPRESSION = "lzf"
+
+
+def write_stage(
+    adata: ad.AnnData, path: str | os.PathLike[str], *, deliverable: bool = False
+) -> Path:
+    """Write an AnnData one rule hands to the next (uncompressed) or a user keeps (lzf)."""
+    compression = DELIVERABLE_COMPRESSION if deliverable else STAGE_COMPRESSION
+    adata.write_h5ad(path, compression=compression)
+    return Path(path)
+
+
+def read_without_matrices(path: str | os.PathLike[str]) -> ad.AnnData:
+    """An h5ad's cells (obs, obsm, obsp, uns) and gene names, without X or layers.
+
+    For rules that need labels, embeddings or the kNN graph only (evaluate_integration): the
+    expression matrices are the bulk of the file and are never read.
+    """
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        parts = {
+            key: read_elem(handle[key]) for key in ("obs", "obsm", "obsp", "uns") if key in handle
+        }
+        var_index = read_elem(handle["var"]).index
+    return ad.AnnData(
+        obs=parts["obs"],
+        var=pd.DataFrame(index=var_index),
+        obsm=parts.get("obsm"),
+        obsp=parts.get("obsp"),
+        uns=parts.get("uns"),
+    )
