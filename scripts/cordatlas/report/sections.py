@@ -46,8 +46,8 @@ def findings_section(page: Page, findings: pd.DataFrame | None) -> Block:
         "development axis, each cell type's differential expression in numbers. "
         f"'call' is the data's answer at padj < {page.alpha:g}; only donor-level rows are "
         "findings; exploratory rows are rankings, confounded rows cannot be told from the "
-        "aliased factor. The 95 % CI is the difference +/- t(0.975, df) x se from the test "
-        "table. 'agreement' reads the call against the signature library's expectation; "
+        "aliased factor. The 95 % CI is the test table's own interval, else the difference "
+        "+/- t(0.975, df) x se from it. 'agreement' reads the call against the signature library's expectation; "
         "'control' is the sample-handling control in the same cell type. The same rows are "
         "in results/findings.tsv."
     )
