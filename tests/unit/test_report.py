@@ -659,3 +659,22 @@ def test_methods_describe_the_axis_cycling_and_numeric_covariates():
     assert "signatures.development_min_donors = 2" in axis["parameters"]
     assert "age_years" in table.loc["covariates", "parameters"]
     assert "one centred column" in table.loc["covariates", "method"]
+
+
+def test_sections_of_results_without_cycling_calls_or_a_contrast_table(tmp_path):
+    from cordatlas.compare.cycling import cycling_not_scored
+    from cordatlas.report import blocks
+    from cordatlas.report.comparison import cycling_section, development_section
+
+    page = blocks.Page(out_dir=tmp_path, results_dir=tmp_path, alpha=0.05, contrast=CONTRAST)
+    reason = "the library has no set cell_cycle_S"
+    cycling = cycling_section(page, cycling_not_scored(["HSC_MPP", "B_naive"], reason), None)
+    said = [x["text"] for x in cycling["blocks"] if x["kind"] in ("text", "absent")]
+    assert f"No cell type could be tested: {reason}." in said
+    assert "Not available: results/signatures/cycling.tsv." in said
+    # an axis table from before development_contrast.tsv existed: the axis, the contrast absent
+    axis = development_axis_table(reference=True)
+    development = development_section(page, axis, None, None)
+    said = [x["text"] for x in development["blocks"] if x["kind"] in ("text", "absent")]
+    assert "Not available: results/signatures/development_contrast.tsv." in said
+    assert not any("is not estimable in this study" in t for t in said)

@@ -189,7 +189,8 @@ DEVELOPMENT_COLUMNS = ["cell_type", "mean_condition", "mean_reference", "differe
 def not_estimable(axis: pd.DataFrame) -> pd.DataFrame:
     """The axis rows of cell types without any donor projection (one row each, with the reason)."""
     method = axis["method"].astype(str) if "method" in axis else pd.Series("", index=axis.index)
-    score = pd.to_numeric(axis.get("axis_score"), errors="coerce")
+    score = (pd.to_numeric(axis["axis_score"], errors="coerce") if "axis_score" in axis
+             else pd.Series(np.nan, index=axis.index))  # fmt: skip
     placed = set(axis.loc[(method != NOT_ESTIMABLE) & np.isfinite(score), "cell_type"].astype(str))
     rows = axis[~axis["cell_type"].astype(str).isin(placed)]
     return rows.drop_duplicates("cell_type")
