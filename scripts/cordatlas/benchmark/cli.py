@@ -140,6 +140,7 @@ def run_size(out: Path, n_cells: int, n_genes: int, cores: int, seed: int) -> di
     """Simulate, run the workflow (atlas path, then the rest), run the plain script; a record."""
     workdir = (out / f"cells_{n_cells}").resolve()
     overlay = prepare(workdir, n_cells, n_genes, seed)
+    load_before = os.getloadavg()[0]  # other work on the machine slows every number down
     log = workdir / "benchmark.log"
     simulate_s = _timed(_snakemake(workdir, overlay, cores, "simulate_demo"), workdir, log)
     atlas_s = _timed(_snakemake(workdir, overlay, cores, *ATLAS_TARGETS), workdir, log)
@@ -169,6 +170,8 @@ def run_size(out: Path, n_cells: int, n_genes: int, cores: int, seed: int) -> di
     stages.to_csv(workdir / "stages.tsv", sep="\t", index=False)
     return {
         "n_cells": n_cells,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "n_genes": n_genes,
         "simulate_s": simulate_s,
         "atlas_wall_s": atlas_s,

@@ -172,6 +172,9 @@ def summarise_sizes(runs: Sequence[Mapping]) -> dict[str, pd.DataFrame]:
                 "ratio_atlas_path": run["atlas_wall_s"] / run["plain_wall_s"],
                 "workflow_peak_job_gb": run["stages"]["workflow_peak_gb"].max(),
                 "plain_peak_gb": run["stages"]["plain_peak_gb"].max(),
+                "load_1min_before_after": "{:.1f} / {:.1f}".format(
+                    run.get("load_before", float("nan")), run.get("load_after", float("nan"))
+                ),
             }
             for run in runs
         ]

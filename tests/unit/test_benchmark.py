@@ -1,0 +1,76 @@
+"""The benchmark's bookkeeping: rule benchmark files, stage tables, exponents (no workflow run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cordatlas.benchmark.summary import (
+    NOT_TIMED,
+    RULE_STAGES,
+    exponents,
+    read_rule_benchmarks,
+    stage_table,
+)
+
+RULES = Path(__file__).resolve().parents[2] / "workflow" / "rules"
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _benchmark(folder: Path, rule: str, job: str, seconds: float, rss_mb: float) -> None:
+    (folder / rule).mkdir(parents=True, exist_ok=True)
+    (folder / rule / f"{job}.tsv").write_text(
+        HEADER + f"{seconds}\t0:00:01\t{rss_mb}\t1\t1\t1\t0\t0\t50\t1\n"
+    )
+
+
+def test_every_rule_of_the_workflow_has_a_stage():
+    names = set()
+    for path in RULES.glob("*.smk"):
+        names |= set(re.findall(r"^(?:rule|checkpoint) (\w+):", path.read_text(), re.M))
+    assert names, "no rules found"
+    assert names - set(RULE_STAGES) - NOT_TIMED == set()
+
+
+def test_rule_benchmarks_sum_jobs_and_keep_the_largest_peak(tmp_path):
+    _benchmark(tmp_path, "qc_sample", "S1", 10.0, 1024)
+    _benchmark(tmp_path, "qc_sample", "S2", 30.0, 3072)
+    _benchmark(tmp_path, "cluster_cells", "cluster_cells", 5.0, 512)
+    _benchmark(tmp_path, "simulate_demo", "simulate_demo", 99.0, 9999)
+    rules = read_rule_benchmarks(tmp_path).set_index("rule")
+    assert "simulate_demo" not in rules.index
+    assert rules.loc["qc_sample", "jobs"] == 2
+    assert rules.loc["qc_sample", "s"] == pytest.approx(40.0)
+    assert rules.loc["qc_sample", "max_job_s"] == pytest.approx(30.0)
+    assert rules.loc["qc_sample", "peak_gb"] == pytest.approx(3.0)
+    plain = pd.DataFrame(
+        {"stage": ["qc", "cluster", "cluster"], "s": [4.0, 1.0, 1.5], "peak_gb": [1.0, 2.0, 2.5]}
+    )
+    stages = stage_table(read_rule_benchmarks(tmp_path), plain).set_index("stage")
+    assert stages.loc["qc", "ratio"] == pytest.approx(10.0)
+    assert stages.loc["cluster", "ratio"] == pytest.approx(2.0)
+    assert stages.loc["cluster", "plain_peak_gb"] == pytest.approx(2.5)
+
+
+def test_an_unknown_rule_is_refused(tmp_path):
+    _benchmark(tmp_path, "new_rule", "x", 1.0, 1)
+    with pytest.raises(ValueError, match="new_rule"):
+        read_rule_benchmarks(tmp_path)
+
+
+def test_exponents_recover_planted_growth():
+    sizes = [25_000, 50_000, 100_000, 200_000]
+    per_size = {
+        n: pd.DataFrame({"stage": ["qc", "cluster"], "workflow_s": [2e-3 * n, 1e-4 * n**1.3]})
+        for n in sizes
+    }
+    b = exponents(per_size)
+    assert b["qc"] == pytest.approx(1.0, abs=0.01)
+    assert b["cluster"] == pytest.approx(1.3, abs=0.01)
+    with pytest.raises(ValueError):
+        exponents({25_000: per_size[25_000]})
+    assert np.isfinite(b.to_numpy()).all()
