@@ -4,9 +4,10 @@ import anndata as ad
 
 from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import DE_COLUMNS
-from cordatlas.compare.deseq2 import pseudobulk_de
+from cordatlas.compare.deseq2 import leave_one_out_de, prespecified_genes, pseudobulk_de
 from cordatlas.compare.plan import cell_type_of_slug, pseudobulk_mask, read_plan
 from cordatlas.design import mark_confounded, read_aliased_factors
+from cordatlas.genesets.library import load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.de import plot_de_heatmap, plot_volcano
 from cordatlas.vocabulary import evidence_title
@@ -17,9 +18,19 @@ with rule_logging(snakemake.log[0]) as log:
     plan = read_plan(snakemake.input.plan)
     cell_type = cell_type_of_slug(plan, snakemake.wildcards.cell_type)
     pseudobulk = ad.read_h5ad(snakemake.input.h5ad)
+    library = load_library(snakemake.input.library, snakemake.input.extra_sets)
     results, notes = pseudobulk_de(
-        pseudobulk, comparison, contrast, cell_type=cell_type, n_cpus=snakemake.threads
+        pseudobulk,
+        comparison,
+        contrast,
+        cell_type=cell_type,
+        n_cpus=snakemake.threads,
+        prespecified=prespecified_genes(library, cell_type),
     )
+    results, loo_notes = leave_one_out_de(
+        pseudobulk, results, comparison, contrast, cell_type=cell_type, n_cpus=snakemake.threads
+    )
+    notes += loo_notes
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for note in notes:
         log.info("%s: %s", cell_type, note)

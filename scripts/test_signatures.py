@@ -6,7 +6,7 @@ import anndata as ad
 
 from cordatlas.checks import check_table
 from cordatlas.compare.donor_stats import replicate_table
-from cordatlas.compare.signature_tests import RESULT_COLUMNS, signature_tests
+from cordatlas.compare.signature_tests import RESULT_COLUMNS, read_set_genes, signature_tests
 from cordatlas.compare.signatures import read_replicate_scores
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
@@ -22,6 +22,9 @@ with rule_logging(snakemake.log[0]) as log:
         obs, replicate_key=comparison.replicate_key, columns=comparison.covariates
     )
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
+    # the contamination check sums each set's scored genes in every cell type's pseudobulks
+    pseudobulk = ad.read_h5ad(snakemake.input.pseudobulks)
+    set_genes = read_set_genes(snakemake.input.genes)
     results = signature_tests(
         summary,
         design,
@@ -30,10 +33,14 @@ with rule_logging(snakemake.log[0]) as log:
         contrast,
         control_flag_pvalue=snakemake.params.signatures.control_flag_pvalue,
         control_flag_difference=snakemake.params.signatures.control_flag_difference,
+        pseudobulk=pseudobulk,
+        set_genes=set_genes,
     )
     results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
     for row in results.query("concordance in ['agree', 'disagree']").itertuples():
         log.info("%s in %s: %s (%s)", row.signature, row.cell_type, row.concordance, row.note)
+    flagged = results[results["contamination_flag"].fillna(False).astype(bool)]
+    log.info("%d signature rows carry contamination_flag", len(flagged))
     # no donor means (score_signatures) legitimately leave no test: the header is still needed
     check_table(
         results,

@@ -145,6 +145,7 @@ class ComparisonParams:
     low_power_max_replicates: int
     contamination_max_fraction: float
     contamination_min_explained: float
+    loo_max_genes: int
     #: Those of `covariates` declared ``type: numeric``: one centred column in every model.
     numeric_covariates: tuple[str, ...] = field(init=False)
 

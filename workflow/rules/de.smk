@@ -34,6 +34,9 @@ rule test_pseudobulk_de:
         h5ad=study_path("results/de/pseudobulks.h5ad"),
         plan=study_path("results/de/de_plan.tsv"),
         design=study_path("results/design/design_findings.tsv"),
+        # the pre-specified family: genes of sets the library expects to change in the cell type
+        library=shipped_file(PARAMS.signatures.library),
+        extra_sets=list(PARAMS.signatures.extra_sets),
     output:
         table=report(
             study_path("results/de/pseudobulk/{cell_type}.tsv"),

@@ -35,6 +35,9 @@ rule score_signatures:
 rule test_signatures:
     input:
         replicates=study_path("results/signatures/replicate_scores.tsv"),
+        # the contamination check: each set's scored genes summed in every cell type's pseudobulks
+        genes=study_path("results/signatures/signature_genes.tsv"),
+        pseudobulks=study_path("results/de/pseudobulks.h5ad"),
         h5ad=study_path("results/atlas.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
         library=shipped_file(PARAMS.signatures.library),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 
 from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.donor_stats import (
-    bh_adjust,
+    adjust_by_family,
     compare_groups,
     moderate,
     replicate_table,
@@ -50,9 +51,14 @@ COMPOSITION_COLUMNS = [
     "df_prior",
     "pvalue",
     "padj",
+    "family",
+    "padj_all",
     "transform",
     "method",
     "covariates",
+    "loo_max_pvalue",
+    "loo_weakest_donor",
+    "survives_leave_one_out",
     LOW_POWER,
     EVIDENCE,
     NOTE,
@@ -224,6 +230,7 @@ def composition_tests(
     contrast: Contrast,
     *,
     condition_key: str = "condition",
+    prespecified: Collection[str] = (),
 ) -> pd.DataFrame:
     """Test each cell type's proportion between conditions with replicates (donors) as the unit: propeller.
 
@@ -234,7 +241,13 @@ def composition_tests(
     (:func:`cordatlas.compare.donor_stats.compare_groups`); the residual variances of all cell
     types are squeezed towards a common prior by limma's empirical Bayes and the condition
     coefficient gets a moderated t (:func:`cordatlas.compare.donor_stats.moderate`; Smyth 2004,
-    Stat Appl Genet Mol Biol 3:3); Benjamini-Hochberg adjusts across the tested cell types. With
+    Stat Appl Genet Mol Biol 3:3); Benjamini-Hochberg adjusts across the tested cell types
+    within each ``family`` (``prespecified``: the cell types in `prespecified`, whose shift the
+    literature expects; ``exploratory``: the rest), ``padj_all`` across all of them. Each cell
+    type significant in its family is re-tested leaving out each replicate in turn (the whole
+    moderated fit redone): ``loo_max_pvalue``, ``loo_weakest_donor`` and
+    ``survives_leave_one_out`` as in :func:`cordatlas.compare.signature_tests.signature_tests`
+    (False where a re-test is not possible; empty for rows not significant). With
     ``comparison.composition_trend`` the prior variance follows each type's mean transformed
     proportion (propeller's ``trend = TRUE``): on the logit scale a rare type's proportion varies
     more (about 1 / (p (1 - p)) under beta-binomial sampling), and one common prior shrinks the
@@ -283,6 +296,9 @@ def composition_tests(
         (condition, reference); replicates of other conditions are ignored.
     condition_key
         Column name as in :func:`replicate_proportions`.
+    prespecified
+        Cell types whose change in share is a pre-specified hypothesis (the gene-set library
+        states none today, so every row is exploratory by default).
 
     Returns
     -------
@@ -307,18 +323,12 @@ def composition_tests(
     types = list(dict.fromkeys(proportions["cell_type"].astype(str)))
     if not types:
         return pd.DataFrame(columns=COMPOSITION_COLUMNS)
-    groups = _group_values(props, design, comparison, pair, types, condition_key=condition_key)
-    fitted = compare_groups(
-        groups.transformed,
-        design,
-        contrast=pair,
-        condition_key=condition_key,
-        covariates=comparison.covariates,
-        numeric=comparison.numeric_covariates,
-        min_replicates=comparison.min_replicates_per_group,
-    ).rename(columns={"feature": "cell_type"})
-    result = moderate(fitted, trend=comparison.composition_trend)
+    result, groups = _moderated(props, design, comparison, pair, types, condition_key)
     out = _format_composition(result, groups, comparison, pair, types)
+    out["family"], out["padj"], out["padj_all"] = adjust_by_family(
+        out["pvalue"], out["cell_type"].isin({str(t) for t in prespecified}).to_numpy()
+    )
+    out = _leave_one_out(out, props, design, comparison, pair, types, condition_key)
     check_evidence(out[EVIDENCE], table="composition tests")
     is_condition = groups.is_condition
     log.info(
@@ -335,6 +345,66 @@ def composition_tests(
         float(result["df_prior"].iloc[0]),
     )
     return out[COMPOSITION_COLUMNS]
+
+
+def _moderated(
+    props: pd.DataFrame,
+    design: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    types: list[str],
+    condition_key: str,
+) -> tuple[pd.DataFrame, _Groups]:
+    """Per cell type the least-squares fit of the transformed proportions, moderated."""
+    groups = _group_values(props, design, comparison, contrast, types, condition_key=condition_key)
+    fitted = compare_groups(
+        groups.transformed,
+        design,
+        contrast=contrast,
+        condition_key=condition_key,
+        covariates=comparison.covariates,
+        numeric=comparison.numeric_covariates,
+        min_replicates=comparison.min_replicates_per_group,
+    ).rename(columns={"feature": "cell_type"})
+    return moderate(fitted, trend=comparison.composition_trend), groups
+
+
+def _leave_one_out(
+    out: pd.DataFrame,
+    props: pd.DataFrame,
+    design: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    types: list[str],
+    condition_key: str,
+) -> pd.DataFrame:
+    """Cell types significant in their family re-tested without each replicate in turn."""
+    out["loo_max_pvalue"] = np.nan
+    out["loo_weakest_donor"] = ""
+    out["survives_leave_one_out"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    significant = out.index[out["padj"].fillna(1.0).to_numpy() < comparison.alpha]
+    if significant.empty:
+        return out
+    replicate_key = comparison.replicate_key
+    pvalues = pd.DataFrame(np.nan, index=design.index, columns=types)
+    for donor in design.index:
+        keep = design.index != donor
+        result, _ = _moderated(
+            props.loc[props[replicate_key] != donor], design.loc[keep], comparison, contrast,
+            types, condition_key,
+        )  # fmt: skip
+        pvalues.loc[donor] = result.set_index("cell_type")["pvalue"].reindex(types).to_numpy()
+    for index in significant:
+        cell_type = out.at[index, "cell_type"]
+        p = pvalues[cell_type]
+        if p.isna().any():
+            out.at[index, "loo_weakest_donor"] = str(p.index[p.isna()][0])
+            out.at[index, "survives_leave_one_out"] = False
+            continue
+        out.at[index, "loo_max_pvalue"] = float(p.max())
+        out.at[index, "loo_weakest_donor"] = str(p.idxmax())
+        out.at[index, "survives_leave_one_out"] = bool((p < comparison.alpha).all())
+    return out
 
 
 def _check_composition_inputs(
@@ -473,7 +543,7 @@ def _format_composition(
             "df": result["df"],
             "df_prior": result["df_prior"],
             "pvalue": result["pvalue"],
-            "padj": bh_adjust(result["pvalue"]),
+            "padj": np.nan,
             "transform": comparison.composition_transform,
             "method": METHOD,
             "covariates": result["covariates"],

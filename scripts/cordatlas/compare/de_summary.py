@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cordatlas.checks import require_columns
+from cordatlas.compare.donor_stats import EXPLORATORY
 from cordatlas.errors import UserInputError
 from cordatlas.vocabulary import EVIDENCE, LOW_POWER, check_evidence
 
@@ -20,7 +21,12 @@ from cordatlas.vocabulary import EVIDENCE, LOW_POWER, check_evidence
 #: group has at most comparison.low_power_max_replicates donors (False in cell-level tables,
 #: whose evidence label already says exploratory). ``contamination_flag`` and
 #: ``contamination_source`` (a cell type, "ambient" or ""): see
-#: :func:`cordatlas.compare.contamination.contamination_flags`.
+#: :func:`cordatlas.compare.contamination.contamination_flags`. ``family``: the
+#: Benjamini-Hochberg family of ``padj`` (``prespecified``: a gene of a library set with an
+#: expectation in that cell type; ``exploratory``: the rest, and every cell-level row);
+#: ``padj_all``: BH over all the table's genes. ``loo_max_pvalue``, ``loo_weakest_donor``,
+#: ``survives_leave_one_out``: the leave-one-donor-out re-test of significant rows
+#: (:func:`cordatlas.compare.deseq2.leave_one_out_de`; empty where not re-tested).
 DE_COLUMNS = [
     "cell_type",
     "gene",
@@ -31,6 +37,8 @@ DE_COLUMNS = [
     "stat",
     "pvalue",
     "padj",
+    "family",
+    "padj_all",
     "method",
     EVIDENCE,
     "n_replicates_condition",
@@ -41,6 +49,9 @@ DE_COLUMNS = [
     LOW_POWER,
     "contamination_flag",
     "contamination_source",
+    "loo_max_pvalue",
+    "loo_weakest_donor",
+    "survives_leave_one_out",
 ]
 
 DE_DTYPES = {
@@ -53,6 +64,8 @@ DE_DTYPES = {
     "stat": float,
     "pvalue": float,
     "padj": float,
+    "family": object,
+    "padj_all": float,
     "method": object,
     EVIDENCE: object,
     "n_replicates_condition": np.int64,
@@ -63,18 +76,35 @@ DE_DTYPES = {
     LOW_POWER: bool,
     "contamination_flag": bool,
     "contamination_source": object,
+    "loo_max_pvalue": float,
+    "loo_weakest_donor": object,
+    "survives_leave_one_out": "boolean",
 }
 
 #: Columns a table may lack (cell-level tables, tables written before they existed) and the
-#: value they then hold.
+#: value they then hold (``padj_all``: the table's ``padj``, one family).
 DE_DEFAULTS = {
     "log2FC_shrunk": np.nan,
     LOW_POWER: False,
     "contamination_flag": False,
     "contamination_source": "",
+    "family": EXPLORATORY,
+    "padj_all": np.nan,
+    "loo_max_pvalue": np.nan,
+    "loo_weakest_donor": "",
+    "survives_leave_one_out": pd.NA,
 }
 
-_TEXT = ("cell_type", "gene", "method", EVIDENCE, "covariates", "contamination_source")
+_TEXT = (
+    "cell_type",
+    "gene",
+    "method",
+    EVIDENCE,
+    "covariates",
+    "contamination_source",
+    "family",
+    "loo_weakest_donor",
+)
 _FLAGS = (LOW_POWER, "contamination_flag")
 
 #: Columns of :func:`de_summary`'s result after the plan's. ``n_significant_flagged``: the
@@ -107,6 +137,16 @@ def read_de_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     for flag in _FLAGS:
         if flag in table:
             table[flag] = table[flag].str.strip().str.lower().isin(["true", "1"])
+    if "survives_leave_one_out" in table:
+        words = table["survives_leave_one_out"].astype(str).str.strip().str.lower()
+        table["survives_leave_one_out"] = pd.array(
+            [
+                True if w in ("true", "1") else False if w in ("false", "0") else pd.NA
+                for w in words
+            ],
+            dtype="boolean",
+        )
+        text["survives_leave_one_out"] = str
     numeric = [c for c in table.columns if c not in text]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     return _with_defaults(table)
@@ -116,9 +156,12 @@ def _with_defaults(table: pd.DataFrame) -> pd.DataFrame:
     """:data:`DE_DEFAULTS` in the columns a table lacks or left empty (NaN)."""
     table = table.copy()
     for column, default in DE_DEFAULTS.items():
-        if column not in table:
+        if column == "padj_all":
+            kept = table[column] if column in table else pd.Series(np.nan, index=table.index)
+            table[column] = kept.where(kept.notna(), table["padj"])
+        elif column not in table:
             table[column] = default
-        elif not isinstance(default, float):
+        elif not isinstance(default, float) and default is not pd.NA:
             table[column] = table[column].where(table[column].notna(), default)
     return table
 

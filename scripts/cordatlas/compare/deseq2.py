@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -14,9 +15,15 @@ import scipy.sparse as sp
 from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.contamination import contamination_flags
 from cordatlas.compare.de_summary import DE_COLUMNS, empty_de_table, finish_de_table
-from cordatlas.compare.donor_stats import bh_adjust, numeric_values, usable_covariates
+from cordatlas.compare.donor_stats import (
+    PRESPECIFIED,
+    adjust_by_family,
+    numeric_values,
+    usable_covariates,
+)
 from cordatlas.compare.plan import METHOD_EVIDENCE, METHOD_PSEUDOBULK, pseudobulk_mask
 from cordatlas.errors import UserInputError
+from cordatlas.genesets.library import expectation_for, library_sets
 from cordatlas.params import ComparisonParams, Contrast
 from cordatlas.vocabulary import LOW_POWER
 
@@ -48,6 +55,7 @@ def pseudobulk_de(
     cell_type: str,
     condition_key: str = "condition",
     n_cpus: int = 1,
+    prespecified: Collection[str] = (),
 ) -> tuple[pd.DataFrame, list[str]]:
     """Donor-level differential expression of one cell type: DESeq2 on its pseudobulks.
 
@@ -58,9 +66,13 @@ def pseudobulk_de(
     smaller group holds (the spirit of edgeR's filterByExpr: a gene expressed in every
     replicate of one group can be tested). PyDESeq2 (Love et al. 2014 model) fits
     ``~covariates + condition``; the Wald test of condition gives log2FC > 0 for genes higher
-    in the contrast's condition. ``padj`` is Benjamini-Hochberg over the tested genes
-    (:func:`cordatlas.compare.donor_stats.bh_adjust`; the expression filter replaces DESeq2's
-    independent filtering); genes whose p-value DESeq2 withholds (Cook's outliers) keep NaN.
+    in the contrast's condition. ``padj`` is Benjamini-Hochberg within the gene's ``family``
+    (:func:`cordatlas.compare.donor_stats.adjust_by_family`): ``prespecified`` for the genes in
+    `prespecified` (the library's expectations for this cell type, :func:`prespecified_genes`),
+    ``exploratory`` for the rest; ``padj_all`` over all tested genes (the expression filter
+    replaces DESeq2's independent filtering); genes whose p-value DESeq2 withholds (Cook's
+    outliers) keep NaN. The leave-one-out columns stay empty here
+    (:func:`leave_one_out_de` fills them).
     ``log2FC`` is the unshrunk (maximum-likelihood) coefficient the Wald test uses;
     ``log2FC_shrunk`` the same coefficient under PyDESeq2's apeGLM prior (``lfc_shrink``; Zhu
     et al. 2019, Bioinformatics 35:2084), which pulls noisy, low-count estimates towards 0.
@@ -87,6 +99,8 @@ def pseudobulk_de(
         The cell type to test.
     n_cpus
         Processes PyDESeq2 may use.
+    prespecified
+        Genes whose test is a pre-specified hypothesis in this cell type.
 
     Returns
     -------
@@ -131,6 +145,14 @@ def pseudobulk_de(
         cell_type=cell_type,
     )
     results = _format_results(table, reps, cell_type=cell_type, covariates=used)
+    results["family"], results["padj"], results["padj_all"] = adjust_by_family(
+        results["pvalue"], results["gene"].isin({str(g) for g in prespecified}).to_numpy()
+    )
+    n_pre = int((results["family"] == PRESPECIFIED).sum())
+    notes.append(
+        f"{cell_type}: padj within families: {n_pre} pre-specified genes (library sets expected "
+        f"to change in {cell_type}) and {len(results) - n_pre} exploratory."
+    )
     results["log2FC_shrunk"] = shrunk.to_numpy(dtype=float)
     results = _flag_results(results, pseudobulk, reps, comparison, cell_type=cell_type)
     flagged = int(
@@ -148,6 +170,112 @@ def pseudobulk_de(
             "by Cook's distance or the gene could not be fitted)."
         )
     return finish_de_table(results, table=f"pseudobulk DE of {cell_type}"), notes
+
+
+def prespecified_genes(library: Mapping[str, Any], cell_type: str) -> set[str]:
+    """The genes of the library's sets that expect a change in `cell_type` (any direction).
+
+    The same rule as the signature tests' pre-specified family
+    (:func:`cordatlas.genesets.library.expectation_for` not null, conflicting included).
+    """
+    genes: set[str] = set()
+    for entry in library_sets(library).values():
+        expected = expectation_for(entry, cell_type)
+        if expected is not None and str(expected) not in ("", "none"):
+            genes.update(str(g) for g in entry["genes"])
+    return genes
+
+
+def leave_one_out_de(
+    pseudobulk: ad.AnnData,
+    results: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: Contrast,
+    *,
+    cell_type: str,
+    condition_key: str = "condition",
+    n_cpus: int = 1,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of :func:`pseudobulk_de` significant in their family, re-tested without each donor.
+
+    For each of the cell type's replicates in turn, PyDESeq2 is refitted with the same design
+    on every other replicate and the same tested genes (so size factors and the dispersion
+    trend rest on all genes, as in the main fit); no shrinkage. Re-tested are the genes at
+    ``padj < comparison.alpha``, at most ``comparison.loo_max_genes`` of them (the smallest
+    p-values; a note says how many were left out). Each re-tested row gets ``loo_max_pvalue``
+    (the largest p over the refits), ``loo_weakest_donor`` (whose removal gave it) and
+    ``survives_leave_one_out`` (every refit's p < alpha; False where leaving a donor out
+    leaves a group below ``comparison.min_replicates_per_group`` or no p-value). Other rows stay
+    empty. The same rule as the signature tests' (one refit per donor, the largest p).
+
+    Returns
+    -------
+    results, notes
+        `results` with the leave-one-out columns filled; sentences for the log.
+    """
+    pair = check_contrast(contrast.as_tuple())
+    results = results.copy()
+    results["loo_max_pvalue"] = np.nan
+    results["loo_weakest_donor"] = ""
+    results["survives_leave_one_out"] = pd.array([pd.NA] * len(results), dtype="boolean")
+    significant = results.index[results["padj"].fillna(1.0).to_numpy() < comparison.alpha]
+    if significant.empty:
+        return results, []
+    order = results.loc[significant].sort_values("pvalue", kind="mergesort").index
+    chosen = order[: comparison.loo_max_genes]
+    notes = []
+    if len(order) > len(chosen):
+        notes.append(
+            f"{cell_type}: leave-one-out re-tested the {len(chosen)} significant genes with the "
+            f"smallest p-values (comparison.loo_max_genes); {len(order) - len(chosen)} more "
+            "significant genes were not re-tested (survives_leave_one_out empty)."
+        )
+    covariates = _check_de_inputs(
+        pseudobulk.obs, comparison, cell_type=cell_type, condition_key=condition_key
+    )
+    reps = _select_replicates(
+        pseudobulk, comparison, pair, cell_type=cell_type, condition_key=condition_key
+    )
+    genes = pd.Index(results["gene"].astype(str))
+    column = pd.Index(reps.genes).get_indexer(genes)
+    numeric = [c for c in covariates if c in comparison.numeric_covariates]
+    donors = reps.obs[comparison.replicate_key].astype(str).to_numpy()
+    targets = genes[results.index.get_indexer(chosen)]
+    pvalues = pd.DataFrame(np.nan, index=donors, columns=targets)
+    minimum = max(comparison.min_replicates_per_group, 2)
+    for i, donor in enumerate(donors):
+        keep = np.arange(len(donors)) != i
+        if min(reps.is_condition[keep].sum(), (~reps.is_condition[keep]).sum()) < minimum:
+            continue
+        sub = _Replicates(
+            obs=reps.obs.iloc[keep],
+            counts=reps.counts[keep],
+            genes=reps.genes,
+            is_condition=reps.is_condition[keep],
+            n_cells=reps.n_cells[keep],
+        )
+        design, used, _ = _design(sub, covariates, numeric=numeric, condition_key=condition_key)
+        table, _ = _run_deseq2(
+            sub.counts[:, column], design, genes=genes, condition_key=condition_key,
+            covariates=used, numeric=numeric, contrast=pair, n_cpus=n_cpus, notes=[],
+            cell_type=cell_type, shrink=False,
+        )  # fmt: skip
+        pvalues.loc[donor] = table["pvalue"].reindex(targets).to_numpy(dtype=float)
+    for index, gene in zip(chosen, targets, strict=True):
+        p = pvalues[gene]
+        if p.isna().any():
+            results.at[index, "loo_weakest_donor"] = str(p.index[p.isna()][0])
+            results.at[index, "survives_leave_one_out"] = False
+            continue
+        results.at[index, "loo_max_pvalue"] = float(p.max())
+        results.at[index, "loo_weakest_donor"] = str(p.idxmax())
+        results.at[index, "survives_leave_one_out"] = bool((p < comparison.alpha).all())
+    fragile = int((results.loc[chosen, "survives_leave_one_out"] == False).sum())  # noqa: E712
+    notes.append(
+        f"{cell_type}: leave-one-donor-out ({len(donors)} refits): {len(chosen) - fragile} of "
+        f"{len(chosen)} re-tested significant genes survive, {fragile} fragile."
+    )
+    return results, notes
 
 
 def _check_de_inputs(
@@ -280,7 +408,7 @@ def _design_note(
     return (
         f"{cell_type}: PyDESeq2 design {formula_shown}, Wald test {condition} vs {reference} "
         f"({reps.n_condition} vs {reps.n_reference} {replicate_key}s, {cells_c} vs "
-        f"{cells_r} cells); padj: Benjamini-Hochberg over tested genes."
+        f"{cells_r} cells); padj: Benjamini-Hochberg within each family of tested genes."
     )
 
 
@@ -297,7 +425,7 @@ def _format_results(
             "lfcSE": table["lfcSE"].to_numpy(dtype=float),
             "stat": table["stat"].to_numpy(dtype=float),
             "pvalue": table["pvalue"].to_numpy(dtype=float),
-            "padj": bh_adjust(table["pvalue"].to_numpy(dtype=float)),
+            "padj": np.nan,
             "method": METHOD_PSEUDOBULK,
             "evidence": METHOD_EVIDENCE[METHOD_PSEUDOBULK],
             "n_replicates_condition": reps.n_condition,
@@ -350,10 +478,12 @@ def _run_deseq2(
     n_cpus: int,
     notes: list[str],
     cell_type: str,
+    shrink: bool = True,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """PyDESeq2 fit, Wald test and apeGLM shrinkage; warnings become notes.
 
-    Returns the (unshrunk) results table and the shrunk log2 fold changes, both by gene.
+    Returns the (unshrunk) results table and the shrunk log2 fold changes (NaN without
+    `shrink`), both by gene.
     """
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
@@ -405,10 +535,12 @@ def _run_deseq2(
         )
         stats.summary()
         table = stats.results_df.copy()  # lfc_shrink overwrites log2FoldChange and lfcSE
-        # the Wald contrast is exactly the condition coefficient (reference = first category)
-        coeff = next(c for c in stats.LFC.columns if str(c).startswith("condition["))
-        stats.lfc_shrink(coeff=coeff)
-        shrunk = stats.results_df["log2FoldChange"].astype(float)
+        shrunk = pd.Series(np.nan, index=table.index)
+        if shrink:
+            # the Wald contrast is exactly the condition coefficient (reference = first category)
+            coeff = next(c for c in stats.LFC.columns if str(c).startswith("condition["))
+            stats.lfc_shrink(coeff=coeff)
+            shrunk = stats.results_df["log2FoldChange"].astype(float)
     for message in dict.fromkeys(str(w.message) for w in caught if _worth_noting(w)):
         notes.append(f"{cell_type}: PyDESeq2: {message}")
     return table.reindex(frame.columns), shrunk.reindex(frame.columns)

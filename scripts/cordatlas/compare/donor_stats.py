@@ -1,4 +1,4 @@
-"""Donor-level statistics shared by every comparison: the replicate table, usable covariates, a linear-model group test, limma's empirical-Bayes moderation, BH."""
+"""Donor-level statistics shared by every comparison: the replicate table, usable covariates, a linear-model group test, limma's empirical-Bayes moderation, BH (within families)."""
 
 from __future__ import annotations
 
@@ -336,6 +336,34 @@ def bh_adjust(pvalues: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
     ranked = p[order] * ok.size / np.arange(1, ok.size + 1)
     out[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
     return out
+
+
+#: Values of the ``family`` column: the Benjamini-Hochberg family a row's padj is computed in.
+PRESPECIFIED, EXPLORATORY = "prespecified", "exploratory"
+
+
+def adjust_by_family(
+    pvalues: Sequence[float] | np.ndarray | pd.Series, prespecified: Sequence[bool] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Benjamini-Hochberg within two families: the pre-specified hypotheses and the rest.
+
+    A handful of hypotheses the literature states in advance would be diluted by hundreds of
+    exploratory tests under one adjustment; each family is adjusted on its own (the ``family``
+    of every row says which), and the adjustment over all tests is kept beside it.
+
+    Returns
+    -------
+    family, padj, padj_all
+        :data:`PRESPECIFIED` or :data:`EXPLORATORY` per row; BH within the row's family; BH
+        over every test.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    mask = np.asarray(prespecified, dtype=bool)
+    family = np.where(mask, PRESPECIFIED, EXPLORATORY).astype(object)
+    padj = np.full(p.shape, np.nan)
+    for part in (mask, ~mask):
+        padj[part] = bh_adjust(p[part])
+    return family, padj, bh_adjust(p)
 
 
 #: Columns :func:`moderate` adds to (or replaces in) a :func:`compare_groups` table.

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from cordatlas.checks import check_contrast, require_columns
+from cordatlas.compare.contamination import (
+    AMBIENT,
+    CONTAMINATION_FLAG,
+    CONTAMINATION_SOURCE,
+    set_contamination_flags,
+)
 from cordatlas.compare.donor_stats import (
-    bh_adjust,
+    adjust_by_family,
     compare_groups,
     design_matrix,
     ols_condition,
@@ -33,13 +40,13 @@ from cordatlas.vocabulary import (
     format_pvalue,
 )
 
+if TYPE_CHECKING:
+    import anndata as ad
+
 log = logging.getLogger(__name__)
 
 #: Default name of the control set shown beside each biological contrast.
 DEFAULT_CONTROL = "stress_processing_delay"
-
-#: Values of the ``family`` column: the Benjamini-Hochberg family a row's padj is computed in.
-PRESPECIFIED, EXPLORATORY = "prespecified", "exploratory"
 
 #: Values of the ``test`` column, and how the note names them.
 TESTS = {"student_t": "Student's t", "welch_t": "Welch's t", "linear_model_t": "linear-model t"}
@@ -88,10 +95,27 @@ RESULT_COLUMNS = [
     "loo_max_pvalue",
     "loo_weakest_donor",
     "survives_leave_one_out",
+    CONTAMINATION_FLAG,
+    CONTAMINATION_SOURCE,
     EVIDENCE,
     NOTE,
     "citations",
 ]
+
+
+def read_set_genes(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Each scored signature's genes from the scoring's gene table (``genes_used``)."""
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    require_columns(
+        table.columns,
+        ["signature", "genes_used"],
+        table=str(path),
+        fix="rerun score_signatures, which writes it.",
+    )
+    return {
+        str(name): [g for g in str(genes).split(",") if g]
+        for name, genes in zip(table["signature"], table["genes_used"], strict=True)
+    }
 
 
 def signature_tests(
@@ -105,6 +129,8 @@ def signature_tests(
     control_flag_difference: float,
     condition_key: str = "condition",
     control: str | None = DEFAULT_CONTROL,
+    pseudobulk: ad.AnnData | None = None,
+    set_genes: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Test each signature in each cell type, condition vs reference, donors as the unit.
 
@@ -151,6 +177,14 @@ def signature_tests(
     leave-one-out p < alpha; False when leaving a donor out makes the row untestable; empty
     for rows not significant).
 
+    ``contamination_flag`` / ``contamination_source``: whether another cell type or the ambient
+    RNA can explain the set's level and its difference in this cell type
+    (:func:`cordatlas.compare.contamination.set_contamination_flags` on the set's summed counts
+    per donor, the DE genes' rule; config ``comparison.contamination_max_fraction`` and
+    ``contamination_min_explained``); NA where no pseudobulks were given or the cell type has
+    none. A flagged row's note says so: ambient globins make fetal haemoglobin "higher in cord"
+    in every cell type of a soup-rich cord sample.
+
     Parameters
     ----------
     summary
@@ -169,6 +203,10 @@ def signature_tests(
         config ``signatures.control_flag_pvalue`` and ``signatures.control_flag_difference``.
     control
         Name of the control set; None for no control columns.
+    pseudobulk, set_genes
+        All cell types' pseudobulks (:func:`cordatlas.compare.pseudobulk.aggregate_pseudobulk`)
+        and each signature's scored genes (``genes_used`` of the scoring's gene table), for the
+        contamination columns; None leaves them NA.
 
     Returns
     -------
@@ -211,6 +249,10 @@ def signature_tests(
     ]
     table = _adjust_by_family(table)
     table = _leave_one_out(table, values, design, **options)
+    table = _contamination(
+        table, values, design, pseudobulk, set_genes, comparison=comparison, contrast=pair,
+        condition_key=condition_key,
+    )  # fmt: skip
     smaller = table[["n_condition", "n_reference"]].min(axis=1)
     table[LOW_POWER] = table["pvalue"].notna() & (smaller <= comparison.low_power_max_replicates)
     flag = (control_flag_pvalue, control_flag_difference)
@@ -240,7 +282,7 @@ def _finish(
         row[NOTE] = _note(row, contrast=contrast, control=control, alpha=alpha, flag=flag)
         rows.append(row)
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    for column in ("control_flag", "survives_leave_one_out"):
+    for column in ("control_flag", "survives_leave_one_out", CONTAMINATION_FLAG):
         out[column] = out[column].astype("boolean")
     check_evidence(out[EVIDENCE], table="signature tests")
     return out
@@ -383,12 +425,8 @@ def _adjust_by_family(table: pd.DataFrame) -> pd.DataFrame:
     """``family`` (pre-specified: the library expects something here) and BH within it."""
     expected = table["expected_direction"]
     prespecified = expected.notna() & ~expected.astype(str).isin(["", "none"])
-    table["family"] = np.where(prespecified, PRESPECIFIED, EXPLORATORY)
-    table["padj"] = np.nan
-    for family in (PRESPECIFIED, EXPLORATORY):
-        mask = (table["family"] == family).to_numpy()
-        table.loc[mask, "padj"] = bh_adjust(table.loc[mask, "pvalue"].to_numpy(dtype=float))
-    table["padj_all"] = bh_adjust(table["pvalue"].to_numpy(dtype=float))
+    family, padj, padj_all = adjust_by_family(table["pvalue"], prespecified.to_numpy())
+    table["family"], table["padj"], table["padj_all"] = family, padj, padj_all
     return table
 
 
@@ -427,6 +465,46 @@ def _leave_one_out(
             table.at[index, "loo_max_pvalue"] = float(p.max())
             table.at[index, "loo_weakest_donor"] = str(p.idxmax())
             table.at[index, "survives_leave_one_out"] = bool((p < comparison.alpha).all())
+    return table
+
+
+def _contamination(
+    table: pd.DataFrame,
+    values: Mapping[str, pd.DataFrame],
+    design: pd.DataFrame,
+    pseudobulk: ad.AnnData | None,
+    set_genes: Mapping[str, Sequence[str]] | None,
+    *,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    condition_key: str,
+) -> pd.DataFrame:
+    """The contamination columns: each row's set checked on its cell type's donors."""
+    table[CONTAMINATION_FLAG] = None
+    table[CONTAMINATION_SOURCE] = ""
+    if pseudobulk is None or set_genes is None:
+        return table
+    present = set(pseudobulk.obs[comparison.cell_type_key].astype(str))
+    for cell_type, part in table.groupby("cell_type", sort=False):
+        if cell_type not in present:
+            continue
+        donors = [d for d in values[cell_type].index if d in design.index]
+        sets = {s: list(set_genes.get(s, ())) for s in part["signature"]}
+        flags = set_contamination_flags(
+            pseudobulk,
+            sets,
+            dict(zip(part["signature"], part["difference"].astype(float), strict=True)),
+            cell_type=cell_type,
+            donors=donors,
+            is_condition=design.loc[donors, condition_key].astype(str).to_numpy() == contrast[0],
+            cell_type_key=comparison.cell_type_key,
+            replicate_key=comparison.replicate_key,
+            max_fraction=comparison.contamination_max_fraction,
+            min_explained=comparison.contamination_min_explained,
+        ).set_index("signature")
+        for index, signature in zip(part.index, part["signature"], strict=True):
+            table.at[index, CONTAMINATION_FLAG] = bool(flags.at[signature, CONTAMINATION_FLAG])
+            table.at[index, CONTAMINATION_SOURCE] = flags.at[signature, CONTAMINATION_SOURCE]
     return table
 
 
@@ -520,6 +598,13 @@ def _note(
         parts.extend(_control_note(row, control=control, flag=flag))
     if row["survives_leave_one_out"] is not None:
         parts.append(_robustness_note(row, alpha=alpha))
+    if isinstance(row[CONTAMINATION_FLAG], bool | np.bool_) and row[CONTAMINATION_FLAG]:
+        source = row[CONTAMINATION_SOURCE]
+        what = "the ambient RNA" if source == AMBIENT else f"{source} cells"
+        parts.append(
+            f"caution: contamination_flag: {what} can explain this set's level and difference "
+            "here (leaked transcripts, not this cell type's own expression)"
+        )
     return "; ".join(parts)
 
 
