@@ -21,6 +21,8 @@ with rule_logging(snakemake.log[0]) as log:
     design = replicate_table(
         obs, replicate_key=comparison.replicate_key, columns=comparison.covariates
     )
+    # the gene-set library states no expected shift in composition: every cell type is in the
+    # exploratory family (composition_tests' prespecified is empty)
     tests = composition_tests(proportions, design, comparison, contrast)
     tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
     log.info("composition tests:\n%s", tests.to_string())

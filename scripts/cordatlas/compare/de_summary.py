@@ -158,7 +158,7 @@ def _with_defaults(table: pd.DataFrame) -> pd.DataFrame:
     for column, default in DE_DEFAULTS.items():
         if column == "padj_all":
             kept = table[column] if column in table else pd.Series(np.nan, index=table.index)
-            table[column] = kept.where(kept.notna(), table["padj"])
+            table[column] = kept.where(kept.notna(), table["padj"]) if "padj" in table else kept
         elif column not in table:
             table[column] = default
         elif not isinstance(default, float) and default is not pd.NA:
