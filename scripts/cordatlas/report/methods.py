@@ -127,18 +127,22 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
          "most contamination_max_fraction of the source's CPM, the source's estimated "
          "contamination explains at least contamination_min_explained of it, its change has "
          "the DE sign; kept, not removed); 3 or fewer donors a side marked low power; below the "
-         "donor minimum an exploratory cell-level Wilcoxon test",
+         "donor minimum an exploratory cell-level Wilcoxon test; BH within the pre-specified "
+         "family (genes of library sets with an expectation in the cell type) and within the "
+         "exploratory one (padj_all over all); genes significant in their family refitted "
+         "leaving out each donor in turn (survives_leave_one_out, at most loo_max_genes judged)",
          _params(config, "comparison.replicate_key", "comparison.min_cells_per_replicate",
                  "comparison.min_replicates_per_group", "comparison.min_gene_counts",
                  "comparison.covariates", "comparison.alpha",
                  "comparison.contamination_max_fraction", "comparison.contamination_min_explained",
-                 "comparison.low_power_max_replicates"),
+                 "comparison.low_power_max_replicates", "comparison.loo_max_genes"),
          f"{CITATIONS['deseq2']}; {CITATIONS['apeglm']}; {CITATIONS['pseudobulk']}; "
          f"{CITATIONS['filter']}; {CITATIONS['soupx']}"),
         ("composition", "propeller: per-replicate proportions with speckle's half-cell "
          "pseudocount, logit (or asin) transformed, a linear model per cell type, limma "
          "empirical-Bayes moderated t (variance prior trended on the mean, non-robust), 95 % CI "
-         "on the transformed scale, back-transformed log2 ratio",
+         "on the transformed scale, back-transformed log2 ratio; BH within family, "
+         "significant rows refitted leaving out each donor in turn",
          _params(config, "comparison.composition_transform", "comparison.composition_trend",
                  "comparison.exclude_cell_types", "comparison.low_power_max_replicates"),
          f"{CITATIONS['propeller']}; {CITATIONS['ebayes']}; {CITATIONS['bh']}"),
@@ -149,7 +153,8 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
          "a side marked low power; the stress / processing-delay control flagged at raw p < "
          "control_flag_pvalue or |difference| >= control_flag_difference, each effect also "
          "adjusted for the donors' control score; significant rows re-tested leaving out each "
-         "donor in turn",
+         "donor in turn; a set flagged for contamination when its summed counts meet the DE "
+         "genes' rule (another type's or ambient RNA's share explains it)",
          _params(config, "signatures.library", "signatures.extra_sets", "signatures.min_genes",
                  "signatures.control_flag_pvalue", "signatures.control_flag_difference",
                  "comparison.low_power_max_replicates"),
