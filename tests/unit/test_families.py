@@ -360,3 +360,16 @@ def test_signature_tests_carry_the_contamination_columns() -> None:
         long[SUMMARY_COLUMNS], _design(), library, COMPARISON, CONTRAST, **kwargs
     )
     assert unchecked["contamination_flag"].isna().all()
+
+
+def test_leave_one_out_refits_keep_every_retested_gene_and_a_seeded_background():
+    from cordatlas.compare.deseq2 import _refit_genes
+
+    tested = pd.Index([f"g{i}" for i in range(50)])
+    targets = pd.Index(["g3", "g40"])
+    first = _refit_genes(tested, targets, background=10, seed=0)
+    assert len(first) == 12 and set(targets) <= set(first)
+    assert list(first) == [g for g in tested if g in set(first)]  # tested order kept
+    assert first.equals(_refit_genes(tested, targets, background=10, seed=0))
+    assert _refit_genes(tested, targets, background=48, seed=0).equals(tested)
+    assert _refit_genes(tested, targets, background=None, seed=0).equals(tested)
