@@ -17,6 +17,8 @@ with rule_logging(snakemake.log[0]):
         adata,
         use_rep=adata.uns["integration"]["use_rep"],
         n_neighbors=params.n_neighbors,
+        exact_knn_max_cells=params.exact_knn_max_cells,
+        threads=snakemake.threads,
         resolutions=params.resolutions,
         working_resolution=params.working_resolution,
         umap_min_dist=params.umap_min_dist,

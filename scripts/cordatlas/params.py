@@ -106,6 +106,7 @@ class AtlasParams:
     integration: str
     integration_key: str
     n_neighbors: int
+    exact_knn_max_cells: int
     leiden_resolutions: tuple[float, ...]
     working_resolution: float
     umap_min_dist: float

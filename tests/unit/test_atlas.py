@@ -185,3 +185,25 @@ def test_markers_equal_scanpys_wilcoxon():
         np.testing.assert_allclose(got["pct_in"], expected["pct_nz_group"], rtol=1e-6)
         np.testing.assert_allclose(got["pct_out"], expected["pct_nz_reference"], rtol=1e-6)
         assert f"g{group}" in got.index[:3]  # the planted marker ranks near the top
+
+
+def test_knn_graph_is_exact_up_to_the_cell_limit_then_approximate():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(5)
+    embedding = rng.normal(size=(5000, 10)).astype(np.float32)
+    adata = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(5000)]))
+    adata.obsm["X_pca"] = embedding
+    options = dict(use_rep="X_pca", n_neighbors=10, resolutions=[0.5], working_resolution=0.5,
+                   umap_min_dist=0.5, seed=0)  # fmt: skip
+    exact = adata.copy()
+    cluster(exact, exact_knn_max_cells=5000, threads=2, **options)
+    assert exact.uns["neighbors"]["params"]["knn"] == "exact"
+    # as scanpy's own exact path for small data: the cell itself and n_neighbors others
+    _, truth = NearestNeighbors(n_neighbors=11).fit(embedding).kneighbors(embedding)
+    graph = exact.obsp["distances"].tolil()
+    for cell in rng.choice(5000, size=50, replace=False):
+        assert set(graph.rows[cell]) == set(truth[cell])
+    approximate = adata.copy()
+    cluster(approximate, exact_knn_max_cells=4999, **options)
+    assert approximate.uns["neighbors"]["params"]["knn"] == "pynndescent"

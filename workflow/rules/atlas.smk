@@ -108,6 +108,7 @@ rule cluster_cells:
         runtime=120,
     params:
         n_neighbors=PARAMS.atlas.n_neighbors,
+        exact_knn_max_cells=PARAMS.atlas.exact_knn_max_cells,
         resolutions=PARAMS.atlas.leiden_resolutions,
         working_resolution=PARAMS.atlas.working_resolution,
         umap_min_dist=PARAMS.atlas.umap_min_dist,

@@ -485,12 +485,30 @@ def cluster(
     working_resolution: float,
     umap_min_dist: float,
     seed: int,
+    exact_knn_max_cells: int = 200_000,
+    threads: int = 1,
 ) -> None:
     """kNN graph, Leiden (igraph flavour) at each resolution, UMAP; in place.
 
+    The kNN graph is exact (scikit-learn brute force on `threads`) up to `exact_knn_max_cells`
+    cells, scanpy's approximate pynndescent search above (config atlas.exact_knn_max_cells).
     Every clustering is kept as ``obs[leiden_res{r}]``; ``obs["leiden"]`` is the working one.
     """
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+    transformer = None
+    if adata.n_obs <= exact_knn_max_cells:
+        from sklearn.neighbors import KNeighborsTransformer
+
+        transformer = KNeighborsTransformer(
+            n_neighbors=n_neighbors, metric="euclidean", algorithm="brute", n_jobs=threads
+        )
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=n_neighbors,
+        use_rep=use_rep,
+        random_state=seed,
+        transformer=transformer,
+    )
+    adata.uns["neighbors"]["params"]["knn"] = "exact" if transformer is not None else "pynndescent"
     for resolution in resolutions:
         sc.tl.leiden(
             adata,

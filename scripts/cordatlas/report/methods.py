@@ -101,8 +101,9 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
          _params(config, "atlas.integration", "atlas.integration_key", "atlas.working_resolution"),
          (CITATIONS["harmony"] + "; " if integration == "harmony" else "")
          + CITATIONS["integration_metrics"]),
-        ("clustering and UMAP", "kNN graph, Leiden (igraph) at each resolution, UMAP",
-         _params(config, "atlas.n_neighbors", "atlas.leiden_resolutions",
+        ("clustering and UMAP", "kNN graph (exact up to exact_knn_max_cells cells, pynndescent "
+         "above), Leiden (igraph) at each resolution, UMAP",
+         _params(config, "atlas.n_neighbors", "atlas.exact_knn_max_cells", "atlas.leiden_resolutions",
                  "atlas.working_resolution", "atlas.umap_min_dist", "atlas.seed"),
          f"{CITATIONS['leiden']}; {CITATIONS['umap']}"),
         ("annotation", "cluster scores on a cited marker panel (scanpy score_genes), each cell "
