@@ -74,3 +74,31 @@ def test_exponents_recover_planted_growth():
     with pytest.raises(ValueError):
         exponents({25_000: per_size[25_000]})
     assert np.isfinite(b.to_numpy()).all()
+
+
+def test_quality_numbers_by_hand():
+    from cordatlas.benchmark.quality import cluster_agreement, de_recovery, label_agreement
+
+    truth_cells = pd.DataFrame(
+        {"sample": ["S"] * 5, "barcode": list("abcde"),
+         "cell_type": ["T", "T", "B", "B", "doublet"]}
+    )  # fmt: skip
+    obs = pd.DataFrame(
+        {"sample": ["S"] * 5, "barcode": list("abcde"), "cell_type": ["T", "B", "B", "B", "T"]},
+        index=list("abcde"),
+    )
+    agreement = label_agreement(obs, truth_cells)
+    assert agreement["label_accuracy"] == pytest.approx(3 / 4)  # the doublet is not counted
+    truth_de = pd.DataFrame(
+        {"cell_type": ["T", "T", "T", "B"], "gene": ["g1", "g2", "g3", "g1"],
+         "log2FC": [2.0, -1.5, 0.5, 1.0]}
+    )  # fmt: skip
+    de = pd.DataFrame(
+        {"cell_type": ["T", "T", "T", "T"], "gene": ["g1", "g2", "g9", "g3"],
+         "log2FC": [1.0, 1.0, 1.0, 1.0], "padj": [0.01, 0.01, 0.01, 0.5]}
+    )  # fmt: skip
+    recovery = de_recovery(de, truth_de, tested={"T"})
+    assert recovery["de_recall"] == pytest.approx(1 / 2)  # g1 right; g2 wrong sign
+    assert recovery["de_fdp"] == pytest.approx(1 / 3)  # g9 was not planted
+    other = obs.assign(leiden=["0", "0", "1", "1", "1"])
+    assert cluster_agreement(other, other.assign(leiden=["5", "5", "7", "7", "7"])) == 1.0

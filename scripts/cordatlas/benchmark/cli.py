@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from cordatlas.benchmark.quality import run_quality
 from cordatlas.benchmark.summary import (
     markdown_table,
     read_rule_benchmarks,
@@ -136,7 +137,9 @@ def _snakemake(workdir: Path, overlay: Path, cores: int, *targets: str) -> list[
     ]
 
 
-def run_size(out: Path, n_cells: int, n_genes: int, cores: int, seed: int) -> dict:
+def run_size(
+    out: Path, n_cells: int, n_genes: int, cores: int, seed: int, reference: Path | None = None
+) -> dict:
     """Simulate, run the workflow (atlas path, then the rest), run the plain script; a record."""
     workdir = (out / f"cells_{n_cells}").resolve()
     overlay = prepare(workdir, n_cells, n_genes, seed)
@@ -166,6 +169,7 @@ def run_size(out: Path, n_cells: int, n_genes: int, cores: int, seed: int) -> di
     rules = read_rule_benchmarks(workdir / "benchmarks")
     plain = pd.read_csv(plain_out, sep="\t")
     stages = stage_table(rules, plain)
+    quality = run_quality(workdir, None if reference is None else reference / workdir.name)
     rules.to_csv(workdir / "rules.tsv", sep="\t", index=False)
     stages.to_csv(workdir / "stages.tsv", sep="\t", index=False)
     return {
@@ -177,6 +181,7 @@ def run_size(out: Path, n_cells: int, n_genes: int, cores: int, seed: int) -> di
         "atlas_wall_s": atlas_s,
         "workflow_wall_s": atlas_s + rest_s,
         "plain_wall_s": plain_s,
+        "quality": quality,
         "rules": rules,
         "stages": stages,
         "plain": plain,
@@ -222,6 +227,12 @@ def write_report(out: Path, runs: Sequence[dict], command: str) -> Path:
             },
         ),
     ]
+    parts += [
+        "",
+        "## Answers on the simulator (labels and DE against the truth tables)",
+        "",
+        markdown_table(tables["quality"], {c: 3 for c in tables["quality"].columns}),
+    ]
     if "exponents" in tables:
         parts += [
             "",
@@ -261,12 +272,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_runs", help="folder for the runs and benchmark.md")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="an earlier benchmark's --out folder: each size's clusters are compared (ARI)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for n_cells in args.sizes:
-        run = run_size(out, n_cells, args.genes, args.cores, args.seed)
+        reference = None if args.reference is None else Path(args.reference).resolve()
+        run = run_size(out, n_cells, args.genes, args.cores, args.seed, reference)
         runs.append(run)
         record = {k: v for k, v in run.items() if not isinstance(v, pd.DataFrame)}
         (out / f"cells_{n_cells}" / "run.json").write_text(json.dumps(record, indent=1))

@@ -180,6 +180,8 @@ def summarise_sizes(runs: Sequence[Mapping]) -> dict[str, pd.DataFrame]:
         ]
     )
     tables = {"overall": overall}
+    quality = [{"cells": run["n_cells"], **run.get("quality", {})} for run in runs]
+    tables["quality"] = pd.DataFrame(quality)
     if len(runs) >= 2:
         per_size = {run["n_cells"]: run["stages"] for run in runs}
         tables["exponents"] = pd.concat(
