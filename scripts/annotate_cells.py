@@ -6,6 +6,7 @@ from cordatlas.annotate.celltypist import celltypist_annotate
 from cordatlas.annotate.labels import annotate_clusters, marker_evidence, score_cell_types
 from cordatlas.annotate.panel import load_panel, merge_panels
 from cordatlas.atlas.build import attach_part
+from cordatlas.checks import check_cells_genes
 from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
@@ -53,5 +54,15 @@ with rule_logging(snakemake.log[0]) as log:
         {name: entry["markers"] for name, entry in panel["cell_types"].items()},
         groupby="cell_type",
         path=snakemake.output.dotplot,
+    )
+    check_cells_genes(
+        adata,
+        snakemake.output.h5ad,
+        require_obs=("cell_type", "leiden", "sample", "donor", "condition"),
+        require_obsm=("X_umap",),
+        require_layers=("counts",),
+        counts="counts",
+        what=" (the annotated atlas)",
+        fix=f"check {snakemake.input.h5ad}, {snakemake.input.clusters} and this job's log",
     )
     write_stage(adata, snakemake.output.h5ad, deliverable=True)

@@ -6,6 +6,7 @@ Reads and writes only the embedding part (no expression matrix): annotate_cells 
 import anndata as ad
 
 from cordatlas.atlas.build import cluster, cluster_sizes, stage_part
+from cordatlas.checks import check_cells_genes
 from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_umap
@@ -31,4 +32,13 @@ with rule_logging(snakemake.log[0]):
         path=snakemake.output.umap,
         contrast=snakemake.params.contrast.as_tuple(),
     )
-    write_stage(stage_part(adata), snakemake.output.h5ad)
+    part = stage_part(adata)
+    check_cells_genes(
+        part,
+        snakemake.output.h5ad,
+        require_obs=("leiden",),
+        require_obsm=("X_umap",),
+        what=" (the clusters)",
+        fix=f"check {snakemake.input.h5ad} and this job's log",
+    )
+    write_stage(part, snakemake.output.h5ad)

@@ -6,6 +6,7 @@ Writes only what it adds (embeddings, PCA loadings, obs and uns): no expression 
 import anndata as ad
 
 from cordatlas.atlas.build import integrate, run_pca, stage_part
+from cordatlas.checks import check_cells_genes
 from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
 
@@ -20,4 +21,12 @@ with rule_logging(snakemake.log[0]) as log:
         threads=snakemake.threads,
     )
     log.info("neighbours will use %s", use_rep)
-    write_stage(stage_part(adata), snakemake.output.h5ad)
+    part = stage_part(adata)
+    check_cells_genes(
+        part,
+        snakemake.output.h5ad,
+        require_obsm=("X_pca", use_rep),
+        what=" (the embedding)",
+        fix=f"check {snakemake.input.h5ad} and this job's log",
+    )
+    write_stage(part, snakemake.output.h5ad)

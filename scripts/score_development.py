@@ -2,7 +2,9 @@
 
 import anndata as ad
 
+from cordatlas.checks import check_table
 from cordatlas.compare.development import (
+    AXIS_COLUMNS,
     axis_without_reference,
     development_contrast,
     ontogeny_cell_types,
@@ -30,6 +32,11 @@ with rule_logging(snakemake.log[0]) as log:
     tests = development_contrast(axis, contrast, min_donors=signatures.development_min_donors)
     tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
     log.info("development contrast:\n%s", tests.to_string())
+    fix = "check results/atlas.h5ad holds annotated cells; report the log if it fails again"
+    check_table(axis, snakemake.output.table, required_columns=AXIS_COLUMNS, fix=fix)
+    check_table(
+        tests, snakemake.output.contrast, required_columns=("cell_type", "evidence"), fix=fix
+    )
     axis.to_csv(snakemake.output.table, sep="\t", index=False)
     tests.to_csv(snakemake.output.contrast, sep="\t", index=False)
     plot_development_axis(axis, path=snakemake.output.figure, contrast=contrast.as_tuple())
