@@ -102,9 +102,10 @@ rule cluster_cells:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        # the input is the embedding part only (about 0.4 MB per 1,000 cells); the kNN search,
-        # the graph and UMAP need about 20 times that (docs/performance.md)
-        mem_mb=lambda wc, input, attempt: input_mb(input, 20, floor=2000) * attempt,
+        # the input is the embedding part only (12.6 MB at 25,000 cells); the kNN search, the
+        # graph and UMAP peaked at 64 times that, 32 times beyond the interpreter's 0.4 GB
+        # (docs/performance.md)
+        mem_mb=lambda wc, input, attempt: input_mb(input, 40, floor=2000) * attempt,
         runtime=120,
     params:
         n_neighbors=PARAMS.atlas.n_neighbors,

@@ -16,7 +16,9 @@ rule qc_sample:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 15) * attempt,
+        # peak 26 times the (uncompressed) ingest file at 3,100 cells x 20,000 genes: the doublet
+        # classifier's artificial doublets and features (docs/performance.md)
+        mem_mb=lambda wc, input, attempt: input_mb(input, 30) * attempt,
         runtime=60,
     params:
         qc=PARAMS.qc,
