@@ -367,17 +367,16 @@ def plot_development_axis(
 ) -> None:
     """Per-donor fetal-to-adult axis by cell type, in the vocabulary's condition colours.
 
-    Relative axis (``relative_to_reference``): 0 = adult mean, units of adult (or pooled)
-    donor sd, positive = toward fetal. Reference projection (``reference_projection``):
-    0 = adult reference, 1 = fetal reference. The y-label is two short lines and the method's
+    Reference projection (``reference_projection``): 0 = adult reference, 1 = fetal
+    reference; without values the figure says why (the table's first note). The y-label is two short lines and the method's
     definition sits under the title, so nothing is cut at the figure's edge.
     """
     if axis is None or axis.empty or not np.isfinite(axis["axis_score"].astype(float)).any():
-        message_figure(
-            path,
-            "No development-axis values to show (no cell type with an ontogeny signature and "
-            "enough donors).",
-        )
+        reason = "no cell type with an ontogeny signature and enough donors"
+        notes = [] if axis is None or "note" not in axis else axis["note"].dropna().astype(str)
+        if len(notes):
+            reason = notes.iloc[0].split(":")[0]  # the table's own reason, e.g. no reference
+        message_figure(path, f"No development-axis values to show ({reason}).")
         return
     types = list(dict.fromkeys(axis["cell_type"]))
     palette = condition_palette(condition_order(axis["condition"], contrast), contrast)
