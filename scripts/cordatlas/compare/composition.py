@@ -357,8 +357,23 @@ def _moderated(
 ) -> tuple[pd.DataFrame, _Groups]:
     """Per cell type the least-squares fit of the transformed proportions, moderated."""
     groups = _group_values(props, design, comparison, contrast, types, condition_key=condition_key)
+    return moderated_fit(groups.transformed, design, comparison, contrast, condition_key), groups
+
+
+def moderated_fit(
+    transformed: pd.DataFrame,
+    design: pd.DataFrame,
+    comparison: ComparisonParams,
+    contrast: tuple[str, str],
+    condition_key: str,
+) -> pd.DataFrame:
+    """propeller's fit: least squares per cell type (column), then limma's moderated t.
+
+    `transformed` holds replicates (index, as `design`) x cell types of transformed
+    proportions; the result has compare_groups' columns with ``cell_type`` for ``feature``.
+    """
     fitted = compare_groups(
-        groups.transformed,
+        transformed,
         design,
         contrast=contrast,
         condition_key=condition_key,
@@ -366,7 +381,7 @@ def _moderated(
         numeric=comparison.numeric_covariates,
         min_replicates=comparison.min_replicates_per_group,
     ).rename(columns={"feature": "cell_type"})
-    return moderate(fitted, trend=comparison.composition_trend), groups
+    return moderate(fitted, trend=comparison.composition_trend)
 
 
 def _leave_one_out(

@@ -12,8 +12,8 @@ import pandas as pd
 
 from cordatlas.atlas.genes import measured_in_all
 from cordatlas.checks import check_contrast, require_columns
-from cordatlas.compare.composition import transform_proportions
-from cordatlas.compare.donor_stats import bh_adjust, compare_groups, moderate, replicate_table
+from cordatlas.compare.composition import moderated_fit, transform_proportions
+from cordatlas.compare.donor_stats import bh_adjust, replicate_table
 from cordatlas.genesets.library import library_sets
 from cordatlas.genesets.scoring import check_log_normalised, symbol_index
 from cordatlas.params import ComparisonParams, Contrast
@@ -218,16 +218,7 @@ def cycling_tests(
         }
     ).pivot(index="replicate", columns="cell_type", values="value")
     transformed = transformed.reindex(index=design.index, columns=types)
-    fitted = compare_groups(
-        transformed,
-        design,
-        contrast=pair,
-        condition_key=condition_key,
-        covariates=comparison.covariates,
-        numeric=comparison.numeric_covariates,
-        min_replicates=comparison.min_replicates_per_group,
-    ).rename(columns={"feature": "cell_type"})
-    result = moderate(fitted, trend=comparison.composition_trend)
+    result = moderated_fit(transformed, design, comparison, pair, condition_key)
     raw = used.pivot(index="replicate", columns="cell_type", values="fraction")
     raw = raw.reindex(columns=types)
     is_condition = used.drop_duplicates("replicate").set_index("replicate")["condition"]
