@@ -1,0 +1,198 @@
+"""Subset shares within lineages and compartment-standardised signature comparisons."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cordatlas.compare.compartments import (
+    ADJUSTED_COLUMNS,
+    EXPLAINED,
+    PERSISTS,
+    SUBSET_COLUMNS,
+    compartment_adjusted,
+    lineage_of_labels,
+    standardised_means,
+    subset_composition,
+)
+from cordatlas.compare.donor_stats import replicate_table
+from cordatlas.params import Contrast, default_params
+from cordatlas.vocabulary import DONOR_LEVEL, NOT_TESTABLE
+
+CORD, ADULT = "cord_blood", "adult"
+CONTRAST = Contrast(CORD, ADULT)
+COMPARISON = dataclasses.replace(
+    default_params().comparison, covariates=(), exclude_cell_types=("unassigned",)
+)
+LABELS = {
+    "CD4_naive": "T",
+    "CD4_memory": "T",
+    "T_lineage": "T",
+    "NK_CD56dim": "NK",
+    "NK_lineage": "NK",
+}
+
+
+def _obs(counts: dict[str, dict[str, int]], conditions: dict[str, str]) -> pd.DataFrame:
+    """One row per cell from {donor: {cell_type: n}}."""
+    rows = [
+        {"donor": d, "condition": conditions[d], "cell_type": t}
+        for d, types in counts.items()
+        for t, n in types.items()
+        for _ in range(n)
+    ]
+    obs = pd.DataFrame(rows)
+    obs.index = [f"cell{i}" for i in range(len(obs))]
+    return obs
+
+
+def _design(obs: pd.DataFrame) -> pd.DataFrame:
+    return replicate_table(obs, replicate_key="donor")
+
+
+def test_lineage_of_labels_from_panel():
+    panel = {
+        "version": "1",
+        "cell_types": {
+            "CD4_naive": {"lineage": "T", "markers": ["CCR7"], "sources": ["x"]},
+            "Other": {"markers": ["A"], "sources": ["x"]},
+        },
+    }
+    assert lineage_of_labels(panel) == {"CD4_naive": "T", "T_lineage": "T"}
+
+
+def test_standardised_means_by_hand():
+    # donor A: naive 1, 2, 3 (mean 2), memory 5; donor B: naive 0, memory 4, 6, 8 (mean 6)
+    scores = pd.DataFrame({"s": [1.0, 2, 3, 5, 0, 4, 6, 8]})
+    subtype = pd.Series(["naive"] * 3 + ["memory"] + ["naive"] + ["memory"] * 3)
+    donor = pd.Series(["A"] * 4 + ["B"] * 4)
+    crude, standard, weights = standardised_means(
+        scores, subtype, donor, subtypes=["naive", "memory"]
+    )
+    # pooled mix: 4 naive and 4 memory cells -> 0.5 each
+    assert weights.to_dict() == pytest.approx({"naive": 0.5, "memory": 0.5})
+    assert crude.loc["A", "s"] == pytest.approx(11 / 4)
+    assert crude.loc["B", "s"] == pytest.approx(18 / 4)
+    assert standard.loc["A", "s"] == pytest.approx(0.5 * 2 + 0.5 * 5)
+    assert standard.loc["B", "s"] == pytest.approx(0.5 * 0 + 0.5 * 6)
+
+
+def test_subset_proportions_by_hand_with_lineage_denominator():
+    counts = {
+        "c1": {"CD4_naive": 6, "CD4_memory": 2, "T_lineage": 2, "NK_CD56dim": 50},
+        "c2": {"CD4_naive": 8, "CD4_memory": 2, "NK_CD56dim": 5},
+        "c3": {"CD4_naive": 7, "CD4_memory": 3, "NK_CD56dim": 5},
+        "a1": {"CD4_naive": 2, "CD4_memory": 8, "NK_CD56dim": 5},
+        "a2": {"CD4_naive": 3, "CD4_memory": 7, "NK_CD56dim": 5},
+        "a3": {"CD4_naive": 4, "CD4_memory": 4, "unassigned": 9},
+    }
+    conditions = {d: CORD if d.startswith("c") else ADULT for d in counts}
+    obs = _obs(counts, conditions)
+    table = subset_composition(obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    assert list(table.columns) == SUBSET_COLUMNS
+    t = table[table["lineage"] == "T"].set_index("cell_type")
+    assert list(t.index) == ["CD4_naive", "CD4_memory", "T_lineage"]
+    # the NK cells are not in the T denominator: c1 is 6 / 10 naive, not 6 / 60
+    assert t.at["CD4_naive", "mean_proportion_condition"] == pytest.approx((0.6 + 0.8 + 0.7) / 3)
+    assert t.at["CD4_naive", "mean_proportion_reference"] == pytest.approx((0.2 + 0.3 + 0.5) / 3)
+    assert t.at["T_lineage", "mean_proportion_condition"] == pytest.approx(0.2 / 3)
+    assert t.at["CD4_naive", "evidence"] == DONOR_LEVEL
+    assert t.at["CD4_naive", "difference"] > 0
+    assert t["padj"].notna().all()
+    assert "not resolved" in t.at["T_lineage", "note"]
+    # NK: one subtype present -> not testable, the reason in the note
+    nk = table[table["lineage"] == "NK"]
+    assert set(nk["evidence"]) == {NOT_TESTABLE}
+    assert nk["pvalue"].isna().all()
+    assert "1 subtype" in nk["note"].iloc[0]
+
+
+def test_subset_composition_too_few_donors_not_testable():
+    counts = {
+        "c1": {"CD4_naive": 6, "CD4_memory": 4},
+        "a1": {"CD4_naive": 3, "CD4_memory": 7},
+        "a2": {"CD4_naive": 2, "CD4_memory": 8},
+    }
+    conditions = {"c1": CORD, "a1": ADULT, "a2": ADULT}
+    obs = _obs(counts, conditions)
+    table = subset_composition(obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    assert set(table["evidence"]) == {NOT_TESTABLE}
+    assert table["note"].str.contains("fewer than 2 replicates").all()
+
+
+def _simulated(*, within_effect: float, seed: int = 0, n_cells: int = 300):
+    """4 cord donors mostly naive, 4 adult donors mostly memory; naive cells score 1 lower."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(8):
+        cord = i < 4
+        donor = f"{'c' if cord else 'a'}{i}"
+        naive_share = rng.uniform(0.8, 0.9) if cord else rng.uniform(0.35, 0.45)
+        naive = rng.random(n_cells) < naive_share
+        shift = within_effect if cord else 0.0
+        donor_noise = rng.normal(0, 0.05)
+        score = np.where(naive, 0.0, 1.0) + shift + donor_noise + rng.normal(0, 0.3, n_cells)
+        frames.append(pd.DataFrame({
+            "donor": donor, "condition": CORD if cord else ADULT,
+            "cell_type": np.where(naive, "CD4_naive", "CD4_memory"),
+            "regulatory": score, "noise": rng.normal(0, 0.3, n_cells),
+        }))  # fmt: skip
+    cells = pd.concat(frames, ignore_index=True)
+    cells.index = [f"cell{i}" for i in range(len(cells))]
+    obs = cells[["donor", "condition", "cell_type"]]
+    return cells[["regulatory", "noise"]], obs
+
+
+def test_mix_difference_is_explained_by_compartments():
+    scores, obs = _simulated(within_effect=0.0)
+    table = compartment_adjusted(scores, obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    assert list(table.columns) == ADJUSTED_COLUMNS
+    row = table.set_index("signature").loc["regulatory"]
+    assert row["subtypes_used"] == "CD4_naive,CD4_memory"
+    assert row["difference_crude"] < -0.3  # cord mostly naive: lower crude score
+    assert row["padj_crude"] < 0.01
+    assert abs(row["difference_adjusted"]) < 0.1
+    assert row["padj_adjusted"] > COMPARISON.alpha
+    assert row["ci_low_adjusted"] < 0 < row["ci_high_adjusted"]
+    assert row["share_explained_by_mix"] > 0.8
+    assert row["verdict"] == EXPLAINED
+    assert row["evidence"] == DONOR_LEVEL
+    # and the subset composition sees the naive excess itself
+    subsets = subset_composition(obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    naive = subsets.set_index("cell_type").loc["CD4_naive"]
+    assert naive["difference"] > 0 and naive["padj"] < 0.01
+
+
+def test_within_compartment_effect_is_kept_after_adjustment():
+    scores, obs = _simulated(within_effect=0.8)
+    table = compartment_adjusted(scores, obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    row = table.set_index("signature").loc["regulatory"]
+    # crude: +0.8 within minus ~0.45 from the mix; adjusted: the +0.8 alone
+    assert row["difference_adjusted"] == pytest.approx(0.8, abs=0.15)
+    assert row["ci_low_adjusted"] < 0.8 < row["ci_high_adjusted"]
+    assert row["padj_adjusted"] < 0.01
+    assert row["difference_adjusted"] > row["difference_crude"]
+    assert row["verdict"] == PERSISTS
+    assert table.set_index("signature").loc["noise", "verdict"] == "no_difference"
+
+
+def test_adjusted_not_testable_rows():
+    scores, obs = _simulated(within_effect=0.0, n_cells=200)
+    # NK: one subtype only
+    nk = obs.index[:30]
+    obs = obs.copy()
+    obs.loc[nk, "cell_type"] = "NK_CD56dim"
+    table = compartment_adjusted(scores, obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    rows = table[table["lineage"] == "NK"]
+    assert len(rows) == 2  # one per signature
+    assert set(rows["evidence"]) == {NOT_TESTABLE} and set(rows["verdict"]) == {NOT_TESTABLE}
+    assert rows["note"].str.contains("1 subtype").all()
+    assert rows["pvalue_crude"].isna().all()
+    # a subtype some donor lacks leaves the standardisation; with one left, not testable
+    obs.loc[obs["donor"] == "a5", "cell_type"] = "CD4_memory"
+    t = compartment_adjusted(scores, obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    t = t[t["lineage"] == "T"]
+    assert set(t["evidence"]) == {NOT_TESTABLE}
+    assert (t["subtypes_left_out"] == "CD4_naive").all()
+    assert t["note"].str.contains("fewer than 2 subtypes").all()
