@@ -51,6 +51,7 @@ RULE_STAGES = {
     "test_signatures": "comparison",
     "score_development": "comparison",
     "score_cycling": "comparison",
+    "test_compartments": "comparison",
     "collect_findings": "report",
     "build_report": "report",
 }

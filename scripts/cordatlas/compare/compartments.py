@@ -193,9 +193,7 @@ def subset_composition(
         tests.insert(0, "n_subtypes", n_subtypes)
         tests.insert(0, "lineage", lineage)
         frames.append(tests)
-        log.info(
-            "%s: %d cells, %d subtypes present (%s)", lineage, len(part), n_subtypes, present
-        )
+        log.info("%s: %d cells, %d subtypes present (%s)", lineage, len(part), n_subtypes, present)
     if not frames:
         return pd.DataFrame(columns=SUBSET_COLUMNS)
     table = pd.concat(frames, ignore_index=True)
