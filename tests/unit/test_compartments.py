@@ -196,3 +196,46 @@ def test_adjusted_not_testable_rows():
     assert set(t["evidence"]) == {NOT_TESTABLE}
     assert (t["subtypes_left_out"] == "CD4_naive").all()
     assert t["note"].str.contains("fewer than 2 subtypes").all()
+
+
+def test_adapter_writes_checked_tables_and_marks_an_aliased_design(tmp_path):
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import anndata as ad
+
+    root = Path(__file__).resolve().parents[2]
+    scores, obs = _simulated(within_effect=0.0, n_cells=150)
+    obs = obs.assign(study="s")
+    atlas = ad.AnnData(obs=obs)
+    atlas.write_h5ad(tmp_path / "atlas.h5ad")
+    scores.rename_axis("cell").to_csv(tmp_path / "cells.tsv.gz", sep="\t")
+    pd.DataFrame(
+        {"severity": ["warning"], "topic": ["aliasing:study"], "message": ["aliased"]}
+    ).to_csv(tmp_path / "design.tsv", sep="\t", index=False)
+    out = {name: str(tmp_path / file) for name, file in (
+        ("subsets", "subsets.tsv"), ("adjusted", "adjusted.tsv"), ("figure", "c.png"))}  # fmt: skip
+    job = SimpleNamespace(
+        input=SimpleNamespace(
+            h5ad=str(tmp_path / "atlas.h5ad"),
+            scores=str(tmp_path / "cells.tsv.gz"),
+            panel=str(root / "config" / "marker_panel.yaml"),
+            extra_panel=[],
+            design=str(tmp_path / "design.tsv"),
+        ),  # fmt: skip
+        output=SimpleNamespace(**out),
+        params=SimpleNamespace(comparison=COMPARISON, contrast=CONTRAST),
+        log=[str(tmp_path / "job.log")],
+        wildcards=SimpleNamespace(),
+        threads=1,
+    )
+    runpy.run_path(str(root / "scripts" / "test_compartments.py"), init_globals={"snakemake": job})
+    subsets = pd.read_csv(out["subsets"], sep="\t")
+    adjusted = pd.read_csv(out["adjusted"], sep="\t", keep_default_na=False)
+    assert set(subsets["lineage"]) == {"T"}
+    assert set(subsets["evidence"]) == {"confounded"}
+    assert adjusted.set_index("signature").loc["regulatory", "verdict"] == EXPLAINED
+    assert set(adjusted["evidence"]) == {"confounded"}
+    assert adjusted["note"].str.startswith("condition aliased with study").all()
+    assert Path(out["figure"]).stat().st_size > 0
