@@ -10,6 +10,9 @@ with rule_logging(snakemake.log[0]) as log:
         signatures=snakemake.input.signatures,
         cycling=snakemake.input.cycling,
         development=snakemake.input.development,
+        # within-lineage comparisons (rule test_compartments), read where the rule gives them
+        subsets=getattr(snakemake.input, "subsets", None),
+        compartments=getattr(snakemake.input, "compartments", None),
         de_summary=snakemake.input.de_summary,
         de_all=snakemake.input.de_all,
         design_findings=snakemake.input.design_findings,

@@ -239,3 +239,98 @@ def test_adapter_writes_checked_tables_and_marks_an_aliased_design(tmp_path):
     assert set(adjusted["evidence"]) == {"confounded"}
     assert adjusted["note"].str.startswith("condition aliased with study").all()
     assert Path(out["figure"]).stat().st_size > 0
+
+
+# ---- report: findings rows, section, methods ------------------------------------------------
+def _result_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both tables of the simulated mix-only study, plus an NK lineage of one subtype."""
+    scores, obs = _simulated(within_effect=0.0, n_cells=200)
+    obs = obs.copy()
+    obs.loc[obs.index[:30], "cell_type"] = "NK_CD56dim"
+    design = _design(obs)
+    subsets = subset_composition(obs, design, COMPARISON, CONTRAST, labels=LABELS)
+    adjusted = compartment_adjusted(scores, obs, design, COMPARISON, CONTRAST, labels=LABELS)
+    return subsets, adjusted
+
+
+def test_findings_rows_carry_the_adjusted_effect_and_the_verdict():
+    from cordatlas.report.findings import FINDINGS_COLUMNS, build_findings, is_finding
+
+    subsets, adjusted = _result_tables()
+    table = build_findings(composition=None, signatures=None, de_summary=None, de_genes=None,
+                           design_findings=None, alpha=0.05, contrast=(CORD, ADULT),
+                           subsets=subsets, compartments=adjusted)  # fmt: skip
+    assert list(table.columns) == FINDINGS_COLUMNS
+    # lineages of one subtype make no claim: no NK rows
+    assert set(table["cell_type"]) == {"CD4_naive", "CD4_memory", "T"}
+    share = table[table["kind"] == "subset_composition"].set_index("cell_type")
+    assert share.at["CD4_naive", "call"] == f"higher in {CORD}"
+    assert share.at["CD4_naive", "feature"] == "share_of_T"
+    row = table[(table["kind"] == "compartment_adjusted") & (table["feature"] == "regulatory")]
+    row = row.iloc[0]
+    expected = adjusted[adjusted["lineage"] == "T"].set_index("signature").loc["regulatory"]
+    assert row["effect"] == pytest.approx(expected["difference_adjusted"])
+    assert row["ci_low"] == pytest.approx(expected["ci_low_adjusted"])
+    assert row["padj"] == pytest.approx(expected["padj_adjusted"])
+    assert row["call"] == "no difference detected"
+    assert row["note"].startswith(EXPLAINED)
+    assert f"crude difference {expected['difference_crude']:+.3g} " in row["note"]
+    assert (
+        f"share explained by the subtype mix {expected['share_explained_by_mix']:.2f}"
+        in (row["note"])
+    )
+    assert row["detail"].endswith("#compartments")
+    # the adjusted comparison is not a finding here; the naive share is
+    found = table[is_finding(table)]
+    assert set(found["kind"]) == {"subset_composition"}
+    # an aliased design: every row confounded
+    aliased = pd.DataFrame({"severity": ["warning"], "topic": ["aliasing:study"],
+                            "message": ["x"]})  # fmt: skip
+    table = build_findings(composition=None, signatures=None, de_summary=None, de_genes=None,
+                           design_findings=aliased, alpha=0.05, contrast=(CORD, ADULT),
+                           subsets=subsets, compartments=adjusted)  # fmt: skip
+    assert set(table["evidence"]) == {"confounded"}
+
+
+def test_findings_from_files_reads_the_compartment_tables(tmp_path):
+    from cordatlas.report.findings import findings_from_files
+
+    subsets, adjusted = _result_tables()
+    subsets.to_csv(tmp_path / "s.tsv", sep="\t", index=False)
+    adjusted.to_csv(tmp_path / "a.tsv", sep="\t", index=False)
+    table = findings_from_files(composition=None, signatures=None, de_summary=None, de_all=None,
+                                design_findings=None, alpha=0.05, contrast=(CORD, ADULT),
+                                subsets=str(tmp_path / "s.tsv"),
+                                compartments=str(tmp_path / "a.tsv"))  # fmt: skip
+    assert set(table["kind"]) == {"subset_composition", "compartment_adjusted"}
+    assert len(table[table["kind"] == "compartment_adjusted"]) == 2  # T x 2 signatures
+
+
+def test_compartments_section_lists_the_tested_rows_explained_first(tmp_path):
+    from cordatlas.report import blocks
+    from cordatlas.report.comparison import compartments_section
+
+    subsets, adjusted = _result_tables()
+    page = blocks.Page(out_dir=tmp_path, results_dir=tmp_path, alpha=0.05, contrast=(CORD, ADULT))
+    section = compartments_section(page, subsets, adjusted, None)
+    said = [x["text"] for x in section["blocks"] if x["kind"] in ("text", "absent")]
+    assert "1 of 2 lineage x signature differences are explained by the subtype mix." in said
+    tables = [x for x in section["blocks"] if x["kind"] == "table"]
+    assert [t["id"] for t in tables] == ["t-subset-composition", "t-compartment-adjusted"]
+    assert "NK_CD56dim" not in tables[0]["html"]
+    html = tables[1]["html"]
+    assert html.index("regulatory") < html.index("noise")
+    # absent inputs say so
+    empty = compartments_section(page, None, None, None)
+    said = [x["text"] for x in empty["blocks"] if x["kind"] in ("text", "absent")]
+    assert any("subset_composition.tsv" in t for t in said)
+
+
+def test_methods_name_direct_standardisation_and_its_reference():
+    from cordatlas.report.methods import methods_table
+
+    table = methods_table({"comparison": {"min_cells_per_replicate": 10}}).set_index("step")
+    row = table.loc["within-lineage compartments"]
+    assert "directly standardised" in row["method"]
+    assert "comparison.min_cells_per_replicate = 10" in row["parameters"]
+    assert "Keiding N, Clayton D 2014" in row["citation"]

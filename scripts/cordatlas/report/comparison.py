@@ -181,6 +181,71 @@ def cycling_section(
     return b.section("cycling", "Cycling fraction", blocks)
 
 
+SUBSET_SHOWN = ["lineage", "cell_type", "mean_proportion_condition",
+                "mean_proportion_reference", "difference", "ci_low", "ci_high", "padj",
+                "n_condition", "n_reference", "covariates", EVIDENCE, NOTE]  # fmt: skip
+COMPARTMENT_SHOWN = ["lineage", "signature", "difference_crude", "ci_low_crude",
+                     "ci_high_crude", "padj_crude", "difference_adjusted", "ci_low_adjusted",
+                     "ci_high_adjusted", "padj_adjusted", "share_explained_by_mix", "verdict",
+                     "subtypes_used", "n_condition", "n_reference", EVIDENCE, NOTE]  # fmt: skip
+
+
+def compartments_section(
+    page: Page,
+    subsets: pd.DataFrame | None,
+    adjusted: pd.DataFrame | None,
+    figure: str | None,
+) -> Block:
+    """Within-lineage comparisons: subtype shares of each lineage, signatures at one subtype mix.
+
+    Lineages with fewer than two subtypes present are left out of both tables here (their rows
+    in the files say why they were not tested); the adjusted table lists the tested rows, the
+    ones the subtype mix explains first.
+    """
+    title = "Within-lineage compartments"
+    blocks: list[Block] = [page.figure(figure, "Subtype mix per lineage; crude vs adjusted")]
+    if subsets is None and adjusted is None:
+        blocks.append(b.absent("results/compartments/subset_composition.tsv"))
+        return b.section("compartments", title, blocks)
+    condition, reference = page.contrast
+    blocks.append(b.text(
+        "Cord T cells are mostly naive, so a lineage-level difference can be the mix of "
+        "compartments rather than a difference within any of them. First each subtype's share "
+        "of its lineage's cells per donor (HSPC subsets where progenitors are present), tested "
+        "as composition is; then each lineage's signature scores compared crude and directly "
+        "standardised to one subtype mix (the pooled mix of all donors), "
+        f"{condition} - {reference}, donors as the unit."))  # fmt: skip
+    if subsets is None:
+        blocks.append(b.absent("results/compartments/subset_composition.tsv"))
+    else:
+        mixes = subsets[pd.to_numeric(subsets["n_subtypes"], errors="coerce") >= 2]
+        if mixes.empty:
+            blocks.append(b.text("No lineage has two or more subtypes in these data."))
+        else:
+            blocks.append(page.table(mixes, "subset-composition", columns=SUBSET_SHOWN,
+                                     caption="Share of each subtype among its lineage's cells; "
+                                     "difference and CI on the transformed scale"))  # fmt: skip
+    if adjusted is None:
+        blocks.append(b.absent("results/compartments/compartment_adjusted.tsv"))
+    else:
+        tested = adjusted[adjusted[EVIDENCE].astype(str) != "not_testable"]
+        if tested.empty:
+            reasons = sorted({str(n) for n in adjusted.get(NOTE, pd.Series(dtype=str)).dropna()
+                              if n})  # fmt: skip
+            blocks.append(b.text("No lineage x signature could be compared at one subtype mix"
+                                 + (f": {'; '.join(reasons)}." if reasons else ".")))  # fmt: skip
+        else:
+            explained = int((tested["verdict"].astype(str) == "explained_by_compartment_mix").sum())
+            order = (tested["verdict"].astype(str) != "explained_by_compartment_mix").astype(int)
+            shown = tested.assign(_o=order).sort_values(["_o", "padj_crude"]).drop(columns="_o")
+            blocks.append(b.text(f"{explained} of {len(tested)} lineage x signature "
+                                 "differences are explained by the subtype mix."))  # fmt: skip
+            blocks.append(page.table(shown, "compartment-adjusted", columns=COMPARTMENT_SHOWN,
+                                     caption="Signature differences crude and at one subtype "
+                                     "mix (direct standardisation)"))  # fmt: skip
+    return b.section("compartments", title, blocks)
+
+
 DEVELOPMENT_COLUMNS = ["cell_type", "mean_condition", "mean_reference", "difference", "ci_low",
                        "ci_high", "padj", "n_condition", "n_reference", "method", EVIDENCE,
                        NOTE]  # fmt: skip

@@ -4,7 +4,9 @@ The rows come from the tables the workflow wrote: each composition shift
 (``composition/composition_tests.tsv``), each signature in each cell type
 (``signatures/signature_tests.tsv``), each cell type's cycling fraction
 (``signatures/cycling_tests.tsv``), each cell type's place on the development axis
-(``signatures/development_contrast.tsv``) and each cell type's differential expression in numbers
+(``signatures/development_contrast.tsv``), each subtype's share of its lineage
+(``compartments/subset_composition.tsv``), each lineage's signature standardised to one subtype mix
+(``compartments/compartment_adjusted.tsv``) and each cell type's differential expression in numbers
 (``de/de_summary.tsv``, top genes from ``de/de_all.tsv.gz``). Nothing is re-tested. Two things
 are read on top of the tables, both stated in the row's ``note``:
 
@@ -64,7 +66,15 @@ FINDINGS_COLUMNS = [
 PAGE = "report/index.html"
 
 #: Kinds of claim, in the order the table lists them.
-KINDS = ("composition", "signature", "cycling", "development", "de")
+KINDS = (
+    "composition",
+    "subset_composition",
+    "signature",
+    "compartment_adjusted",
+    "cycling",
+    "development",
+    "de",
+)
 
 #: Top genes (lowest padj) named in a DE row's note.
 N_TOP_GENES = 3
@@ -160,6 +170,95 @@ def cycling_findings(
                 condition=condition,
                 note=note,
                 detail=f"{PAGE}#cycling",
+            )
+        )
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def subset_findings(
+    tests: pd.DataFrame, *, alpha: float, condition: str, reference: str
+) -> pd.DataFrame:
+    """One row per subtype's share of its lineage's cells (``subset_composition.tsv``).
+
+    Lineages with fewer than two subtypes present are left out: the share of a lineage's only
+    subtype is no claim (the table keeps those rows, not testable, with the reason).
+    """
+    rows = []
+    for _, row in tests[pd.to_numeric(tests["n_subtypes"], errors="coerce") >= 2].iterrows():
+        transform = str(row.get("transform", "") or "logit")
+        lineage = str(row["lineage"])
+        means = (
+            f"share of {lineage} cells: mean {condition} "
+            f"{_num(row['mean_proportion_condition']):.3g} vs {reference} "
+            f"{_num(row['mean_proportion_reference']):.3g}"
+        )
+        rows.append(
+            _row(
+                row,
+                kind="subset_composition",
+                feature=f"share_of_{lineage}",
+                effect=_num(row["difference"]),
+                measure=f"{transform} share-of-lineage difference ({condition} - {reference})",
+                interval=_interval(row),
+                alpha=alpha,
+                condition=condition,
+                note=_measured_note(row, means),
+                detail=f"{PAGE}#compartments",
+            )
+        )
+    return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
+
+
+def compartment_findings(
+    tests: pd.DataFrame, *, alpha: float, condition: str, reference: str
+) -> pd.DataFrame:
+    """One row per lineage x signature, the compartment-adjusted difference (``compartment_adjusted.tsv``).
+
+    The row's effect, CI and padj are the standardised ones (the comparison at one subtype mix);
+    the crude difference, the share the mix explains and the verdict are in the note. Lineages
+    with fewer than two subtypes present have no mix to adjust for and are left out (the table
+    keeps them, not testable).
+    """
+    rows = []
+    for _, row in tests.iterrows():
+        present = [s for c in ("subtypes_used", "subtypes_left_out")
+                   for s in ("" if _blank(row.get(c)) else str(row[c])).split(",") if s]  # fmt: skip
+        if len(present) < 2:
+            continue
+        shown = row.copy()
+        for column in ("n_condition", "n_reference"):
+            shown[column] = 0 if not np.isfinite(_num(row.get(column))) else row[column]
+        shown["cell_type"] = str(row["lineage"])
+        shown["padj"] = row.get("padj_adjusted")
+        verdict = str(row.get("verdict", ""))
+        tested = str(row[EVIDENCE]) != NOT_TESTABLE and np.isfinite(_num(row.get("pvalue_crude")))
+        if tested:
+            own = "" if _blank(row.get(NOTE)) else f"; {row[NOTE]}"
+            note = (
+                f"{verdict}: crude difference {_num(row['difference_crude']):+.3g} "
+                f"(95 % CI {_num(row['ci_low_crude']):+.3g} to {_num(row['ci_high_crude']):+.3g}, "
+                f"padj {format_pvalue(_num(row['padj_crude']))}), adjusted "
+                f"{_num(row['difference_adjusted']):+.3g}; share explained by the subtype mix "
+                f"{_num(row['share_explained_by_mix']):.2f}; standard mix {row['standard_mix']}"
+                f"{own}"
+            )
+        else:
+            note = "" if _blank(row.get(NOTE)) else str(row[NOTE])
+        rows.append(
+            _row(
+                shown,
+                kind="compartment_adjusted",
+                feature=str(row["signature"]),
+                effect=_num(row["difference_adjusted"]),
+                measure=(
+                    f"score difference at one subtype mix ({condition} - {reference}; "
+                    "direct standardisation)"
+                ),
+                interval=(_num(row["ci_low_adjusted"]), _num(row["ci_high_adjusted"])),
+                alpha=alpha,
+                condition=condition,
+                note=note,
+                detail=f"{PAGE}#compartments",
             )
         )
     return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
@@ -433,6 +532,8 @@ def build_findings(
     contrast: tuple[str, str],
     cycling: pd.DataFrame | None = None,
     development: pd.DataFrame | None = None,
+    subsets: pd.DataFrame | None = None,
+    compartments: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The findings table: every tested claim, the data's call, and how far it can be trusted.
 
@@ -444,6 +545,9 @@ def build_findings(
     cycling, development
         ``cycling_tests.tsv`` and ``development_contrast.tsv`` (None: absent, as in results
         written before these tables existed).
+    subsets, compartments
+        ``compartments/subset_composition.tsv`` and ``compartments/compartment_adjusted.tsv``
+        (None: absent, no rows of those kinds).
     de_genes
         ``de_all.tsv.gz`` (every DE table; None: no top genes named).
     design_findings
@@ -474,7 +578,12 @@ def build_findings(
                 reference=reference,
             )
         )  # fmt: skip
-    for table, rows_of in ((cycling, cycling_findings), (development, development_findings)):
+    for table, rows_of in (
+        (cycling, cycling_findings),
+        (development, development_findings),
+        (subsets, subset_findings),
+        (compartments, compartment_findings),
+    ):
         if table is not None and not table.empty:
             parts.append(rows_of(table, alpha=alpha, condition=condition, reference=reference))
     if de_summary is not None and not de_summary.empty:
@@ -510,6 +619,8 @@ def findings_from_files(
     contrast: tuple[str, str],
     cycling: str | None = None,
     development: str | None = None,
+    subsets: str | None = None,
+    compartments: str | None = None,
 ) -> pd.DataFrame:
     """:func:`build_findings` on the results files (None or an absent file: no rows of that kind)."""
     from cordatlas.report.tables import read_de_genes, read_tsv
@@ -524,4 +635,6 @@ def findings_from_files(
         contrast=contrast,
         cycling=read_tsv(cycling),
         development=read_tsv(development),
+        subsets=read_tsv(subsets),
+        compartments=read_tsv(compartments),
     )

@@ -45,6 +45,9 @@ CITATIONS = {
     "single-cell RNA sequencing data. GigaScience 9:giaa151",
     "tirosh": "Tirosh I et al. 2016. Dissecting the multicellular ecosystem of metastatic "
     "melanoma by single-cell RNA-seq. Science 352:189-196",
+    "standardisation": "Keiding N, Clayton D 2014. Standardization and control for confounding "
+    "in observational studies: a historical perspective. Stat Sci 29:529-558. "
+    "doi:10.1214/13-STS453",
     "bh": "Benjamini Y, Hochberg Y 1995. Controlling the false discovery rate. J R Stat Soc B "
     "57:289-300",
 }
@@ -185,6 +188,21 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
                  "comparison.composition_transform", "comparison.min_cells_per_replicate",
                  "comparison.min_replicates_per_group"),
          f"{CITATIONS['tirosh']}; {CITATIONS['scanpy']}; {CITATIONS['propeller']}; "
+         f"{CITATIONS['bh']}"),
+        ("within-lineage compartments", "each subtype's share of its lineage's cells per "
+         "donor (the panel's lineages; HSPC subsets where progenitors are present, naive / "
+         "memory T ...) tested as composition is (propeller, 95 % CI, BH over the table); each "
+         "lineage's signature scores compared crude and directly standardised to one subtype "
+         "mix (each donor's per-subtype means weighted by the pooled mix of all donors, only "
+         "subtypes with min_cells_per_replicate cells in every donor), both by the signature "
+         "tests' donor-level rule; a crude difference that the adjusted one loses (not "
+         "significant, or under half) is called explained by the compartment mix. Reason: cord "
+         "T cells are mostly naive, so a lineage-level difference can be the mix, not a "
+         "difference within any compartment",
+         _params(config, "annotation.panel", "comparison.min_cells_per_replicate",
+                 "comparison.min_replicates_per_group", "comparison.composition_transform",
+                 "comparison.alpha"),
+         f"{CITATIONS['standardisation']}; {CITATIONS['propeller']}; {CITATIONS['welch']}; "
          f"{CITATIONS['bh']}"),
         ("enrichment", "CAMERA with the inter-gene correlation estimated per set, on the "
          "donors' pseudobulk log-CPM (voom's); a ranking (AUC, no p-value) for cell-level DE",
