@@ -334,3 +334,36 @@ def test_methods_name_direct_standardisation_and_its_reference():
     assert "directly standardised" in row["method"]
     assert "comparison.min_cells_per_replicate = 10" in row["parameters"]
     assert "Keiding N, Clayton D 2014" in row["citation"]
+
+
+def test_donors_without_the_lineage_leave_only_its_comparison():
+    # progenitors exist only in some samples (bone marrow, CD34+): a donor with too few cells of
+    # the lineage leaves that lineage's comparison instead of making every subtype unusable
+    scores, obs = _simulated(within_effect=0.0, n_cells=200)
+    obs = obs.copy()
+    others = obs.index[obs["donor"] == "a7"][5:]
+    obs.loc[others, "cell_type"] = "NK_CD56dim"
+    table = compartment_adjusted(scores, obs, _design(obs), COMPARISON, CONTRAST, labels=LABELS)
+    row = table[table["lineage"] == "T"].set_index("signature").loc["regulatory"]
+    assert row["donors_left_out"] == "a7"
+    assert row["subtypes_used"] == "CD4_naive,CD4_memory"
+    assert (row["n_condition"], row["n_reference"]) == (4, 3)
+    assert row["verdict"] == EXPLAINED
+
+
+def test_figure_fits_the_report_width_and_says_when_nothing_compares(tmp_path):
+    from PIL import Image
+
+    from cordatlas.plotting.base import MAX_WIDTH_PX
+    from cordatlas.plotting.compartments import plot_compartments
+
+    subsets, adjusted = _result_tables()
+    path = tmp_path / "c.png"
+    plot_compartments(subsets, adjusted, path=path, contrast=(CORD, ADULT))
+    with Image.open(path) as image:
+        assert image.width <= MAX_WIDTH_PX
+        assert image.height > 300
+    empty = tmp_path / "empty.png"
+    plot_compartments(subsets.iloc[0:0], adjusted.iloc[0:0], path=empty, contrast=(CORD, ADULT))
+    with Image.open(empty) as image:
+        assert image.height < 400  # the message figure

@@ -54,6 +54,7 @@ ADJUSTED_COLUMNS = [
     "signature",
     "subtypes_used",
     "subtypes_left_out",
+    "donors_left_out",
     "standard_mix",
     "n_condition",
     "n_reference",
@@ -289,8 +290,10 @@ def compartment_adjusted(
     difference within any of them. Per lineage with at least two subtypes and per signature,
     each donor's score is taken two ways over the same cells (:func:`standardised_means`):
     crude (the donor's own mix) and directly standardised (the pooled mix of all donors of the
-    contrast). Only the subtypes with at least ``comparison.min_cells_per_replicate`` cells in
-    every donor of the contrast enter (``subtypes_used``; a donor lacking a compartment has no
+    contrast). Donors with fewer than ``comparison.min_cells_per_replicate`` cells of the lineage
+    leave its comparison (``donors_left_out``: e.g. peripheral-blood donors for the
+    progenitors). Only the subtypes with at least ``comparison.min_cells_per_replicate`` cells in
+    every remaining donor enter (``subtypes_used``; a donor lacking a compartment has no
     mean to weight, and dropping the donor instead would lose replication, ``subtypes_left_out``
     names the others); cells with an unresolved subtype (``{lineage}_lineage``) have no
     compartment and are left out of both. Fewer than two usable subtypes: ``not_testable``.
@@ -334,10 +337,15 @@ def compartment_adjusted(
         present = list(counts.columns)
         wanted = design.index[design[condition_key].astype(str).isin(pair)].astype(str)
         counts = counts.reindex(index=wanted, fill_value=0)
+        # a donor without (enough) cells of the lineage has no lineage to compare (progenitors
+        # only in bone-marrow or CD34+ samples): it leaves this lineage's comparison
+        enough = counts.sum(axis=1) >= comparison.min_cells_per_replicate
+        absent, counts = list(counts.index[~enough]), counts.loc[enough]
         used = [s for s in present if (counts[s] >= comparison.min_cells_per_replicate).all()]
         left_out = [s for s in present if s not in used]
         base = {"lineage": lineage, "subtypes_used": ",".join(used),
-                "subtypes_left_out": ",".join(left_out)}  # fmt: skip
+                "subtypes_left_out": ",".join(left_out),
+                "donors_left_out": ",".join(absent)}  # fmt: skip
         if len(present) < 2 or len(used) < 2:
             reason = (
                 f"lineage {lineage} has {len(present)} subtype(s) present: no mix to standardise"
@@ -348,7 +356,7 @@ def compartment_adjusted(
             )
             frames.append(_untestable_rows(base, signatures, reason))
             continue
-        sub = cells.index[in_lineage]
+        sub = cells.index[in_lineage & donors.isin(counts.index).to_numpy()]
         crude, standard, weights = standardised_means(
             scores.loc[sub], label.loc[sub], donors.loc[sub], subtypes=used
         )
@@ -428,7 +436,8 @@ def _verdicts(table: pd.DataFrame, comparison: ComparisonParams) -> pd.DataFrame
     table["method"] = ADJUSTED_METHOD
     table[NOTE] = table[NOTE].fillna("")
     out = table.reindex(columns=ADJUSTED_COLUMNS)
-    for column in ("subtypes_used", "subtypes_left_out", "standard_mix", "test", "covariates"):
+    for column in ("subtypes_used", "subtypes_left_out", "donors_left_out", "standard_mix",
+                   "test", "covariates"):  # fmt: skip
         out[column] = out[column].fillna("")
     check_evidence(out[EVIDENCE], table="compartment-adjusted signatures")
     return out
