@@ -224,8 +224,13 @@ def _check_null_shares(table: pd.DataFrame, *, what: str) -> pd.DataFrame:
         n = len(group)
         per_study = group.groupby("study")["low"].mean().round(3).tolist()
         rows.append(
-            {"cell_type": cell_type, "n": n, "share": group["low"].mean(),
-             "bound": _max_share(n), "per_study": per_study}  # fmt: skip
+            {
+                "cell_type": cell_type,
+                "n": n,
+                "share": group["low"].mean(),
+                "bound": _max_share(n),
+                "per_study": per_study,
+            }
         )
     summary = pd.DataFrame(rows)
     bad = summary[summary["share"] > summary["bound"]]
@@ -296,9 +301,11 @@ def test_stress_with_condition_raises_the_control_in_every_touched_cell_type():
     stressed = truth.groupby("cell_type")["stress_log2fc"].apply(lambda s: (s > 0).any())
     touched = set(stressed.index[stressed])
     # stress is planted in every donor of the condition: every cell type is touched
-    assert study.truth_samples.loc[study.truth_samples["stressed"], "condition"].eq(
-        CONTRAST.condition
-    ).all()
+    assert (
+        study.truth_samples.loc[study.truth_samples["stressed"], "condition"]
+        .eq(CONTRAST.condition)
+        .all()
+    )
     results = _signatures(_cells(study))
     flag = results.groupby("cell_type")["control_flag"].first()
     tested = set(flag.index) & touched
@@ -311,14 +318,24 @@ def test_stress_with_condition_raises_the_control_in_every_touched_cell_type():
 
 
 def test_balanced_stress_rarely_raises_the_control(light_null):
+    # Stress in half of each condition's donors (stress="independent") and no condition effect.
+    # The flag is a liberal screen: raw p < control_flag_pvalue (0.1) or |difference| >=
+    # control_flag_difference (0.5 score units). Its rate over (study, cell type) pairs is held
+    # to the upper 99 % binomial point of the p-value rule's nominal 10 %. Measured (23 null
+    # studies x 17 types): 13.1 % flagged, nearly all by the difference rule (|difference|
+    # >= 0.5 in 12.8 %; the stressed donors' folds, 1-2.5 log2, differ between the groups by
+    # chance); the p-value rule alone 0.8 % (balanced stress by design makes the t test of the
+    # control conservative).
     signatures = light_null["signatures"]
     per_type = signatures.groupby(["study", "cell_type"])["control_flag"].first().dropna()
     rate = per_type.astype(bool).mean()
-    # the flag is a liberal screen (raw p < 0.1 or |difference| >= 0.5): under balanced stress
-    # its rate should stay near the p-value rule's 10 %, bounded like the shares above
-    assert rate <= float(stats.binom.ppf(LEVEL, len(per_type), FLAG_P)) / len(per_type), (
+    bound = float(stats.binom.ppf(LEVEL, len(per_type), FLAG_P)) / len(per_type)
+    assert rate <= bound, (
         f"control_flag raised in {rate:.3f} of {len(per_type)} null (study, cell type) pairs"
     )
+    control = signatures[signatures["signature"] == DEFAULT_CONTROL]
+    by_pvalue = (control["pvalue"].dropna() < FLAG_P).mean()
+    assert by_pvalue <= bound, f"control p < {FLAG_P} in {by_pvalue:.3f} of the null studies"
 
 
 # ============================================================================================
