@@ -248,12 +248,13 @@ def _null_de(full_null) -> pd.DataFrame:
 @pytest.mark.xfail(
     strict=True,
     reason="measured (seeds 101-103): NK_CD56dim 6.6 % of 1,146 raw p < 0.05 (bound 6.5 %), "
-    "CD8_naive 6.5 % and HSC_MPP 6.3 % just under theirs; all genes 5.4 % of 16,806. Cause: the ambient soup. Its "
-    "share and globin content are drawn per sample, independent of condition, but with 6 "
-    "samples a side one study in three (seed 103) drew more soup haemoglobin in one group: "
-    "57 % of its haemoglobin tests have p < 0.05 in every cell type (24 % over the 3 studies). "
-    "That is a real per-sample difference, not a DESeq2 error; the contamination flag marks "
-    "58 of the 60 such globin hits (test below).",
+    "CD8_naive 6.5 % and HSC_MPP 6.3 % just under theirs; all genes 5.4 % of 16,806. "
+    "Cause: the ambient soup. Its share and globin content are drawn per sample, "
+    "independent of condition, but with 6 samples a side one study in three (seed 103) "
+    "drew more soup haemoglobin in one group: 57 % of that study's haemoglobin tests (all "
+    "cell types) have p < 0.05, 24 % over the 3 studies. That is a real per-sample "
+    "difference, not a DESeq2 error; the contamination flag marks 58 of the 60 such globin "
+    "hits (test below).",
 )
 def test_deseq2_null_share_per_cell_type_all_genes(full_null):
     _check_null_shares(_null_de(full_null), what="pseudobulk DESeq2, all genes")
