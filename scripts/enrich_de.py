@@ -3,6 +3,7 @@
 from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import read_de_table
 from cordatlas.compare.enrichment import ENRICHMENT_COLUMNS, enrich_by_cell_type, read_pseudobulks
+from cordatlas.compare.plan import METHOD_PSEUDOBULK, planned_tables, read_plan
 from cordatlas.genesets.library import gene_lists, load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.enrichment import plot_enrichment
@@ -10,7 +11,13 @@ from cordatlas.plotting.enrichment import plot_enrichment
 with rule_logging(snakemake.log[0]) as log:
     de = read_de_table(snakemake.input.table)
     gene_sets = gene_lists(load_library(snakemake.input.library, snakemake.input.extra_sets))
-    pseudobulks = read_pseudobulks(snakemake.input.tables)
+    plan = read_plan(snakemake.input.plan)
+    pseudobulks = read_pseudobulks(
+        planned_tables(
+            plan[plan["method"] == METHOD_PSEUDOBULK],
+            {METHOD_PSEUDOBULK: snakemake.input.pseudobulk},
+        )
+    )
     results = enrich_by_cell_type(
         de,
         gene_sets,

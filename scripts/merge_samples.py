@@ -1,4 +1,4 @@
-"""Adapter for rule merge_samples: concatenate the QC'd samples, raw counts kept in layers["counts"]."""
+"""Adapter for rule merge_samples: concatenate the QC'd samples, raw counts in X (one copy)."""
 
 import anndata as ad
 import pandas as pd

@@ -4,12 +4,22 @@ import pandas as pd
 
 from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import DE_COLUMNS, SUMMARY_COUNTS, de_summary, read_de_table
-from cordatlas.compare.plan import PLAN_COLUMNS, read_plan
+from cordatlas.compare.plan import (
+    METHOD_CELL_LEVEL,
+    METHOD_PSEUDOBULK,
+    PLAN_COLUMNS,
+    planned_tables,
+    read_plan,
+)
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     plan = read_plan(snakemake.input.plan)
-    tables = [read_de_table(path) for path in snakemake.input.tables]
+    folders = {
+        METHOD_PSEUDOBULK: snakemake.input.pseudobulk,
+        METHOD_CELL_LEVEL: snakemake.input.cell_level,
+    }
+    tables = [read_de_table(path) for path in planned_tables(plan, folders)]
     results = {str(t["cell_type"].iloc[0]): t for t in tables if not t.empty}
     summary = de_summary(plan, results, alpha=snakemake.params.alpha)
     combined = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=DE_COLUMNS)

@@ -1,24 +1,36 @@
-"""Adapter for rule test_pseudobulk_de: PyDESeq2 on one cell type's donor pseudobulks, with its counts and figures."""
+"""Adapter for rule test_pseudobulk_de: PyDESeq2 on each donor-level cell type's pseudobulks, with its counts and figures.
+
+One job tests every cell type the plan gives donor-level DE (the cell types are known only after
+annotation; one job keeps the workflow's job count fixed from the start and pays the imports
+once). Per cell type ``<slug>`` it writes, under the output folder: ``<slug>.tsv``,
+``counts/<slug>_counts.tsv.gz`` and ``counts/<slug>_pseudobulks.tsv`` (read by enrichment) and
+``figures/<slug>_volcano.png``, ``figures/<slug>_heatmap.png``.
+"""
+
+from pathlib import Path
 
 import anndata as ad
 
 from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import DE_COLUMNS
 from cordatlas.compare.deseq2 import leave_one_out_de, prespecified_genes, pseudobulk_de
-from cordatlas.compare.plan import cell_type_of_slug, pseudobulk_mask, read_plan
+from cordatlas.compare.plan import (
+    METHOD_PSEUDOBULK,
+    planned_cell_types,
+    pseudobulk_mask,
+    read_plan,
+)
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.de import plot_de_heatmap, plot_volcano
 from cordatlas.vocabulary import evidence_title
 
-with rule_logging(snakemake.log[0]) as log:
+
+def test_cell_type(pseudobulk, cell_type, slug, *, folder, library, aliased, log):
+    """DESeq2, leave-one-donor-out and figures for one cell type, written under `folder`."""
     comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
-    plan = read_plan(snakemake.input.plan)
-    cell_type = cell_type_of_slug(plan, snakemake.wildcards.cell_type)
-    pseudobulk = ad.read_h5ad(snakemake.input.h5ad)
-    library = load_library(snakemake.input.library, snakemake.input.extra_sets)
     results, notes = pseudobulk_de(
         pseudobulk,
         comparison,
@@ -30,13 +42,15 @@ with rule_logging(snakemake.log[0]) as log:
     results, loo_notes = leave_one_out_de(
         pseudobulk, results, comparison, contrast, cell_type=cell_type, n_cpus=snakemake.threads
     )
-    notes += loo_notes
-    results = mark_confounded(results, read_aliased_factors(snakemake.input.design))
-    for note in notes:
+    results = mark_confounded(results, aliased)
+    for note in notes + loo_notes:
         log.info("%s: %s", cell_type, note)
-    fix = "rerun test_pseudobulk_de for this cell type; report the log if it fails again"
+    table = folder / f"{slug}.tsv"
+    counts_path = folder / "counts" / f"{slug}_counts.tsv.gz"
+    obs_path = folder / "counts" / f"{slug}_pseudobulks.tsv"
+    fix = "rerun test_pseudobulk_de; report the log if it fails again"
     # an untestable cell type legitimately has no gene: its header is still needed
-    check_table(results, snakemake.output.table, required_columns=DE_COLUMNS, fix=fix)
+    check_table(results, table, required_columns=DE_COLUMNS, fix=fix)
     used = pseudobulk[
         pseudobulk_mask(
             pseudobulk.obs,
@@ -49,26 +63,27 @@ with rule_logging(snakemake.log[0]) as log:
     counts = used.to_df().T.astype("int64").rename_axis("gene")
     # enrichment (CAMERA) reads the pseudobulks behind every table with genes
     tested = 0 if results.empty else 1
-    check_table(counts, snakemake.output.counts, min_rows=tested, fix=fix)
+    check_table(counts, counts_path, min_rows=tested, fix=fix)
     check_table(
         used.obs,
-        snakemake.output.pseudobulks,
+        obs_path,
         required_columns=(comparison.replicate_key, "condition", *comparison.covariates),
         min_rows=tested,
         fix=fix,
     )
-    results.to_csv(snakemake.output.table, sep="\t", index=False)
-    counts.to_csv(snakemake.output.counts, sep="\t")
-    used.obs.rename_axis("pseudobulk").to_csv(snakemake.output.pseudobulks, sep="\t")
+    results.to_csv(table, sep="\t", index=False)
+    counts.to_csv(counts_path, sep="\t")
+    used.obs.rename_axis("pseudobulk").to_csv(obs_path, sep="\t")
     title = evidence_title(
         f"{cell_type}: {contrast.condition} vs {contrast.reference}", results["evidence"]
     )
-    plot_volcano(results, path=snakemake.output.volcano, alpha=comparison.alpha, title=title)
+    figures = folder / "figures"
+    plot_volcano(results, path=figures / f"{slug}_volcano.png", alpha=comparison.alpha, title=title)
     plot_de_heatmap(
         pseudobulk,
         results,
         cell_type=cell_type,
-        path=snakemake.output.heatmap,
+        path=figures / f"{slug}_heatmap.png",
         n_top=comparison.heatmap_top_genes,
         alpha=comparison.alpha,
         contrast=contrast.as_tuple(),
@@ -76,3 +91,20 @@ with rule_logging(snakemake.log[0]) as log:
         replicate_key=comparison.replicate_key,
         min_cells=comparison.min_cells_per_replicate,
     )
+
+
+with rule_logging(snakemake.log[0]) as log:
+    folder = Path(snakemake.output.folder)
+    for sub in ("counts", "figures"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    plan = read_plan(snakemake.input.plan)
+    cell_types = planned_cell_types(plan, METHOD_PSEUDOBULK)
+    log.info("donor-level DE for %d cell types", len(cell_types))
+    pseudobulk = ad.read_h5ad(snakemake.input.h5ad)
+    library = load_library(snakemake.input.library, snakemake.input.extra_sets)
+    aliased = read_aliased_factors(snakemake.input.design)
+    for number, (cell_type, slug) in enumerate(cell_types, start=1):
+        log.info("cell type %d of %d: %s", number, len(cell_types), cell_type)
+        test_cell_type(
+            pseudobulk, cell_type, slug, folder=folder, library=library, aliased=aliased, log=log
+        )

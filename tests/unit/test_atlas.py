@@ -20,7 +20,7 @@ from cordatlas.atlas.build import (
     stage_part,
 )
 from cordatlas.errors import UserInputError
-from cordatlas.io.stage import read_without_matrices, write_stage
+from cordatlas.io.stage import read_rows, read_without_matrices, write_stage
 
 
 def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.AnnData:
@@ -45,7 +45,7 @@ def test_inner_join_keeps_shared_genes_and_counts():
     )
     assert list(merged.var_names) == ["g2", "g3"]
     assert record["genes_dropped_by_join"] == 2
-    assert np.array_equal(merged.layers["counts"].toarray(), merged.X.toarray())
+    assert not merged.layers  # one copy of the counts: X
     assert merged.X[:60].toarray().sum() == a[:, ["g2", "g3"]].X.sum()
     assert isinstance(merged.obs["sample"].dtype, pd.CategoricalDtype)
 
@@ -144,6 +144,16 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path):
     np.testing.assert_array_equal(cells.obsm["X_pca_harmony"], normalised.obsm["X_pca_harmony"])
     with pytest.raises(ValueError, match="same order"):
         attach_part(normalised[::-1].copy(), part)
+    # one group of cells at a time, read backed (test_cell_level_de)
+    rows = (normalised.obs["leiden"] == normalised.obs["leiden"].iloc[0]).to_numpy()
+    group = read_rows(tmp_path / "atlas.h5ad", rows)
+    assert group.n_obs == rows.sum() < normalised.n_obs and not group.layers
+    assert (group.X != normalised.X[rows]).nnz == 0
+    assert group.obs_names.equals(normalised.obs_names[rows])
+    assert group.var.equals(normalised.var)
+    assert set(group.uns) == set(normalised.uns)
+    with pytest.raises(ValueError, match="mask of"):
+        read_rows(tmp_path / "atlas.h5ad", rows[:-1])
     assert rep_in(first)
     table = pd.crosstab(first.obs["leiden"], first.obs["group"])
     assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95

@@ -222,6 +222,27 @@ def test_pseudobulk_de_families_and_leave_one_out(tmp_path) -> None:
     assert (back["family"] == loo["family"].to_numpy()).all()
 
 
+def test_de_summary_counts_each_family() -> None:
+    from cordatlas.compare.de_summary import de_summary
+
+    pseudobulk = _de_pseudobulk()
+    prespecified = {"UP_ALL", "UP_ONE", "G0", "NOT_MEASURED"}
+    results, _ = pseudobulk_de(
+        pseudobulk, COMPARISON, CONTRAST, cell_type="T_cell", prespecified=prespecified
+    )
+    plan = pd.DataFrame({"cell_type": ["T_cell"], "evidence": ["donor_level"]})
+    row = de_summary(plan, {"T_cell": results}, alpha=0.05).iloc[0]
+    pre = results["family"] == PRESPECIFIED
+    tested = results["pvalue"].notna()
+    significant = results["padj"] < 0.05
+    assert row["n_prespecified"] == (pre & tested).sum() == 3
+    assert row["n_significant_prespecified"] == (pre & significant).sum() >= 2
+    assert row["n_significant"] == significant.sum() >= row["n_significant_prespecified"]
+    # a table without the family column (cell-level, or written before families): none
+    row = de_summary(plan, {"T_cell": results.drop(columns="family")}, alpha=0.05).iloc[0]
+    assert row["n_prespecified"] == 0 and row["n_significant_prespecified"] == 0
+
+
 def test_prespecified_genes_follow_the_library_expectations() -> None:
     library = load_gene_sets(LIBRARY)
     genes = prespecified_genes(library, "erythroid")

@@ -232,16 +232,24 @@ def test_summarise_de_keeps_an_empty_de_table_legal_with_its_header(tmp_path):
     plan = pd.DataFrame([["T cell", "T_cell", "pseudobulk_deseq2", "not_testable", "2 donors",
                           2, 1, 50, 20]], columns=PLAN_COLUMNS)  # fmt: skip
     plan.to_csv(tmp_path / "plan.tsv", sep="\t", index=False)
-    empty_de_table().to_csv(tmp_path / "T_cell.tsv", sep="\t", index=False)
+    # the two DE folders; the plan says which tables they hold
+    (tmp_path / "pseudobulk").mkdir()
+    (tmp_path / "cell_level").mkdir()
+    table = tmp_path / "pseudobulk" / "T_cell.tsv"
+    empty_de_table().to_csv(table, sep="\t", index=False)
     outputs = {"summary": str(tmp_path / "summary.tsv"), "table": str(tmp_path / "all.tsv")}
+    folders = {
+        "pseudobulk": str(tmp_path / "pseudobulk"),
+        "cell_level": str(tmp_path / "cell_level"),
+    }
     job = dict(
-        input={"plan": str(tmp_path / "plan.tsv"), "tables": [str(tmp_path / "T_cell.tsv")]},
+        input={"plan": str(tmp_path / "plan.tsv"), **folders},
         output=outputs, params={"alpha": 0.05}, log=[str(tmp_path / "job.log")],
     )  # fmt: skip
     run_adapter("summarise_de", **job)
     assert list(pd.read_csv(outputs["table"], sep="\t").columns) == DE_COLUMNS
     # a DE table written without its header cannot be summarised into a usable table
-    pd.DataFrame({"gene": []}).to_csv(tmp_path / "T_cell.tsv", sep="\t", index=False)
+    pd.DataFrame({"gene": []}).to_csv(table, sep="\t", index=False)
     message = job_error(tmp_path, "summarise_de", **job)
     assert f"{outputs['table']} lacks column(s) ['cell_type'" in message
 

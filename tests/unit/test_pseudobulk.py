@@ -471,6 +471,27 @@ def test_plan_routes_each_cell_type() -> None:
     assert (plan.loc[plan["method"] == METHOD_NOT_TESTED, "evidence"] == NOT_TESTABLE).all()
     assert set(plan["evidence"]) <= set(EVIDENCE_LABELS)
 
+    # the DE rules' files, listed from the plan (one folder per method, no untested cell type)
+    from cordatlas.compare.plan import planned_figures, planned_tables
+
+    full = plan.reset_index()
+    folders = {METHOD_PSEUDOBULK: "pb", METHOD_CELL_LEVEL: "cl"}
+    assert planned_tables(full, folders) == [
+        "pb/both.tsv",
+        *(f"cl/{s}.tsv" for s in full.loc[full["method"] == METHOD_CELL_LEVEL, "slug"]),
+    ]
+    assert sorted(planned_tables(full, folders)) == sorted(
+        {"pb/both.tsv", "cl/one_each.tsv", "cl/thin_adult.tsv"}
+    )
+    assert sorted(planned_figures(full, folders)) == [
+        "cl/figures/one_each_volcano.png",
+        "cl/figures/thin_adult_volcano.png",
+        "pb/figures/both_heatmap.png",
+        "pb/figures/both_volcano.png",
+    ]
+    only_pseudobulk = full[full["method"] == METHOD_PSEUDOBULK]
+    assert planned_tables(only_pseudobulk, {METHOD_PSEUDOBULK: "pb"}) == ["pb/both.tsv"]
+
 
 def test_plan_covers_every_simulated_cell_type(study: dict) -> None:
     plan = study["plan"]

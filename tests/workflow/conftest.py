@@ -109,5 +109,7 @@ def make_workdir(tmp: Path) -> Path:
 def demo_run(tmp_path_factory) -> Path:
     """The whole default workflow on the simulated demo, run once per test session."""
     workdir = make_workdir(tmp_path_factory.mktemp("demo"))
-    run_snakemake(workdir, "--cores", "2")
+    result = run_snakemake(workdir, "--cores", "2")
+    # what the user saw, for the console tests
+    (workdir / "console.txt").write_text(result.stdout + result.stderr)
     return workdir

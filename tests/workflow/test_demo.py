@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -120,6 +121,19 @@ def test_report_bundles_the_registered_outputs(demo_run):
     html = (demo_run / "results/report.html").read_text(errors="ignore")
     assert "qc_summary.tsv" in html
     assert "SYNTHETIC" in html
+
+
+def test_the_progress_count_is_fixed_from_the_start(demo_run):
+    """Every job is planned before the first runs (no checkpoint): the total never changes."""
+    console = (demo_run / "console.txt").read_text()
+    steps = [
+        (int(k), int(n)) for k, n in re.findall(r"(\d+) of (\d+) steps \(\d+%\) done", console)
+    ]
+    assert steps, console[-3000:]
+    assert {n for _, n in steps} == {steps[-1][1]}, steps
+    done = [k for k, _ in steps]
+    assert done == sorted(done) and done[-1] == steps[-1][1]
+    assert "Updating checkpoint" not in console
 
 
 def test_balanced_demo_design_has_no_warning(demo_run):

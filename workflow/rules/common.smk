@@ -28,7 +28,6 @@ os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(Path(workflow.basedir).parent / ".snakemake" / "numba_cache")
 )
 
-from cordatlas.compare.plan import read_plan
 from cordatlas.config import (
     check_covariates,
     check_replicates,
@@ -182,15 +181,19 @@ def input_mb(input, factor, floor=1000):
     return max(floor, int(factor * size / 1e6))
 
 
-def de_tables(wildcards):
-    """Per-cell-type DE tables the plan asks for (known once aggregate_pseudobulk has run)."""
-    plan = read_plan(checkpoints.aggregate_pseudobulk.get().output.plan)
-    folders = {"pseudobulk_deseq2": "pseudobulk", "cell_level_wilcoxon": "cell_level"}
-    return [
-        study_path(f"results/de/{folders[method]}/{slug}.tsv")
-        for slug, method in zip(plan["slug"], plan["method"])
-        if method in folders
-    ]
+#: The folders the two DE rules write (one table per tested cell type in each), as named inputs.
+DE_FOLDERS = {
+    "pseudobulk": study_path("results/de/pseudobulk"),
+    "cell_level": study_path("results/de/cell_level"),
+}
+#: Files in those folders for Snakemake's report (slugs are safe names, so a pattern never
+#: matches inside a sub-folder).
+_SLUG = f"{{cell_type,{SAFE_NAME_PATTERN}}}"
+DE_REPORT_PATTERNS = {
+    "table": f"{_SLUG}.tsv",
+    "volcano": f"figures/{_SLUG}_volcano.png",
+    "heatmap": f"figures/{_SLUG}_heatmap.png",
+}
 
 
 def all_outputs():
@@ -215,6 +218,8 @@ def all_outputs():
         study_path("results/signatures/signature_tests.tsv"),
         study_path("results/signatures/development_axis.tsv"),
         study_path("results/signatures/cycling_tests.tsv"),
+        study_path("results/compartments/subset_composition.tsv"),
+        study_path("results/compartments/compartment_adjusted.tsv"),
         study_path("results/enrichment/enrichment.tsv"),
         study_path("results/findings.tsv"),
         study_path("results/report/index.html"),

@@ -2,7 +2,7 @@
 # cell-level fallback, the summary, and gene-set enrichment in the DE statistics.
 
 
-checkpoint aggregate_pseudobulk:
+rule aggregate_pseudobulk:
     input:
         h5ad=study_path("results/atlas.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
@@ -29,6 +29,9 @@ checkpoint aggregate_pseudobulk:
         "../../scripts/aggregate_pseudobulk.py"
 
 
+# The cell types are known only after annotation, so one job per method tests all the plan
+# gives it (a folder of per-cell-type files): the job count is fixed when the run starts
+# (no checkpoint, no progress count that jumps back) and each job pays its imports once.
 rule test_pseudobulk_de:
     input:
         h5ad=study_path("results/de/pseudobulks.h5ad"),
@@ -38,38 +41,26 @@ rule test_pseudobulk_de:
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:
-        table=report(
-            study_path("results/de/pseudobulk/{cell_type}.tsv"),
+        # per cell type <slug>: <slug>.tsv, counts/<slug>_counts.tsv.gz,
+        # counts/<slug>_pseudobulks.tsv, figures/<slug>_{volcano,heatmap}.png
+        folder=report(
+            directory(study_path("results/de/pseudobulk")),
+            patterns=list(DE_REPORT_PATTERNS.values()),
             caption="../report/pseudobulk_de.rst",
             category="Differential expression",
             subcategory="{cell_type}",
         ),
-        counts=study_path("results/de/pseudobulk/counts/{cell_type}_counts.tsv.gz"),
-        pseudobulks=study_path(
-            "results/de/pseudobulk/counts/{cell_type}_pseudobulks.tsv"
-        ),
-        volcano=report(
-            study_path("results/de/pseudobulk/figures/{cell_type}_volcano.png"),
-            caption="../report/volcano.rst",
-            category="Differential expression",
-            subcategory="{cell_type}",
-        ),
-        heatmap=report(
-            study_path("results/de/pseudobulk/figures/{cell_type}_heatmap.png"),
-            caption="../report/de_heatmap.rst",
-            category="Differential expression",
-            subcategory="{cell_type}",
-        ),
     log:
-        study_path("logs/test_pseudobulk_de/{cell_type}.log"),
+        study_path("logs/test_pseudobulk_de/test_pseudobulk_de.log"),
     benchmark:
-        study_path("benchmarks/test_pseudobulk_de/{cell_type}.tsv")
+        study_path("benchmarks/test_pseudobulk_de/test_pseudobulk_de.tsv")
     conda:
         "../../envs/scanpy.yaml"
-    threads: 2
+    # PyDESeq2's fits run on these threads, one cell type after another
+    threads: 4
     resources:
         mem_mb=lambda wc, input, attempt: input_mb(input, 10) * attempt,
-        runtime=60,
+        runtime=lambda wc, attempt: 120 * attempt,
     params:
         comparison=PARAMS.comparison,
         contrast=PARAMS.contrast,
@@ -83,27 +74,24 @@ rule test_cell_level_de:
         plan=study_path("results/de/de_plan.tsv"),
         design=study_path("results/design/design_findings.tsv"),
     output:
-        table=report(
-            study_path("results/de/cell_level/{cell_type}.tsv"),
-            caption="../report/cell_level_de.rst",
-            category="Differential expression",
-            subcategory="{cell_type} (exploratory)",
-        ),
-        volcano=report(
-            study_path("results/de/cell_level/figures/{cell_type}_volcano.png"),
+        # per cell type <slug>: <slug>.tsv, figures/<slug>_volcano.png (empty without any)
+        folder=report(
+            directory(study_path("results/de/cell_level")),
+            patterns=[DE_REPORT_PATTERNS["table"], DE_REPORT_PATTERNS["volcano"]],
             caption="../report/cell_level_de.rst",
             category="Differential expression",
             subcategory="{cell_type} (exploratory)",
         ),
     log:
-        study_path("logs/test_cell_level_de/{cell_type}.log"),
+        study_path("logs/test_cell_level_de/test_cell_level_de.log"),
     benchmark:
-        study_path("benchmarks/test_cell_level_de/{cell_type}.tsv")
+        study_path("benchmarks/test_cell_level_de/test_cell_level_de.tsv")
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
-        runtime=30,
+        # one cell type's cells in memory at a time (read backed from the atlas)
+        mem_mb=lambda wc, input, attempt: input_mb(input, 3) * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     params:
         comparison=PARAMS.comparison,
         contrast=PARAMS.contrast,
@@ -113,8 +101,8 @@ rule test_cell_level_de:
 
 rule summarise_de:
     input:
+        **DE_FOLDERS,
         plan=study_path("results/de/de_plan.tsv"),
-        tables=de_tables,
     output:
         summary=report(
             study_path("results/de/de_summary.tsv"),
@@ -140,10 +128,11 @@ rule summarise_de:
 
 rule enrich_de:
     input:
+        **DE_FOLDERS,
         table=study_path("results/de/de_all.tsv.gz"),
-        # each pseudobulk table's job also wrote the counts and metadata CAMERA reads
-        # (counts/{cell_type}_counts.tsv.gz, counts/{cell_type}_pseudobulks.tsv beside it)
-        tables=de_tables,
+        plan=study_path("results/de/de_plan.tsv"),
+        # test_pseudobulk_de also wrote the counts and metadata CAMERA reads beside each table
+        # (counts/<slug>_counts.tsv.gz, counts/<slug>_pseudobulks.tsv)
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:

@@ -11,6 +11,8 @@ rule collect_findings:
         de_summary=study_path("results/de/de_summary.tsv"),
         de_all=study_path("results/de/de_all.tsv.gz"),
         design_findings=study_path("results/design/design_findings.tsv"),
+        subsets=study_path("results/compartments/subset_composition.tsv"),
+        compartments=study_path("results/compartments/compartment_adjusted.tsv"),
     output:
         table=study_path("results/findings.tsv"),
     log:
@@ -65,17 +67,10 @@ rule build_report:
         integration_verdict=study_path("results/annotate/integration_verdict.tsv"),
         de_summary=study_path("results/de/de_summary.tsv"),
         de_all=study_path("results/de/de_all.tsv.gz"),
-        de_tables=de_tables,
-        # each DE table's figures, written by the same job: volcano (and heatmap for pseudobulk)
-        de_figures=lambda wc: [
-            str(Path(t).parent / "figures" / f"{Path(t).stem}_{kind}.png")
-            for t in de_tables(wc)
-            for kind in (
-                ("volcano", "heatmap")
-                if Path(t).parent.name == "pseudobulk"
-                else ("volcano",)
-            )
-        ],
+        de_plan=study_path("results/de/de_plan.tsv"),
+        # the per-cell-type tables and figures in them are listed from the plan by the adapter
+        de_pseudobulk=DE_FOLDERS["pseudobulk"],
+        de_cell_level=DE_FOLDERS["cell_level"],
         composition_tests=study_path("results/composition/composition_tests.tsv"),
         proportions=study_path("results/composition/proportions.tsv"),
         composition_figure=study_path("results/composition/composition.png"),
@@ -88,6 +83,9 @@ rule build_report:
         development_contrast=study_path("results/signatures/development_contrast.tsv"),
         cycling_table=study_path("results/signatures/cycling.tsv"),
         cycling_tests=study_path("results/signatures/cycling_tests.tsv"),
+        subset_composition=study_path("results/compartments/subset_composition.tsv"),
+        compartment_adjusted=study_path("results/compartments/compartment_adjusted.tsv"),
+        compartments_figure=study_path("results/compartments/compartments.png"),
         enrichment_table=study_path("results/enrichment/enrichment.tsv"),
         enrichment_figure=study_path("results/enrichment/enrichment.png"),
         findings=study_path("results/findings.tsv"),

@@ -82,8 +82,8 @@ def merge_samples(
 
     Returns
     -------
-    The merged AnnData (X and ``layers["counts"]`` hold raw counts, CSR float32) and a
-    JSON-serialisable record of what the merge did.
+    The merged AnnData (``X`` holds the raw counts, CSR float32, once: normalisation moves
+    them to ``layers["counts"]``) and a JSON-serialisable record of what the merge did.
 
     Raises
     ------
@@ -101,7 +101,6 @@ def merge_samples(
     gene_mask = n_cells_per_gene >= min_cells_per_gene
     n_join = merged.n_vars
     merged = merged[:, gene_mask].copy()
-    merged.layers["counts"] = merged.X.copy()
     for column in CATEGORICAL_OBS:
         if column in merged.obs:
             merged.obs[column] = merged.obs[column].astype(str).astype("category")
@@ -189,8 +188,8 @@ def normalise(adata: ad.AnnData, *, target_sum: float | None = None) -> None:
     log1p(counts / s_c * L), with s_c the cell's total count and L the median total (or
     `target_sum`): the shifted log transform recommended by Ahlmann-Eltze & Huber 2023 (Nat Methods).
     """
-    if "counts" not in adata.layers:
-        adata.layers["counts"] = adata.X.copy()
+    if "counts" not in adata.layers:  # the merge's X: raw counts, kept as the layer
+        adata.layers["counts"] = adata.X
     adata.X = adata.layers["counts"].copy()
     sc.pp.normalize_total(adata, target_sum=target_sum)
     sc.pp.log1p(adata)

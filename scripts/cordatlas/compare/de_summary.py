@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cordatlas.checks import require_columns
-from cordatlas.compare.donor_stats import EXPLORATORY
+from cordatlas.compare.donor_stats import EXPLORATORY, PRESPECIFIED
 from cordatlas.errors import UserInputError
 from cordatlas.vocabulary import EVIDENCE, LOW_POWER, check_evidence
 
@@ -108,8 +108,18 @@ _TEXT = (
 _FLAGS = (LOW_POWER, "contamination_flag")
 
 #: Columns of :func:`de_summary`'s result after the plan's. ``n_significant_flagged``: the
-#: significant genes with ``contamination_flag``.
-SUMMARY_COUNTS = ["n_genes_tested", "n_significant", "n_up", "n_down", "n_significant_flagged"]
+#: significant genes with ``contamination_flag``; ``n_prespecified`` /
+#: ``n_significant_prespecified``: genes tested / significant in the pre-specified family (``padj``
+#: is adjusted within each family, so ``n_significant`` is the two families' sum).
+SUMMARY_COUNTS = [
+    "n_genes_tested",
+    "n_significant",
+    "n_up",
+    "n_down",
+    "n_significant_flagged",
+    "n_prespecified",
+    "n_significant_prespecified",
+]
 
 
 def empty_de_table() -> pd.DataFrame:
@@ -186,8 +196,10 @@ def de_summary(
     DataFrame
         The plan's columns (``evidence``: the plan's label of the cell type's test), then
         ``n_genes_tested`` (genes with a p-value), ``n_significant``, ``n_up`` (log2FC > 0,
-        higher in the condition), ``n_down`` and ``n_significant_flagged`` (significant genes
-        with ``contamination_flag``: another cell type or ambient RNA can explain them).
+        higher in the condition), ``n_down``, ``n_significant_flagged`` (significant genes
+        with ``contamination_flag``: another cell type or ambient RNA can explain them),
+        ``n_prespecified`` and ``n_significant_prespecified`` (tested and significant genes of
+        the pre-specified family, ``family == "prespecified"``).
 
     Raises
     ------
@@ -223,10 +235,10 @@ def de_summary(
 
 def _count_genes(
     cell_type: str, label: str, table: pd.DataFrame | None, *, alpha: float
-) -> tuple[int, int, int, int, int]:
-    """Genes tested, significant, up, down and significant-flagged in one DE table (0 if none)."""
+) -> tuple[int, ...]:
+    """The :data:`SUMMARY_COUNTS` of one DE table (0 if none)."""
     if table is None or table.empty:
-        return 0, 0, 0, 0, 0
+        return (0,) * len(SUMMARY_COUNTS)
     labels = set(table[EVIDENCE].astype(str))
     if labels != {label}:
         raise UserInputError(
@@ -241,10 +253,18 @@ def _count_genes(
         if "contamination_flag" in table
         else np.zeros(len(table), dtype=bool)
     )
+    tested = table["pvalue"].notna().to_numpy()
+    prespecified = (
+        (table["family"].astype(str) == PRESPECIFIED).to_numpy()
+        if "family" in table
+        else np.zeros(len(table), dtype=bool)
+    )
     return (
-        int(table["pvalue"].notna().sum()),
+        int(tested.sum()),
         int(significant.sum()),
         int((significant & (lfc > 0)).sum()),
         int((significant & (lfc < 0)).sum()),
         int((significant & flagged).sum()),
+        int((tested & prespecified).sum()),
+        int((significant & prespecified).sum()),
     )

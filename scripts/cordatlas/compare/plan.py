@@ -269,5 +269,38 @@ def read_plan(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def cell_type_of_slug(plan: pd.DataFrame, slug: str) -> str:
-    """The cell-type name behind a file-name slug (a Snakemake wildcard) in the plan."""
+    """The cell-type name behind a file-name slug in the plan."""
     return str(plan.set_index("slug").loc[slug, "cell_type"])
+
+
+def planned_cell_types(plan: pd.DataFrame, method: str) -> list[tuple[str, str]]:
+    """(cell type, slug) of every plan row tested with `method`, in the plan's order."""
+    rows = plan[plan["method"] == method]
+    return list(zip(rows["cell_type"].astype(str), rows["slug"].astype(str), strict=True))
+
+
+#: Figures the DE rules draw per tested cell type: ``figures/<slug>_<kind>.png``.
+DE_FIGURES = {METHOD_PSEUDOBULK: ("volcano", "heatmap"), METHOD_CELL_LEVEL: ("volcano",)}
+
+
+def planned_tables(plan: pd.DataFrame, folders: Mapping[str, str | os.PathLike[str]]) -> list[str]:
+    """The DE table of every tested cell type: ``<folder of its method>/<slug>.tsv``.
+
+    `folders` maps each tested method (:data:`METHOD_PSEUDOBULK`, :data:`METHOD_CELL_LEVEL`)
+    to the folder its rule writes (``results/de/pseudobulk``, ``results/de/cell_level``).
+    """
+    return [
+        os.path.join(folders[method], f"{slug}.tsv")
+        for method in DE_FIGURES
+        for _, slug in planned_cell_types(plan, method)
+    ]
+
+
+def planned_figures(plan: pd.DataFrame, folders: Mapping[str, str | os.PathLike[str]]) -> list[str]:
+    """The figures of every tested cell type (:data:`DE_FIGURES`), as :func:`planned_tables`."""
+    return [
+        os.path.join(folders[method], "figures", f"{slug}_{kind}.png")
+        for method, kinds in DE_FIGURES.items()
+        for _, slug in planned_cell_types(plan, method)
+        for kind in kinds
+    ]

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import anndata as ad
 import h5py
+import numpy as np
 import pandas as pd
 
-__all__ = ["DELIVERABLE_COMPRESSION", "STAGE_COMPRESSION", "read_without_matrices", "write_stage"]
+__all__ = [
+    "DELIVERABLE_COMPRESSION",
+    "STAGE_COMPRESSION",
+    "read_rows",
+    "read_without_matrices",
+    "write_stage",
+]
 
 #: h5ad compression of the AnnData files rules pass to each other (None) and of the atlas a user
 #: keeps ("lzf"). Measured on 25,000 cells x 20,000 genes with two sparse matrices (X and
@@ -49,3 +56,26 @@ def read_without_matrices(path: str | os.PathLike[str]) -> ad.AnnData:
         obsp=parts.get("obsp"),
         uns=parts.get("uns"),
     )
+
+
+def read_rows(path: str | os.PathLike[str], rows: np.ndarray) -> ad.AnnData:
+    """Some cells of an h5ad: their ``X`` rows, obs, and the file's var and uns (no layers).
+
+    For rules that test one group of cells at a time (test_cell_level_de): the file is opened
+    backed and only `rows` (a boolean mask over its cells, in file order) leave the disk, so a
+    job's memory follows the group, not the atlas.
+    """
+    backed = ad.read_h5ad(path, backed="r")
+    try:
+        mask = np.asarray(rows, dtype=bool)
+        if mask.shape != (backed.n_obs,):
+            raise ValueError(f"rows must be a mask of {backed.n_obs} cells, got {mask.shape}")
+        index = np.flatnonzero(mask)
+        return ad.AnnData(
+            X=backed.X[index],
+            obs=backed.obs.iloc[index].copy(),
+            var=backed.var.copy(),
+            uns=dict(backed.uns),
+        )
+    finally:
+        backed.file.close()

@@ -56,6 +56,9 @@ class ReportInputs:
     development_contrast: str | None = None
     cycling_table: str | None = None
     cycling_tests: str | None = None
+    subset_composition: str | None = None
+    compartment_adjusted: str | None = None
+    compartments_figure: str | None = None
     enrichment_table: str | None = None
     enrichment_figure: str | None = None
     findings: str | None = None
@@ -77,7 +80,29 @@ class ReportInputs:
                 kwargs[f.name] = str(value) or None
             else:
                 kwargs[f.name] = str(value[0]) if len(value) else None  # type: ignore[arg-type]
-        return cls(**kwargs)
+        inputs = cls(**kwargs)
+        if "de_plan" in named:
+            inputs.de_tables, inputs.de_figures = de_files(
+                str(named["de_plan"]),
+                pseudobulk=str(named["de_pseudobulk"]),
+                cell_level=str(named["de_cell_level"]),
+            )
+        return inputs
+
+
+def de_files(plan: str, *, pseudobulk: str, cell_level: str) -> tuple[list[str], list[str]]:
+    """The per-cell-type DE tables and figures the plan's tests wrote in the two DE folders."""
+    from cordatlas.compare.plan import (
+        METHOD_CELL_LEVEL,
+        METHOD_PSEUDOBULK,
+        planned_figures,
+        planned_tables,
+        read_plan,
+    )
+
+    table = read_plan(plan)
+    folders = {METHOD_PSEUDOBULK: pseudobulk, METHOD_CELL_LEVEL: cell_level}
+    return planned_tables(table, folders), planned_figures(table, folders)
 
 
 def truth_table(inputs: ReportInputs, name: str) -> str | None:
@@ -142,6 +167,9 @@ def from_results(results: str | Path, *, truth_dir: str | Path | None = None) ->
         development_contrast=_first(r / "signatures/development_contrast.tsv"),
         cycling_table=_first(r / "signatures/cycling.tsv"),
         cycling_tests=_first(r / "signatures/cycling_tests.tsv"),
+        subset_composition=_first(r / "compartments/subset_composition.tsv"),
+        compartment_adjusted=_first(r / "compartments/compartment_adjusted.tsv"),
+        compartments_figure=_first(r / "compartments/compartments.png"),
         enrichment_table=_first(r / "enrichment/enrichment.tsv"),
         enrichment_figure=_first(r / "enrichment/enrichment.png"),
         findings=_first(r / "findings.tsv"),

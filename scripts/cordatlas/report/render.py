@@ -93,7 +93,7 @@ def read_inputs(inputs: ReportInputs) -> dict[str, Any]:
              "integration_verdict", "marker_evidence",
              "de_summary", "composition_tests", "proportions", "signature_genes",
              "development_table", "development_contrast", "cycling_table", "cycling_tests",
-             "enrichment_table"]  # fmt: skip
+             "subset_composition", "compartment_adjusted", "enrichment_table"]  # fmt: skip
     tables: dict[str, Any] = {n: read_tsv(getattr(inputs, n)) for n in names}
     tables["sheet"] = read_sheet(inputs.sheet)
     tables["findings"] = read_findings(inputs.findings)
@@ -120,6 +120,8 @@ def body_sections(inputs: ReportInputs, tables: dict[str, Any], page: Page) -> l
         comparison.signatures_section(page, findings, inputs.signature_heatmap,
                                       inputs.signature_donors, t["signature_genes"]),
         comparison.cycling_section(page, t["cycling_tests"], t["cycling_table"]),
+        comparison.compartments_section(page, t["subset_composition"],
+                                        t["compartment_adjusted"], inputs.compartments_figure),
         comparison.development_section(page, t["development_table"], t["development_contrast"],
                                        inputs.development_figure),
         comparison.table_section(page, "enrichment", "Enrichment", t["enrichment_table"],
