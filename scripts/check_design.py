@@ -14,11 +14,15 @@ with rule_logging(snakemake.log[0]):
         snakemake.input.sheet,
         read_schema(snakemake.input.schema),
         contrast={"condition": contrast.condition, "reference": contrast.reference},
-    )[["sample", "donor", "condition", *DESIGN_FACTORS]].reset_index(drop=True)
+    )
+    numeric = list(snakemake.params.comparison.numeric_covariates)
+    samples = samples[["sample", "donor", "condition", *DESIGN_FACTORS, *numeric]]
+    samples = samples.reset_index(drop=True)
     check = check_design(
         samples[~samples["sample"].isin(dropped)],
         contrast=contrast.as_tuple(),
         batch_key=snakemake.params.batch_key,
+        numeric_covariates=numeric,
     )
     check.table.to_csv(snakemake.output.table, sep="\t", index=False)
     check.findings.to_csv(snakemake.output.findings, sep="\t", index=False)

@@ -35,6 +35,7 @@ def check_design(
     contrast: Sequence[str],
     batch_key: str | None,
     factors: Sequence[str] = DESIGN_FACTORS,
+    numeric_covariates: Sequence[str] = (),
 ) -> DesignCheck:
     """Cross-tabulate condition against technical factors and flag what the design cannot answer.
 
@@ -53,6 +54,10 @@ def check_design(
         The obs column integration corrects for (config atlas.integration_key), or None.
     factors
         Sample-sheet columns to check; missing or all-unknown columns are skipped.
+    numeric_covariates
+        Numeric covariates of the models (config comparison.covariates with type numeric),
+        sheet columns: each is checked for aliasing with condition and for overlap between
+        the conditions (:func:`_numeric_findings`).
     """
     # check
     contrast = check_contrast(contrast)
@@ -69,6 +74,9 @@ def check_design(
     if batch_key and batch_key in samples:
         findings += _integration_findings(samples, batch_key=batch_key, contrast=contrast)
     findings += _replication_findings(samples, contrast=contrast)
+    for covariate in numeric_covariates:
+        if covariate in samples:
+            findings += _numeric_findings(samples, covariate=covariate, contrast=contrast)
     # format
     for finding in findings:
         (log.warning if finding["severity"] == "warning" else log.info)(
@@ -221,6 +229,62 @@ def _replication_findings(
                 )
             )
     return findings
+
+
+def _numeric_findings(
+    samples: pd.DataFrame, *, covariate: str, contrast: Sequence[str]
+) -> list[dict[str, str]]:
+    """Whether a numeric covariate can be adjusted for beside condition, from its donors' values.
+
+    One value per condition: the covariate is aliased with condition and the models leave it
+    out (its effect cannot be told apart from condition's). Ranges that do not overlap: an
+    adjusted condition effect rests on a straight-line extrapolation of the covariate's effect
+    across the gap between the groups (the classic caution of analysis of covariance without
+    common support; e.g. cord blood is 0 years old by construction, so an age slope is
+    estimated within the adults only).
+    """
+    donors = samples.drop_duplicates("donor")
+    values = pd.to_numeric(donors[covariate], errors="coerce")
+    ranges = {
+        c: (float(v.min()), float(v.max()))
+        for c in contrast
+        if (v := values[donors["condition"] == c].dropna()).size
+    }
+    if len(ranges) < 2:
+        return []
+    described = "; ".join(
+        f"{c} {low:g}" if low == high else f"{c} {low:g} to {high:g}"
+        for c, (low, high) in ranges.items()
+    )
+    (low_c, high_c), (low_r, high_r) = (ranges[c] for c in contrast)
+    if low_c == high_c and low_r == high_r:
+        return [
+            _finding(
+                "warning",
+                f"covariate:{covariate}",
+                f"{covariate} takes one value per condition ({described}): it is aliased "
+                f"with condition, so the donor-level models leave it out and its effect "
+                f"cannot be told apart from the cord-vs-adult difference.",
+            )
+        ]
+    if high_c < low_r or high_r < low_c:
+        return [
+            _finding(
+                "warning",
+                f"covariate:{covariate}",
+                f"{covariate} does not overlap between the conditions ({described}): "
+                f"effects adjusted for it extrapolate its fitted slope across the gap; "
+                f"compare the adjusted and unadjusted results (covariates column) before "
+                f"trusting either.",
+            )
+        ]
+    return [
+        _finding(
+            "info",
+            f"covariate:{covariate}",
+            f"{covariate} overlaps between the conditions ({described}).",
+        )
+    ]
 
 
 def _design_table(samples: pd.DataFrame, rows: list[dict[str, object]]) -> pd.DataFrame:

@@ -107,3 +107,27 @@ def test_a_balanced_design_relabels_nothing(tmp_path):
     check = check_design(sheet(), contrast=CONTRAST, batch_key=None)
     assert aliased_factors(check.findings) == []
     assert read_aliased_factors(None) == []
+
+
+def test_numeric_covariates_are_checked_for_aliasing_and_overlap():
+    def finding(values):
+        check = check_design(
+            sheet(hours=values), contrast=CONTRAST, batch_key=None, numeric_covariates=["hours"]
+        )
+        rows = check.findings.set_index("topic")
+        assert "covariate:hours" in rows.index, check.findings
+        return rows.loc["covariate:hours"]
+
+    aliased = finding([2, 2, 30, 30])
+    assert aliased["severity"] == "warning"
+    assert "one value per condition (cord_blood 2; adult 30)" in aliased["message"]
+    gap = finding([0, 1, 20, 40])
+    assert gap["severity"] == "warning"
+    assert "does not overlap" in gap["message"] and "adult 20 to 40" in gap["message"]
+    overlap = finding([2, 10, 5, 20])
+    assert overlap["severity"] == "info" and "overlaps" in overlap["message"]
+    # not the aliasing of a factor: no results table is relabelled confounded
+    assert aliased_factors(pd.DataFrame([aliased.to_dict() | {"topic": "covariate:hours"}])) == []
+    # a covariate the sheet lacks is skipped; none given, none checked
+    check = check_design(sheet(), contrast=CONTRAST, batch_key=None, numeric_covariates=["age"])
+    assert not check.findings["topic"].str.startswith("covariate:").any()

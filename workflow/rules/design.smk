@@ -31,6 +31,7 @@ rule check_design:
         runtime=5,
     params:
         contrast=PARAMS.contrast,
+        comparison=PARAMS.comparison,
         batch_key=lambda wc: (
             PARAMS.atlas.integration_key
             if PARAMS.atlas.integration != "none"
