@@ -4,12 +4,14 @@ The log file gets every record (INFO and up), library warnings and, for any erro
 traceback. The console (stderr, which Snakemake shows) gets only what a user should act on:
 the workflow's own warnings and errors, one line each, tagged with the job (its log's folder and
 name, e.g. ``qc_sample/CB1``). Library warnings (pandas FutureWarnings and the like) stay in the
-log file.
+log file, and so does anything written straight to the process's stderr (file descriptor 2:
+C libraries, worker processes such as PyDESeq2's joblib pool, progress bars) while a rule runs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,11 +50,12 @@ class _ConsoleFilter(logging.Filter):
         return record.levelno >= logging.WARNING
 
 
-def _handlers(log_path: Path) -> list[logging.Handler]:
-    to_file = logging.FileHandler(log_path, mode="w")
+def _handlers(log_path: Path, console_stream) -> list[logging.Handler]:
+    # appending, as the redirected stderr does: two writers at one end of the file
+    to_file = logging.FileHandler(log_path, mode="a")
     to_file.setFormatter(logging.Formatter(FILE_FORMAT))
     to_file.setLevel(logging.INFO)
-    console = logging.StreamHandler(sys.stderr)
+    console = logging.StreamHandler(console_stream)
     console.setFormatter(logging.Formatter(f"%(levelname)s [{job_label(log_path)}] %(message)s"))
     console.addFilter(_ConsoleFilter())
     return [to_file, console]
@@ -74,7 +77,9 @@ def rule_logging(
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    handlers = _handlers(log_path)
+    log_path.write_text("")  # a fresh log per run of the job
+    console_stream, restore_stderr = _stderr_into(log_path)
+    handlers = _handlers(log_path, console_stream)
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(logging.INFO)
@@ -90,6 +95,7 @@ def rule_logging(
         if not exit_on_user_error:
             raise
         _close(root, handlers)
+        restore_stderr()
         raise SystemExit(USER_ERROR_EXIT) from None
     except Exception as err:
         logger.error("unexpected error (please report it with %s): %r", log_path, err)
@@ -97,6 +103,35 @@ def rule_logging(
         raise
     finally:
         _close(root, handlers)
+        restore_stderr()
+
+
+def _stderr_into(log_path: Path):
+    """Point file descriptor 2 at the log (appending); return the console's stream and an undo.
+
+    Output that bypasses Python's logging (a C library, a joblib worker process inheriting the
+    descriptor, ``print(file=sys.stderr)``) then lands in the job's log, while the console
+    handler writes to a duplicate of the original stderr. The undo is idempotent.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    console = os.fdopen(os.dup(saved), "w", buffering=1)
+    target = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+    done = False
+
+    def restore() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        console.close()
+
+    return console, restore
 
 
 def _adopt_library_loggers() -> None:

@@ -146,7 +146,7 @@ def test_job_time_errors_are_one_console_line_and_leave_nothing(tmp_path, server
 
 
 JOB_SCRIPT = """
-import logging, sys, warnings
+import logging, os, subprocess, sys, warnings
 import anndata  # its own logger prints to stderr
 from cordatlas.errors import UserInputError
 from cordatlas.logs import rule_logging
@@ -155,6 +155,8 @@ with rule_logging(sys.argv[1]) as log:
     log.info("read 10 cells")
     logging.getLogger("anndata").info("... storing 'sample' as categorical")
     warnings.warn("a library's deprecation", FutureWarning)
+    os.write(2, b"C-level noise\\n")  # a C library, or a worker process inheriting stderr:
+    subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('worker noise')"])
     logging.getLogger("cordatlas.qc").warning("sample S1: 3 cells kept")
     if sys.argv[2] == "user":
         raise UserInputError("sample 'S1': fix the sheet")
@@ -176,7 +178,8 @@ def test_rule_logging_splits_console_and_log(tmp_path, kind):
     assert "read 10 cells" in text and "FutureWarning: a library's deprecation" in text
     assert "Traceback (most recent call last)" in text
     assert "storing 'sample' as categorical" in text
-    for quiet in ("deprecation", "read 10 cells", "storing"):
+    assert "C-level noise" in text and "worker noise" in text
+    for quiet in ("deprecation", "read 10 cells", "storing", "noise"):
         assert quiet not in result.stderr, quiet
     if kind == "user":
         assert console[1:] == ["ERROR [qc_sample/S1] sample 'S1': fix the sheet"]
