@@ -4,13 +4,14 @@ from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import read_de_table
 from cordatlas.compare.enrichment import ENRICHMENT_COLUMNS, enrich_by_cell_type, read_pseudobulks
 from cordatlas.compare.plan import METHOD_PSEUDOBULK, planned_tables, read_plan
-from cordatlas.genesets.library import gene_lists, load_library
+from cordatlas.genesets.library import gene_lists, load_library, prespecified_sets
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.enrichment import plot_enrichment
 
 with rule_logging(snakemake.log[0]) as log:
     de = read_de_table(snakemake.input.table)
-    gene_sets = gene_lists(load_library(snakemake.input.library, snakemake.input.extra_sets))
+    library = load_library(snakemake.input.library, snakemake.input.extra_sets)
+    gene_sets = gene_lists(library)
     plan = read_plan(snakemake.input.plan)
     pseudobulks = read_pseudobulks(
         planned_tables(
@@ -26,6 +27,7 @@ with rule_logging(snakemake.log[0]) as log:
         pseudobulks=pseudobulks,
         low_power_max_replicates=snakemake.params.comparison.low_power_max_replicates,
         numeric_covariates=snakemake.params.comparison.numeric_covariates,
+        prespecified={c: prespecified_sets(library, c) for c in de["cell_type"].unique()},
     )
     log.info(
         "enrichment tests: %d over %d cell types (%d with donor pseudobulks)",

@@ -150,7 +150,7 @@ def test_ci_covers_a_planted_shift(library):
     contrast = development_contrast(axis.reset_index(), CONTRAST, min_donors=2)
     assert list(contrast.columns) == CONTRAST_COLUMNS
     row = contrast.iloc[0]
-    assert row["evidence"] == "donor_level"
+    assert row["evidence"] == "donor_level" and row["family"] == "prespecified"
     assert row["n_condition"] == 4 and row["n_reference"] == 4
     assert row["ci_low"] < 0.5 < row["ci_high"]
     assert row["ci_low"] > 0  # the planted difference is detected
@@ -376,6 +376,7 @@ def test_cycling_difference_is_tested_with_donors_as_the_unit():
     tests = cycling_tests(fractions, _design(donors), COMPARISON, CONTRAST).set_index("cell_type")
     hsc, b = tests.loc["HSC_MPP"], tests.loc["B_naive"]
     assert hsc["evidence"] == "donor_level" and hsc["n_condition"] == 3
+    assert (tests["family"] == "exploratory").all()
     assert hsc["difference"] > 0 and hsc["ci_low"] > 0 and hsc["pvalue"] < 0.05
     assert hsc["mean_fraction_condition"] == pytest.approx(np.mean([18 / 50, 20 / 50, 18 / 40]))
     assert b["pvalue"] > 0.5  # same rate in both conditions

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import special, stats
 
-from cordatlas.compare.donor_stats import squeeze_var
+from cordatlas.compare.donor_stats import bh_adjust, squeeze_var
 from cordatlas.compare.enrichment import (
     ENRICHMENT_COLUMNS,
     METHOD_CAMERA,
@@ -333,6 +333,20 @@ def test_each_cell_type_on_its_own_and_confounded_labels_carried():
                              pseudobulks=pseudobulks)  # fmt: skip
     np.testing.assert_allclose(nk["padj"], alone["padj"])
     assert result.loc[result["cell_type"] == "HSC_MPP", "pvalue"].isna().all()
+    # pre-specified sets (the library's expectations in this cell type) are their own family
+    first = next(iter(sets))
+    families = enrich_by_cell_type(de, sets, LIMITS, CONTRAST, pseudobulks={"NK": pseudobulks},
+                                   prespecified={"NK": {first}})  # fmt: skip
+    nk_f = families[families["cell_type"] == "NK"].set_index("gene_set")
+    assert (
+        nk_f.at[first, "family"] == "prespecified"
+        and nk_f.at[first, "padj"] == nk_f.at[first, "pvalue"]
+    )
+    rest = nk_f.drop(index=first)
+    assert (rest["family"] == "exploratory").all()
+    np.testing.assert_allclose(rest["padj"], bh_adjust(rest["pvalue"].to_numpy()))
+    np.testing.assert_allclose(nk_f["padj_all"], nk.set_index("gene_set")["padj"])
+    assert (families.loc[families["cell_type"] == "HSC_MPP", "family"] == "exploratory").all()
     empty = enrich_by_cell_type(de.iloc[0:0], sets, LIMITS, CONTRAST, pseudobulks={})
     assert empty.empty and list(empty.columns) == ENRICHMENT_COLUMNS
     assert enrich_cell_type(de[de["cell_type"] == "HSC_MPP"], {}, LIMITS, CONTRAST).empty

@@ -13,7 +13,7 @@ import pandas as pd
 from cordatlas.atlas.genes import measured_in_all
 from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.composition import moderated_fit, transform_proportions
-from cordatlas.compare.donor_stats import bh_adjust, replicate_table
+from cordatlas.compare.donor_stats import EXPLORATORY, bh_adjust, replicate_table
 from cordatlas.genesets.library import library_sets
 from cordatlas.genesets.scoring import check_log_normalised, symbol_index
 from cordatlas.params import ComparisonParams, Contrast
@@ -40,6 +40,7 @@ CYCLING_TEST_COLUMNS = [
     "df",
     "pvalue",
     "padj",
+    "family",
     "transform",
     "method",
     "covariates",
@@ -248,6 +249,8 @@ def cycling_tests(
             "df": result["df"],
             "pvalue": result["pvalue"],
             "padj": bh_adjust(result["pvalue"]),
+            # the library states no expectation on cycling: one exploratory family, this table
+            "family": EXPLORATORY,
             "transform": comparison.composition_transform,
             "method": METHOD,
             "covariates": result["covariates"],

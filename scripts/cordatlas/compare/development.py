@@ -25,7 +25,7 @@ from scipy import stats
 
 from cordatlas.atlas.genes import measured_in_all
 from cordatlas.checks import check_contrast, require_columns
-from cordatlas.compare.donor_stats import bh_adjust, replicate_table, welch_t
+from cordatlas.compare.donor_stats import PRESPECIFIED, bh_adjust, replicate_table, welch_t
 from cordatlas.errors import UserInputError
 from cordatlas.genesets.library import expectation_for, library_sets
 from cordatlas.genesets.scoring import symbol_index
@@ -66,6 +66,7 @@ CONTRAST_COLUMNS = [
     "df",
     "pvalue",
     "padj",
+    "family",
     "method",
     EVIDENCE,
     NOTE,
@@ -520,5 +521,8 @@ def development_contrast(
         rows.append(row)
     out = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
     out["padj"] = bh_adjust(out["pvalue"]) if len(out) else []
+    # the study's question stated before the data (cord cells sit nearer the fetal programme):
+    # its own family, adjusted over this table's cell types only
+    out["family"] = PRESPECIFIED
     check_evidence(out[EVIDENCE], table="development contrast")
     return out

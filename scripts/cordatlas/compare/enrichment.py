@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import special, stats
 
 from cordatlas.checks import require_columns
-from cordatlas.compare.donor_stats import bh_adjust, design_matrix, squeeze_var
+from cordatlas.compare.donor_stats import adjust_by_family, bh_adjust, design_matrix, squeeze_var
 from cordatlas.errors import UserInputError
 from cordatlas.params import Contrast, EnrichmentParams
 from cordatlas.vocabulary import EVIDENCE, LOW_POWER, NOT_TESTABLE, NOTE, check_evidence
@@ -31,6 +31,8 @@ ENRICHMENT_COLUMNS = [
     "direction",
     "pvalue",
     "padj",
+    "family",
+    "padj_all",
     "leading_genes",
     "method",
     "n_condition",
@@ -176,6 +178,7 @@ def enrich_cell_type(
     low_power_max_replicates: int = 3,
     numeric_covariates: Collection[str] = (),
     condition_key: str = "condition",
+    prespecified: Collection[str] = (),
     rank_by: str = "stat",
     n_leading: int = 10,
 ) -> pd.DataFrame:
@@ -217,6 +220,9 @@ def enrich_cell_type(
     numeric_covariates
         config ``comparison.numeric_covariates``: those of the DE table's covariates that enter
         the design as one centred column each (as in the DE test), not as dummies.
+    prespecified
+        Names of the sets the library expects to change in this cell type
+        (:func:`cordatlas.genesets.library.prespecified_sets`): their own BH family.
     rank_by
         Statistic of a ranking-only table (signed: positive = higher in the condition).
     n_leading
@@ -229,7 +235,9 @@ def enrich_cell_type(
         statistic of a set gene > that of another gene), ties one half (CAMERA's z scores for a
         tested table, `rank_by` otherwise); ``correlation`` the inter-gene correlation used;
         ``statistic`` CAMERA's t; ``direction`` ``up`` or ``down``; ``padj`` Benjamini-Hochberg
-        over the tested sets of this cell type; ``evidence`` the DE table's label.
+        over the tested sets of this cell type within the set's ``family`` (``prespecified``:
+        among `prespecified`; else ``exploratory``), ``padj_all`` over all of them;
+        ``evidence`` the DE table's label.
 
     Raises
     ------
@@ -259,7 +267,8 @@ def enrich_cell_type(
         pd.to_numeric(out["n_reference"], errors="coerce"),
     )
     out[LOW_POWER] = pvalue.notna() & (smaller <= low_power_max_replicates)
-    out["padj"] = bh_adjust(pvalue)
+    family, padj, padj_all = adjust_by_family(pvalue, out["gene_set"].isin(set(prespecified)))
+    out["family"], out["padj"], out["padj_all"] = family, padj, padj_all
     check_evidence(out[EVIDENCE], table="enrichment")
     log.info(
         "enrichment of %s (%s, %d genes with a p-value): %d of %d sets tested",
@@ -503,6 +512,7 @@ def enrich_by_cell_type(
     low_power_max_replicates: int = 3,
     numeric_covariates: Collection[str] = (),
     condition_key: str = "condition",
+    prespecified: Mapping[str, Collection[str]] | None = None,
     rank_by: str = "stat",
     n_leading: int = 10,
 ) -> pd.DataFrame:
@@ -517,6 +527,9 @@ def enrich_by_cell_type(
         DE table.
     gene_sets, enrichment, contrast, low_power_max_replicates, numeric_covariates, condition_key
         As in :func:`enrich_cell_type`; BH stays within each cell type.
+    prespecified
+        Cell type -> the sets the library expects to change there (their own BH family);
+        None or a cell type without an entry: every set exploratory.
     rank_by, n_leading
         As in :func:`enrich_cell_type`.
 
@@ -542,6 +555,7 @@ def enrich_by_cell_type(
             low_power_max_replicates=low_power_max_replicates,
             numeric_covariates=numeric_covariates,
             condition_key=condition_key,
+            prespecified=(prespecified or {}).get(str(cell_type), ()),
             rank_by=rank_by,
             n_leading=n_leading,
         )  # fmt: skip

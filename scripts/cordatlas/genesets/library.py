@@ -435,3 +435,16 @@ def expectation_for(entry: Mapping[str, Any], cell_type: str) -> str | None:
     if cell_types is not None and cell_type not in cell_types:
         return None
     return entry.get("expected_direction")
+
+
+def prespecified_sets(library: Mapping[str, Any], cell_type: str) -> set[str]:
+    """The sets the library expects to change in `cell_type` (any direction, conflicting too).
+
+    The pre-specified family of every donor-level table: signature tests, DE genes
+    (:func:`cordatlas.compare.deseq2.prespecified_genes`, the genes of these sets), enrichment.
+    """
+    return {
+        name
+        for name, entry in library_sets(library).items()
+        if str(expectation_for(entry, cell_type) or "") not in ("", "none")
+    }
