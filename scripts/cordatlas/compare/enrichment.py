@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import special, stats
 
 from cordatlas.checks import require_columns
-from cordatlas.compare.donor_stats import adjust_by_family, bh_adjust, design_matrix, squeeze_var
+from cordatlas.compare.donor_stats import adjust_by_family, design_matrix, squeeze_var
 from cordatlas.errors import UserInputError
 from cordatlas.params import Contrast, EnrichmentParams
 from cordatlas.vocabulary import EVIDENCE, LOW_POWER, NOT_TESTABLE, NOTE, check_evidence
