@@ -13,7 +13,7 @@ import anndata as ad
 
 from cordatlas.checks import check_table
 from cordatlas.compare.de_summary import DE_COLUMNS
-from cordatlas.compare.deseq2 import leave_one_out_de, prespecified_genes, pseudobulk_de
+from cordatlas.compare.deseq2 import prespecified_genes, pseudobulk_de_each
 from cordatlas.compare.plan import (
     METHOD_PSEUDOBULK,
     planned_cell_types,
@@ -27,23 +27,12 @@ from cordatlas.plotting.de import plot_de_heatmap, plot_volcano
 from cordatlas.vocabulary import evidence_title
 
 
-def test_cell_type(pseudobulk, cell_type, slug, *, folder, library, aliased, log):
-    """DESeq2, leave-one-donor-out and figures for one cell type, written under `folder`."""
+def write_cell_type(pseudobulk, cell_type, slug, results, notes, *, folder, aliased, log):
+    """The table, counts and figures of one tested cell type, written under `folder`."""
     comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
-    results, notes = pseudobulk_de(
-        pseudobulk,
-        comparison,
-        contrast,
-        cell_type=cell_type,
-        n_cpus=snakemake.threads,
-        prespecified=prespecified_genes(library, cell_type),
-    )
-    results, loo_notes = leave_one_out_de(
-        pseudobulk, results, comparison, contrast, cell_type=cell_type, n_cpus=snakemake.threads
-    )
     results = mark_confounded(results, aliased)
-    for note in notes + loo_notes:
+    for note in notes:
         log.info("%s: %s", cell_type, note)
     table = folder / f"{slug}.tsv"
     counts_path = folder / "counts" / f"{slug}_counts.tsv.gz"
@@ -103,8 +92,20 @@ with rule_logging(snakemake.log[0]) as log:
     pseudobulk = ad.read_h5ad(snakemake.input.h5ad)
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
     aliased = read_aliased_factors(snakemake.input.design)
-    for number, (cell_type, slug) in enumerate(cell_types, start=1):
-        log.info("cell type %d of %d: %s", number, len(cell_types), cell_type)
-        test_cell_type(
-            pseudobulk, cell_type, slug, folder=folder, library=library, aliased=aliased, log=log
-        )
+    slugs = dict(cell_types)
+    # cell types side by side in the job's threads (one PyDESeq2 process each), written in
+    # plan order as they finish
+    tested = pseudobulk_de_each(
+        pseudobulk,
+        snakemake.params.comparison,
+        snakemake.params.contrast,
+        cell_types=list(slugs),
+        prespecified={ct: prespecified_genes(library, ct) for ct in slugs},
+        processes=snakemake.threads,
+    )
+    for number, (cell_type, results, notes) in enumerate(tested, start=1):
+        log.info("cell type %d of %d tested: %s", number, len(slugs), cell_type)
+        write_cell_type(
+            pseudobulk, cell_type, slugs[cell_type], results, notes,
+            folder=folder, aliased=aliased, log=log,
+        )  # fmt: skip

@@ -346,6 +346,28 @@ def test_target_only_refit_gives_the_full_pipelines_pvalues(n_per_group, covaria
     np.testing.assert_allclose(fast.to_numpy(), full.loc[targets, "pvalue"].to_numpy(), rtol=1e-9)
 
 
+def test_cell_types_in_parallel_processes_give_the_serial_results(study: dict) -> None:
+    from cordatlas.compare.deseq2 import leave_one_out_de, pseudobulk_de_each
+
+    small = _small(study["pseudobulk"], n_genes=200)
+    cell_types = ["B_naive", "CD14_monocyte", "NK_CD56dim"]
+    pre = {"CD14_monocyte": {str(small.var_names[0]), str(small.var_names[1])}}
+    parallel = list(
+        pseudobulk_de_each(
+            small, COMPARISON, CONTRAST, cell_types=cell_types, prespecified=pre, processes=2
+        )
+    )
+    assert [ct for ct, _, _ in parallel] == cell_types
+    for cell_type, results, notes in parallel:
+        alone, alone_notes = pseudobulk_de(
+            small, COMPARISON, CONTRAST, cell_type=cell_type, prespecified=pre.get(cell_type, ())
+        )
+        alone, loo_notes = leave_one_out_de(small, alone, COMPARISON, CONTRAST, cell_type=cell_type)
+        pd.testing.assert_frame_equal(results, alone)
+        assert notes == alone_notes + loo_notes
+    assert parallel[1][1]["family"].eq("prespecified").sum() == 2
+
+
 # ============================================================================================
 # Aggregation
 # ============================================================================================

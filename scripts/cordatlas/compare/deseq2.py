@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,6 +296,78 @@ def leave_one_out_de(
         f"{len(chosen)} re-tested significant genes survive, {fragile} fragile."
     )
     return results, notes
+
+
+def pseudobulk_de_each(
+    pseudobulk: ad.AnnData,
+    comparison: ComparisonParams,
+    contrast: Contrast,
+    *,
+    cell_types: Sequence[str],
+    prespecified: Mapping[str, Collection[str]],
+    processes: int = 1,
+) -> Iterator[tuple[str, pd.DataFrame, list[str]]]:
+    """:func:`pseudobulk_de` then :func:`leave_one_out_de` for each cell type, in order.
+
+    With ``processes > 1`` the cell types run in that many worker processes at once (each
+    with one PyDESeq2 process; leftover processes go to PyDESeq2 when there are fewer cell
+    types than processes). Cell types are independent tests and PyDESeq2 fits each gene on its
+    own, so the results are the same however they are spread; parallel cell types also run
+    the serial parts (dispersion trend, tables, contamination flags) side by side, and the
+    caller can write one cell type's files while the next ones are fitted.
+
+    Parameters
+    ----------
+    pseudobulk, comparison, contrast
+        As for :func:`pseudobulk_de`.
+    cell_types
+        The cell types to test (the plan's donor-level ones).
+    prespecified
+        Per cell type, the genes of its pre-specified family (missing: none).
+    processes
+        Processes to use in all.
+
+    Yields
+    ------
+    cell_type, results, notes
+        The leave-one-out-filled results and the notes of both steps, in `cell_types` order.
+    """
+    workers = max(1, min(processes, len(cell_types)))
+    n_cpus = max(1, processes // workers)
+    jobs = [
+        (pseudobulk, comparison, contrast, ct, set(prespecified.get(ct, ())), n_cpus)
+        for ct in cell_types
+    ]
+    if workers == 1:
+        for job in jobs:
+            yield (job[3], *_de_with_leave_one_out(*job))
+        return
+    # fork: the workers start without importing anything again (a spawned worker spends
+    # seconds importing anndata and PyDESeq2); nothing threaded runs in the parent before
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for cell_type, (results, notes) in zip(
+            cell_types, pool.map(_de_with_leave_one_out, *zip(*jobs, strict=True)), strict=True
+        ):
+            yield cell_type, results, notes
+
+
+def _de_with_leave_one_out(
+    pseudobulk: ad.AnnData,
+    comparison: ComparisonParams,
+    contrast: Contrast,
+    cell_type: str,
+    prespecified: set[str],
+    n_cpus: int,
+) -> tuple[pd.DataFrame, list[str]]:
+    """One cell type's :func:`pseudobulk_de` and :func:`leave_one_out_de`, notes joined."""
+    results, notes = pseudobulk_de(
+        pseudobulk, comparison, contrast, cell_type=cell_type, n_cpus=n_cpus,
+        prespecified=prespecified,
+    )  # fmt: skip
+    results, loo_notes = leave_one_out_de(
+        pseudobulk, results, comparison, contrast, cell_type=cell_type, n_cpus=n_cpus
+    )
+    return results, notes + loo_notes
 
 
 def _refit_genes(
