@@ -25,7 +25,7 @@ from cordatlas.compare.donor_stats import (
 )
 from cordatlas.compare.plan import METHOD_EVIDENCE, METHOD_PSEUDOBULK, pseudobulk_mask
 from cordatlas.errors import UserInputError
-from cordatlas.genesets.library import expectation_for, library_sets
+from cordatlas.genesets.library import library_sets, prespecified_sets
 from cordatlas.params import ComparisonParams, Contrast
 from cordatlas.vocabulary import LOW_POWER
 
@@ -185,15 +185,11 @@ def pseudobulk_de(
 def prespecified_genes(library: Mapping[str, Any], cell_type: str) -> set[str]:
     """The genes of the library's sets that expect a change in `cell_type` (any direction).
 
-    The same rule as the signature tests' pre-specified family
-    (:func:`cordatlas.genesets.library.expectation_for` not null, conflicting included).
+    The genes of :func:`cordatlas.genesets.library.prespecified_sets`: the same rule as the
+    signature tests' and enrichment's pre-specified family.
     """
-    genes: set[str] = set()
-    for entry in library_sets(library).values():
-        expected = expectation_for(entry, cell_type)
-        if expected is not None and str(expected) not in ("", "none"):
-            genes.update(str(g) for g in entry["genes"])
-    return genes
+    sets = library_sets(library)
+    return {str(g) for name in prespecified_sets(library, cell_type) for g in sets[name]["genes"]}
 
 
 def leave_one_out_de(
