@@ -16,7 +16,7 @@ from cordatlas.vocabulary import EVIDENCE, NOT_TESTABLE, OTHER_COLOUR, confounde
 N_ROWS = 15
 
 #: Colour of the adjusted estimate (the crude one is the vocabulary's neutral grey).
-_ADJUSTED_COLOUR = "#000000"
+_ADJUSTED_COLOUR = "black"
 
 
 def plot_compartments(
