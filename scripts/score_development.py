@@ -13,6 +13,7 @@ from cordatlas.compare.development import (
 )
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
+from cordatlas.io.stage import read_obs
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.signatures import plot_development_axis
 
@@ -27,7 +28,7 @@ with rule_logging(snakemake.log[0]) as log:
         axis = project_development_axis(adata, reference, library, comparison)
     else:
         log.warning("no signatures.development_reference: the development axis is not estimable")
-        obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
+        obs = read_obs(snakemake.input.h5ad)
         axis = axis_without_reference(ontogeny_cell_types(obs, library, comparison), library)
     tests = development_contrast(axis, contrast, min_donors=signatures.development_min_donors)
     tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))

@@ -8,14 +8,12 @@ largest cell type, not the atlas. Per cell type ``<slug>`` it writes ``<slug>.ts
 
 from pathlib import Path
 
-import anndata as ad
-
 from cordatlas.checks import check_table
-from cordatlas.compare.cell_level import cell_level_de
+from cordatlas.compare.cell_level import UNS_KEYS, cell_level_de
 from cordatlas.compare.de_summary import DE_COLUMNS
 from cordatlas.compare.plan import METHOD_CELL_LEVEL, planned_cell_types, read_plan
 from cordatlas.design import mark_confounded, read_aliased_factors
-from cordatlas.io.stage import read_rows
+from cordatlas.io.stage import read_obs, read_rows
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.de import plot_volcano
 from cordatlas.vocabulary import evidence_title
@@ -30,11 +28,15 @@ with rule_logging(snakemake.log[0]) as log:
     log.info("exploratory cell-level DE for %d cell types", len(cell_types))
     aliased = read_aliased_factors(snakemake.input.design)
     if cell_types:
-        obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
+        obs = read_obs(snakemake.input.h5ad)
         labels = obs[comparison.cell_type_key].astype(str).to_numpy()
         in_contrast = obs["condition"].astype(str).isin(contrast.as_tuple()).to_numpy()
     for cell_type, slug in cell_types:
-        cells = read_rows(snakemake.input.h5ad, (labels == cell_type) & in_contrast)
+        cells = read_rows(
+            snakemake.input.h5ad,
+            (labels == cell_type) & in_contrast,
+            uns_keys=UNS_KEYS,
+        )
         log.info("%s: %d cells", cell_type, cells.n_obs)
         results, notes = cell_level_de(cells, comparison, contrast, cell_type=cell_type)
         results = mark_confounded(results, aliased)

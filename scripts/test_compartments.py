@@ -1,6 +1,5 @@
 """Adapter for rule test_compartments: subtype shares within each lineage and signature scores standardised to one compartment mix."""
 
-import anndata as ad
 import pandas as pd
 
 from cordatlas.annotate.panel import load_panel, merge_panels
@@ -14,6 +13,7 @@ from cordatlas.compare.compartments import (
 )
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.design import mark_confounded, read_aliased_factors
+from cordatlas.io.stage import read_obs
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.compartments import plot_compartments
 
@@ -26,7 +26,7 @@ with rule_logging(snakemake.log[0]) as log:
     if snakemake.input.extra_panel:
         panel = merge_panels(panel, load_panel(snakemake.input.extra_panel))
     labels = lineage_of_labels(panel)
-    obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
+    obs = read_obs(snakemake.input.h5ad)
     obs.index = obs.index.astype(str)
     design = replicate_table(
         obs,

@@ -1,7 +1,5 @@
 """Adapter for rule test_composition: per-donor cell-type proportions and a donor-level test per cell type."""
 
-import anndata as ad
-
 from cordatlas.checks import check_table
 from cordatlas.compare.composition import (
     COMPOSITION_COLUMNS,
@@ -10,13 +8,14 @@ from cordatlas.compare.composition import (
 )
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.design import mark_confounded, read_aliased_factors
+from cordatlas.io.stage import read_obs
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.composition import plot_composition
 
 with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
-    obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
+    obs = read_obs(snakemake.input.h5ad)
     proportions = replicate_proportions(obs, comparison)
     design = replicate_table(
         obs, replicate_key=comparison.replicate_key, columns=comparison.covariates

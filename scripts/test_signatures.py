@@ -10,6 +10,7 @@ from cordatlas.compare.signature_tests import RESULT_COLUMNS, read_set_genes, si
 from cordatlas.compare.signatures import read_replicate_scores
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
+from cordatlas.io.stage import read_obs
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
 
@@ -17,7 +18,7 @@ with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
     summary = read_replicate_scores(snakemake.input.replicates)
-    obs = ad.read_h5ad(snakemake.input.h5ad, backed="r").obs
+    obs = read_obs(snakemake.input.h5ad)
     design = replicate_table(
         obs, replicate_key=comparison.replicate_key, columns=comparison.covariates
     )

@@ -20,7 +20,7 @@ from cordatlas.atlas.build import (
     stage_part,
 )
 from cordatlas.errors import UserInputError
-from cordatlas.io.stage import read_rows, read_without_matrices, write_stage
+from cordatlas.io.stage import read_obs, read_rows, read_without_matrices, write_stage
 
 
 def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.AnnData:
@@ -146,14 +146,17 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path):
         attach_part(normalised[::-1].copy(), part)
     # one group of cells at a time, read backed (test_cell_level_de)
     rows = (normalised.obs["leiden"] == normalised.obs["leiden"].iloc[0]).to_numpy()
-    group = read_rows(tmp_path / "atlas.h5ad", rows)
+    group = read_rows(tmp_path / "atlas.h5ad", rows, uns_keys=("log1p", "no_such_key"))
     assert group.n_obs == rows.sum() < normalised.n_obs and not group.layers
+    assert not group.obsm and not group.obsp  # nothing else leaves the disk
     assert (group.X != normalised.X[rows]).nnz == 0
     assert group.obs_names.equals(normalised.obs_names[rows])
+    assert group.obs.equals(normalised.obs[rows])
     assert group.var.equals(normalised.var)
-    assert set(group.uns) == set(normalised.uns)
+    assert set(group.uns) == {"log1p"} and "log1p" in normalised.uns
     with pytest.raises(ValueError, match="mask of"):
         read_rows(tmp_path / "atlas.h5ad", rows[:-1])
+    assert read_obs(tmp_path / "atlas.h5ad").equals(normalised.obs)
     assert rep_in(first)
     table = pd.crosstab(first.obs["leiden"], first.obs["group"])
     assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95

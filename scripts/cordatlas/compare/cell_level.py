@@ -9,13 +9,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cordatlas.atlas.genes import measured_in_all
+from cordatlas.atlas.genes import UNMEASURED_KEY, measured_in_all
 from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.de_summary import DE_COLUMNS, empty_de_table, finish_de_table
 from cordatlas.compare.donor_stats import bh_adjust
 from cordatlas.compare.plan import METHOD_CELL_LEVEL, METHOD_EVIDENCE
 from cordatlas.errors import UserInputError
 from cordatlas.params import ComparisonParams, Contrast
+
+#: The uns entries :func:`cell_level_de` reads (a caller reading cells from disk needs these).
+UNS_KEYS = ("log1p", UNMEASURED_KEY)
 
 
 def cell_level_de(

