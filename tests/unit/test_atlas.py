@@ -20,7 +20,15 @@ from cordatlas.atlas.build import (
     stage_part,
 )
 from cordatlas.errors import UserInputError
-from cordatlas.io.stage import read_obs, read_rows, read_without_matrices, write_stage
+from cordatlas.io.stage import (
+    read_genes,
+    read_layer,
+    read_obs,
+    read_rows,
+    read_var,
+    read_without_matrices,
+    write_stage,
+)
 
 
 def sample(name: str, genes: list[str], n_cells: int = 60, seed: int = 0) -> ad.AnnData:
@@ -74,7 +82,7 @@ def test_dropped_samples_are_left_out_and_listed():
         merge_samples([b2], gene_join="inner", min_cells_per_gene=0, min_shared_genes=1)
 
 
-def test_pipeline_recovers_planted_groups_deterministically(tmp_path):
+def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     genes = [f"g{i}" for i in range(200)]
     parts = []
@@ -157,6 +165,27 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path):
     with pytest.raises(ValueError, match="mask of"):
         read_rows(tmp_path / "atlas.h5ad", rows[:-1])
     assert read_obs(tmp_path / "atlas.h5ad").equals(normalised.obs)
+    # integrate_samples' way: PCA on the highly variable genes read alone, in chunks of cells
+    write_stage(normalised, tmp_path / "normalised.h5ad")
+    hvg = normalised.var["highly_variable"].to_numpy()
+    monkeypatch.setattr("cordatlas.io.stage.CHUNK_CELLS", 37)  # several chunks, a ragged last
+    alone = read_genes(tmp_path / "normalised.h5ad", hvg)
+    assert alone.n_vars == hvg.sum() and not alone.layers and alone.obs.equals(normalised.obs)
+    assert (alone.X != normalised.X[:, hvg]).nnz == 0
+    assert read_var(tmp_path / "normalised.h5ad").equals(normalised.var)
+    run_pca(alone, n_pcs=10, seed=0)
+    wide = stage_part(alone, all_genes=normalised.var_names)
+    np.testing.assert_array_equal(wide.obsm["X_pca"], embedding.obsm["X_pca"])
+    np.testing.assert_array_equal(wide.varm["PCs"], embedding.varm["PCs"])
+    assert wide.var_names.equals(normalised.var_names)
+    with pytest.raises(ValueError, match="mask of"):
+        read_genes(tmp_path / "normalised.h5ad", hvg[:-1])
+    # aggregate_pseudobulk's way: the counts layer alone
+    counts = read_layer(tmp_path / "normalised.h5ad", "counts", uns_keys=("log1p",))
+    assert (counts.X != normalised.layers["counts"]).nnz == 0 and not counts.layers
+    assert set(counts.uns) == {"log1p"} and counts.obs.equals(normalised.obs)
+    with pytest.raises(UserInputError, match="no layer 'spliced'"):
+        read_layer(tmp_path / "normalised.h5ad", "spliced")
     assert rep_in(first)
     table = pd.crosstab(first.obs["leiden"], first.obs["group"])
     assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95

@@ -528,20 +528,34 @@ def cluster(
     sc.tl.umap(adata, min_dist=umap_min_dist, random_state=seed)
 
 
-def stage_part(adata: ad.AnnData) -> ad.AnnData:
+def stage_part(adata: ad.AnnData, *, all_genes: pd.Index | None = None) -> ad.AnnData:
     """What an embedding stage hands on: the cells' results without any expression matrix.
 
     integrate_samples and cluster_cells add embeddings, graphs and obs columns, never change X
     or the counts: writing the whole AnnData each time copied the two largest matrices twice
     per stage. The part keeps obs, obsm, obsp, uns, the gene names and varm (PCA loadings);
-    :func:`attach_part` puts it back onto the normalised data.
+    :func:`attach_part` puts it back onto the normalised data. `all_genes`: the normalised
+    data's genes when `adata` holds some of them (integrate_samples reads the highly variable
+    genes only); the part then names all of them, varm rows of the others zero (as
+    :func:`run_pca` writes them for genes outside the PCA).
     """
+    varm = dict(adata.varm)
+    var_names = adata.var_names
+    if all_genes is not None:
+        rows = all_genes.get_indexer(adata.var_names)
+        if (rows < 0).any():
+            raise ValueError("all_genes must hold every gene of adata")
+        for key, values in varm.items():
+            wide = np.zeros((len(all_genes), *np.shape(values)[1:]), dtype=np.asarray(values).dtype)
+            wide[rows] = values
+            varm[key] = wide
+        var_names = all_genes
     return ad.AnnData(
         obs=adata.obs.copy(),
-        var=pd.DataFrame(index=adata.var_names.copy()),
+        var=pd.DataFrame(index=pd.Index(var_names).copy()),
         obsm=dict(adata.obsm),
         obsp=dict(adata.obsp),
-        varm=dict(adata.varm),
+        varm=varm,
         uns=dict(adata.uns),
     )
 

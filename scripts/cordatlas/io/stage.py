@@ -14,8 +14,11 @@ import pandas as pd
 __all__ = [
     "DELIVERABLE_COMPRESSION",
     "STAGE_COMPRESSION",
+    "read_genes",
+    "read_layer",
     "read_obs",
     "read_rows",
+    "read_var",
     "read_without_matrices",
     "write_stage",
 ]
@@ -97,6 +100,80 @@ def read_rows(
         return ad.AnnData(
             X=X,
             obs=obs.iloc[index].copy(),
+            var=read_elem(handle["var"]),
+            uns={key: read_elem(uns[key]) for key in uns_keys if key in uns},
+        )
+
+
+#: Cells read at a time by :func:`read_genes` (one chunk of the full matrix in memory).
+CHUNK_CELLS = 10_000
+
+
+def read_genes(path: str | os.PathLike[str], genes: np.ndarray) -> ad.AnnData:
+    """An h5ad's ``X`` restricted to some genes, with obs, those genes' var and uns (no layers).
+
+    For integrate_samples, whose PCA reads the highly variable genes only: ``X`` is read
+    :data:`CHUNK_CELLS` cells at a time and each chunk cut to `genes` (a boolean mask over the
+    file's genes) before the next is read, so the job never holds the full matrix or the
+    counts layer.
+    """
+    import scipy.sparse as sp
+    from anndata.io import read_elem, sparse_dataset
+
+    with h5py.File(path, "r") as handle:
+        var = read_elem(handle["var"])
+        mask = np.asarray(genes, dtype=bool)
+        if mask.shape != (len(var),):
+            raise ValueError(f"genes must be a mask of {len(var)} genes, got {mask.shape}")
+        obs = read_elem(handle["obs"])
+        matrix = handle["X"]
+        sparse = isinstance(matrix, h5py.Group)
+        source = sparse_dataset(matrix) if sparse else matrix
+        chunks = [
+            source[start : start + CHUNK_CELLS][:, mask]
+            for start in range(0, len(obs), CHUNK_CELLS)
+        ]
+        X = (sp.vstack(chunks, format="csr") if sparse else np.vstack(chunks)) if chunks else None
+        uns = read_elem(handle["uns"]) if "uns" in handle else {}
+    return ad.AnnData(X=X, obs=obs, var=var.iloc[np.flatnonzero(mask)].copy(), uns=uns)
+
+
+def read_var(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """An h5ad's gene annotations (var) alone."""
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        return read_elem(handle["var"])
+
+
+def read_layer(
+    path: str | os.PathLike[str], layer: str, *, uns_keys: Collection[str] = ()
+) -> ad.AnnData:
+    """One layer of an h5ad as ``X``, with obs, var and the `uns_keys` of uns; nothing else.
+
+    For aggregate_pseudobulk, which sums the raw counts (``layers["counts"]``): the
+    log-normalised ``X``, embeddings and graphs are never read.
+
+    Raises
+    ------
+    UserInputError
+        The file has no such layer.
+    """
+    from anndata.io import read_elem
+
+    from cordatlas.errors import UserInputError
+
+    with h5py.File(path, "r") as handle:
+        layers = handle["layers"] if "layers" in handle else {}
+        if layer not in layers:
+            raise UserInputError(
+                f"{path} has no layer {layer!r} (layers: {sorted(layers)}); it is written by "
+                "normalise_select_genes: rerun the workflow from there."
+            )
+        uns = handle["uns"] if "uns" in handle else {}
+        return ad.AnnData(
+            X=read_elem(layers[layer]),
+            obs=read_elem(handle["obs"]),
             var=read_elem(handle["var"]),
             uns={key: read_elem(uns[key]) for key in uns_keys if key in uns},
         )
