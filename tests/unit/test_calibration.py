@@ -33,10 +33,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 from scipy import stats
 
-from cordatlas.atlas.build import normalise
 from cordatlas.compare.composition import composition_tests, replicate_proportions
 from cordatlas.compare.deseq2 import pseudobulk_de
 from cordatlas.compare.donor_stats import replicate_table
@@ -48,6 +46,8 @@ from cordatlas.demo.biology import REALISTIC_DIRICHLET_CONCENTRATION
 from cordatlas.demo.simulate import simulate_study
 from cordatlas.genesets.library import gene_lists, load_library
 from cordatlas.params import default_params
+
+from .simulated import healthy_cells
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"
@@ -105,13 +105,7 @@ def _study(seed: int, *, condition_effect: bool, stress: str = "independent"):
 
 def _cells(study) -> ad.AnnData:
     """Healthy singlets with their true cell type, log-normalised X, counts in layers."""
-    adata = study.adata[study.adata.obs["artefact"] == "none"].copy()
-    adata.obs_names = (
-        adata.obs["sample"].astype(str) + ":" + adata.obs["barcode"].astype(str)
-    ).to_numpy()
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    normalise(adata)
-    return adata
+    return healthy_cells(study.adata)
 
 
 @cache

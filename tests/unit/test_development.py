@@ -9,9 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
-from cordatlas.atlas.build import normalise
 from cordatlas.compare.cycling import (
     FRACTION_COLUMNS,
     cell_cycle_phases,
@@ -38,6 +36,8 @@ from cordatlas.genesets.library import load_gene_sets
 from cordatlas.params import default_params
 from cordatlas.plotting.signatures import plot_development_axis
 
+from .simulated import healthy_cells
+
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"
 #: Adult donors have few progenitors in the simulator; see tests/unit/test_signatures.py.
@@ -55,13 +55,7 @@ def _atlas(*, condition_effect: bool, seed: int) -> ad.AnnData:
     study = simulate_study(
         sheet, n_cells_per_sample=1000, n_genes=2000, seed=seed, condition_effect=condition_effect
     )
-    adata = study.adata[study.adata.obs["artefact"] == "none"].copy()
-    adata.obs_names = (
-        adata.obs["sample"].astype(str) + ":" + adata.obs["barcode"].astype(str)
-    ).to_numpy()
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    normalise(adata)
-    return adata
+    return healthy_cells(study.adata)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ from cordatlas.params import Contrast, default_params
 from cordatlas.plotting.signatures import plot_signature_by_donor, plot_signature_heatmap
 from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE_LABELS, NOT_TESTABLE
 
+from .simulated import healthy_cells
+
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "config" / "signatures.yaml"
 PANEL = ROOT / "config" / "marker_panel.yaml"
@@ -62,13 +64,7 @@ def _atlas(*, condition_effect: bool, seed: int = 7) -> ad.AnnData:
         seed=seed,
         condition_effect=condition_effect,
     )
-    adata = study.adata[study.adata.obs["artefact"] == "none"].copy()
-    adata.obs_names = (
-        adata.obs["sample"].astype(str) + ":" + adata.obs["barcode"].astype(str)
-    ).to_numpy()
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    normalise(adata)
-    return adata
+    return healthy_cells(study.adata)
 
 
 @pytest.fixture(scope="module")

@@ -96,12 +96,11 @@ def read_rows(
         index = np.flatnonzero(mask)
         matrix = handle["X"]
         X = sparse_dataset(matrix)[index] if isinstance(matrix, h5py.Group) else matrix[index]
-        uns = handle["uns"] if "uns" in handle else {}
         return ad.AnnData(
             X=X,
             obs=obs.iloc[index].copy(),
             var=read_elem(handle["var"]),
-            uns={key: read_elem(uns[key]) for key in uns_keys if key in uns},
+            uns=_read_uns(handle, uns_keys),
         )
 
 
@@ -170,10 +169,17 @@ def read_layer(
                 f"{path} has no layer {layer!r} (layers: {sorted(layers)}); it is written by "
                 "normalise_select_genes: rerun the workflow from there."
             )
-        uns = handle["uns"] if "uns" in handle else {}
         return ad.AnnData(
             X=read_elem(layers[layer]),
             obs=read_elem(handle["obs"]),
             var=read_elem(handle["var"]),
-            uns={key: read_elem(uns[key]) for key in uns_keys if key in uns},
+            uns=_read_uns(handle, uns_keys),
         )
+
+
+def _read_uns(handle: h5py.File, keys: Collection[str]) -> dict:
+    """The `keys` of an open h5ad's uns that it has (the rest of uns is never read)."""
+    from anndata.io import read_elem
+
+    uns = handle["uns"] if "uns" in handle else {}
+    return {key: read_elem(uns[key]) for key in keys if key in uns}
