@@ -619,16 +619,19 @@ def _run_deseq2(
     `shrink`), both by gene.
     """
     from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
     from threadpoolctl import threadpool_limits  # installed with scikit-learn, which PyDESeq2 needs
+
+    from cordatlas.compare.batched_inference import BatchedInference
 
     frame, metadata, formula = _pydeseq2_frame(
         counts, design, genes=genes, condition_key=condition_key, covariates=covariates,
         numeric=numeric, contrast=contrast,
     )  # fmt: skip
-    inference = DefaultInference(n_cpus=n_cpus)
-    # One BLAS thread: PyDESeq2 fits thousands of tiny per-gene problems, and multithreaded
+    # PyDESeq2's own pipeline and objectives, its per-gene fits solved for all genes at once
+    # (same results to optimiser tolerance; see batched_inference.py and docs/performance.md)
+    inference = BatchedInference(n_cpus=n_cpus)
+    # One BLAS thread: the per-gene fallbacks are thousands of tiny problems, and multithreaded
     # BLAS inside scipy's L-BFGS-B made them about 6x slower on a 2-core machine (19 s vs 3 s
     # for 8 pseudobulks x 1,200 genes). Parallelism comes from n_cpus processes instead.
     with (
@@ -690,15 +693,16 @@ def _refit_pvalues(
     factors: the same values). A unit test checks the p-values against the full pipeline's.
     """
     from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
     from threadpoolctl import threadpool_limits
+
+    from cordatlas.compare.batched_inference import BatchedInference
 
     frame, metadata, formula = _pydeseq2_frame(
         counts, design, genes=genes, condition_key=condition_key, covariates=covariates,
         numeric=numeric, contrast=contrast,
     )  # fmt: skip
-    inference = DefaultInference(n_cpus=n_cpus)
+    inference = BatchedInference(n_cpus=n_cpus)
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the main fit's notes already carry PyDESeq2's warnings
         full = DeseqDataSet(
