@@ -126,7 +126,9 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
     contrast = f"{_get(config, 'contrast.condition')} vs {_get(config, 'contrast.reference')}"
     return [
         ("differential expression", f"pseudobulk per cell type x replicate, DESeq2 Wald test "
-         f"({contrast}) with apeGLM-shrunk log2FC beside the unshrunk one; genes flagged when "
+         f"({contrast}) with apeGLM-shrunk log2FC beside the unshrunk one (PyDESeq2's "
+         "pipeline and objectives, its per-gene fits solved for all genes at once: the same "
+         "estimates to optimiser tolerance, docs/performance.md); genes flagged when "
          "another cell type's spillover or ambient RNA can explain them (this type holds at "
          "most contamination_max_fraction of the source's CPM, the source's estimated "
          "contamination explains at least contamination_min_explained of it, its change has "
