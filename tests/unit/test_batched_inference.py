@@ -29,7 +29,9 @@ def _counts(n_per_group: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     sex = np.tile(["female", "male"], n_per_group)
     base = np.exp(rng.normal(4.0, 1.5, N_GENES))
     dispersion = 0.05 + 2.0 / base
-    lfc = np.where(rng.random(N_GENES) < 0.2, rng.choice([-1, 1], N_GENES) * rng.uniform(1, 2, N_GENES), 0.0)
+    lfc = np.where(
+        rng.random(N_GENES) < 0.2, rng.choice([-1, 1], N_GENES) * rng.uniform(1, 2, N_GENES), 0.0
+    )
     size_factors = rng.uniform(0.6, 1.6, n)
     mu = size_factors[:, None] * base * 2.0 ** (lfc * (condition == "cord_blood")[:, None])
     mu *= np.where(sex == "male", 1.3, 1.0)[:, None] ** (np.arange(N_GENES) % 5 == 0)
@@ -129,7 +131,10 @@ def test_alpha_mle_objective_never_worse(fitted: DeseqDataSet, prior: bool) -> N
     theirs, _ = DefaultInference(n_cpus=1).alpha_mle(**args)
     loss = np.array(
         [
-            [_alpha_loss(y[:, g], X, mu[:, g], a[g], alpha_hat[g], prior_var) for g in range(y.shape[1])]
+            [
+                _alpha_loss(y[:, g], X, mu[:, g], a[g], alpha_hat[g], prior_var)
+                for g in range(y.shape[1])
+            ]
             for a in (mine, theirs)
         ]
     )

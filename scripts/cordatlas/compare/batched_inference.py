@@ -411,7 +411,9 @@ class _ShrinkProblem:
                 # where the Hessian is not positive definite (the Cauchy prior's curvature is
                 # negative beyond its scale), shift it until it is: a descent direction
                 low = np.linalg.eigvalsh(hess)[:, 0]
-                shift = np.where(low > 1e-10, 0.0, 1e-10 - low + 1e-6 * np.abs(hess).max(axis=(1, 2)))
+                shift = np.where(
+                    low > 1e-10, 0.0, 1e-10 - low + 1e-6 * np.abs(hess).max(axis=(1, 2))
+                )
                 step = -np.linalg.solve(hess + shift[:, None, None] * eye, grad[..., None])[..., 0]
                 current = self.objective(beta[a], a, cauchy)
                 slope = (grad * step).sum(axis=1)
@@ -419,7 +421,9 @@ class _ShrinkProblem:
                 moved = np.zeros(a.size, dtype=bool)
                 for _ in range(40):  # backtracking (Armijo)
                     trial = beta[a] + t[:, None] * step
-                    accept = ~moved & (self.objective(trial, a, cauchy) <= current + 1e-4 * t * slope)
+                    accept = ~moved & (
+                        self.objective(trial, a, cauchy) <= current + 1e-4 * t * slope
+                    )
                     beta[a[accept]] = trial[accept]
                     moved |= accept
                     if moved.all():
