@@ -21,9 +21,10 @@ os.environ.update(
         ]
     )
 )
-# numba (scanpy, pynndescent, UMAP) caches compiled functions beside their source, which a
-# cluster's shared, read-only installation refuses: every job then compiles them again. One
-# cache per project folder, unless the user chose one.
+# numba (scanpy, pynndescent, UMAP) caches compiled functions beside their source or, where
+# the installation is read-only, in the home folder's cache, which a cluster node may not have
+# writable: every job then compiles them again (about 40 s per job here). One cache beside this
+# checkout, shared by all its studies, unless the user chose one.
 os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(Path(workflow.basedir).parent / ".snakemake" / "numba_cache")
 )
