@@ -23,6 +23,7 @@ with rule_logging(snakemake.log[0]):
         resolutions=params.resolutions,
         working_resolution=params.working_resolution,
         umap_min_dist=params.umap_min_dist,
+        umap_init=params.umap_init,
         seed=params.seed,
     )
     cluster_sizes(adata, params.resolutions).to_csv(snakemake.output.sizes, sep="\t", index=False)

@@ -110,6 +110,7 @@ class AtlasParams:
     leiden_resolutions: tuple[float, ...]
     working_resolution: float
     umap_min_dist: float
+    umap_init: str
     seed: int
     markers: MarkerParams
 

@@ -249,3 +249,34 @@ def test_knn_graph_is_exact_up_to_the_cell_limit_then_approximate():
     approximate = adata.copy()
     cluster(approximate, exact_knn_max_cells=4999, **options)
     assert approximate.uns["neighbors"]["params"]["knn"] == "pynndescent"
+
+
+def test_umap_starts_from_the_chosen_layout():
+    rng = np.random.default_rng(6)
+    centres = rng.normal(scale=6.0, size=(4, 10))
+    embedding = (centres[np.repeat(np.arange(4), 150)] + rng.normal(size=(600, 10))).astype(
+        np.float32
+    )
+    adata = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(600)]))
+    adata.obsm["X_pca"] = embedding
+    options = dict(use_rep="X_pca", n_neighbors=10, resolutions=[0.5], working_resolution=0.5,
+                   umap_min_dist=0.5, seed=0)  # fmt: skip
+    runs = {}
+    for init in ("pca", "spectral", "pca"):
+        run = adata.copy()
+        cluster(run, umap_init=init, **options)
+        assert run.uns["umap"]["params"]["init"] == init
+        runs.setdefault(init, []).append(run.obsm["X_umap"])
+    np.testing.assert_array_equal(*runs["pca"])  # seeded: the same picture on a rerun
+    assert not np.allclose(runs["pca"][0], runs["spectral"][0])
+    # the groups stay apart from either start
+    group = np.repeat(np.arange(4), 150)
+    for layout in (runs["pca"][0], runs["spectral"][0]):
+        centroids = np.array([layout[group == g].mean(axis=0) for g in range(4)])
+        spread = max(
+            np.linalg.norm(layout[group == g] - centroids[g], axis=1).mean() for g in range(4)
+        )
+        gaps = [np.linalg.norm(centroids[i] - centroids[j]) for i in range(4) for j in range(i)]
+        assert min(gaps) > 2 * spread
+    with pytest.raises(ValueError, match="umap_init"):
+        cluster(adata.copy(), umap_init="tsne", **options)

@@ -113,6 +113,7 @@ rule cluster_cells:
         resolutions=PARAMS.atlas.leiden_resolutions,
         working_resolution=PARAMS.atlas.working_resolution,
         umap_min_dist=PARAMS.atlas.umap_min_dist,
+        umap_init=PARAMS.atlas.umap_init,
         contrast=PARAMS.contrast,
         seed=PARAMS.atlas.seed,
     script:

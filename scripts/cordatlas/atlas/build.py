@@ -22,6 +22,7 @@ from cordatlas.atlas.genes import (
     sample_id,
     unmeasured_by_sample,
 )
+from cordatlas.atlas.knn import ExactKNN
 from cordatlas.checks import require_columns
 from cordatlas.config import METADATA_COLUMNS
 from cordatlas.errors import UserInputError
@@ -484,22 +485,23 @@ def cluster(
     working_resolution: float,
     umap_min_dist: float,
     seed: int,
+    umap_init: str = "pca",
     exact_knn_max_cells: int = 200_000,
     threads: int = 1,
 ) -> None:
     """kNN graph, Leiden (igraph flavour) at each resolution, UMAP; in place.
 
-    The kNN graph is exact (scikit-learn brute force on `threads`) up to `exact_knn_max_cells`
-    cells, scanpy's approximate pynndescent search above (config atlas.exact_knn_max_cells).
+    The kNN graph is exact (:class:`~cordatlas.atlas.knn.ExactKNN`, faiss, on `threads`) up to
+    `exact_knn_max_cells` cells, scanpy's approximate pynndescent search above (config
+    atlas.exact_knn_max_cells).
     Every clustering is kept as ``obs[leiden_res{r}]``; ``obs["leiden"]`` is the working one.
+    UMAP starts from `umap_init`: "pca" (the first two columns of `use_rep`) or "spectral".
     """
+    if umap_init not in ("pca", "spectral"):
+        raise ValueError(f"umap_init must be 'pca' or 'spectral', not {umap_init!r}")
     transformer = None
     if adata.n_obs <= exact_knn_max_cells:
-        from sklearn.neighbors import KNeighborsTransformer
-
-        transformer = KNeighborsTransformer(
-            n_neighbors=n_neighbors, metric="euclidean", algorithm="brute", n_jobs=threads
-        )
+        transformer = ExactKNN(n_neighbors=n_neighbors, n_jobs=threads)
     sc.pp.neighbors(
         adata,
         n_neighbors=n_neighbors,
@@ -525,7 +527,13 @@ def cluster(
         "flavor": "igraph",
         "seed": seed,
     }
-    sc.tl.umap(adata, min_dist=umap_min_dist, random_state=seed)
+    init_pos = (
+        np.asarray(adata.obsm[use_rep][:, :2], dtype=np.float32)
+        if umap_init == "pca"
+        else "spectral"
+    )
+    sc.tl.umap(adata, min_dist=umap_min_dist, init_pos=init_pos, random_state=seed)
+    adata.uns["umap"]["params"]["init"] = umap_init
 
 
 def stage_part(adata: ad.AnnData, *, all_genes: pd.Index | None = None) -> ad.AnnData:

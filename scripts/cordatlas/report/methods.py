@@ -16,7 +16,10 @@ CITATIONS = {
     "hvg": "Stuart T et al. 2019. Comprehensive integration of single-cell data. Cell 177:1888",
     "harmony": "Korsunsky I et al. 2019. Harmony. Nat Methods 16:1289-1296",
     "leiden": "Traag VA, Waltman L, van Eck NJ 2019. From Louvain to Leiden. Sci Rep 9:5233",
+    "faiss": "Douze M et al. 2024. The Faiss library. arXiv:2401.08281",
     "umap": "McInnes L, Healy J, Melville J 2018. UMAP. arXiv:1802.03426",
+    "umap_init": "Kobak D, Linderman GC 2021. Initialization is critical for preserving global "
+    "data structure in both t-SNE and UMAP. Nat Biotechnol 39:156-157",
     "scanpy": "Wolf FA, Angerer P, Theis FJ 2018. SCANPY. Genome Biol 19:15",
     "celltypist": "Dominguez Conde C et al. 2022. Cross-tissue immune cell analysis. "
     "Science 376:eabl5197",
@@ -104,11 +107,13 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
          _params(config, "atlas.integration", "atlas.integration_key", "atlas.working_resolution"),
          (CITATIONS["harmony"] + "; " if integration == "harmony" else "")
          + CITATIONS["integration_metrics"]),
-        ("clustering and UMAP", "kNN graph (exact up to exact_knn_max_cells cells, pynndescent "
-         "above), Leiden (igraph) at each resolution, UMAP",
+        ("clustering and UMAP", "kNN graph (exact, faiss flat index, up to exact_knn_max_cells cells; pynndescent "
+         "above), Leiden (igraph) at each resolution, UMAP from the umap_init layout",
          _params(config, "atlas.n_neighbors", "atlas.exact_knn_max_cells", "atlas.leiden_resolutions",
-                 "atlas.working_resolution", "atlas.umap_min_dist", "atlas.seed"),
-         f"{CITATIONS['leiden']}; {CITATIONS['umap']}"),
+                 "atlas.working_resolution", "atlas.umap_min_dist", "atlas.umap_init",
+                 "atlas.seed"),
+         f"{CITATIONS['faiss']}; {CITATIONS['leiden']}; {CITATIONS['umap']}"
+         + ("; " + CITATIONS["umap_init"] if _get(config, "atlas.umap_init") == "pca" else "")),
         ("annotation", "cluster scores on a cited marker panel (scanpy score_genes), each cell "
          "on the markers its sample measured; lineage first, then subtypes within it, both "
          "needing the minimum score and margin"
