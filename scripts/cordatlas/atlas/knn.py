@@ -6,8 +6,8 @@ with faiss's flat (brute-force) index (Douze et al. 2024, arXiv:2401.08281). It 
 graph as ``KNeighborsTransformer(algorithm="brute", mode="distance")`` at about a third of its
 time: on the 100,000-cell benchmark study's Harmony embedding (83,413 cells, 30 dimensions, 2
 threads, two runs each) faiss took 13.7-13.9 s and scikit-learn 35.4-41.2 s, and 99.9994 % of
-the neighbours agreed (the rest ties; docs/performance.md). Distances of the neighbours found are recomputed in float64, so the
-graph's weights do not carry float32 rounding: scikit-learn's float32 brute force put each cell
+the neighbours agreed (the rest ties; docs/performance.md). Distances of the neighbours found
+are recomputed in float64, so the graph's weights do not carry float32 rounding: scikit-learn's float32 brute force put each cell
 at a distance of up to 1e-6 from itself for 29 % of that study's cells, and UMAP's connectivity
 (which measures every cell's neighbours from its nearest non-zero distance) then took that
 rounding for the nearest neighbour; here a cell is at distance 0 from itself, as in scanpy's
