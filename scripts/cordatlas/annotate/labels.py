@@ -326,7 +326,7 @@ def annotate_clusters(
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     _write_labels(adata, scores, table, clusters=clusters)
     adata.uns["cell_type_annotation"] = {
-        "method": "marker panel, sc.tl.score_genes on each sample's measured genes, cluster "
+        "method": "marker panel, scanpy's score_genes method on each sample's measured genes, cluster "
         "mean; lineage first, then subtype within the lineage",
         "cluster_key": cluster_key,
         "min_score": float(min_score),

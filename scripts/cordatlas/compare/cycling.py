@@ -15,7 +15,7 @@ from cordatlas.checks import check_contrast, require_columns
 from cordatlas.compare.composition import moderated_fit, transform_proportions
 from cordatlas.compare.donor_stats import EXPLORATORY, bh_adjust, replicate_table
 from cordatlas.genesets.library import library_sets
-from cordatlas.genesets.scoring import check_log_normalised, symbol_index
+from cordatlas.genesets.scoring import check_log_normalised, score_gene_sets, symbol_index
 from cordatlas.params import ComparisonParams, Contrast
 from cordatlas.vocabulary import DONOR_LEVEL, EVIDENCE, NOT_TESTABLE, NOTE, check_evidence
 
@@ -75,8 +75,6 @@ def cell_cycle_phases(
         Cells (index) x ``S_score``, ``G2M_score``, ``phase``, ``cycling``; None (logged) when
         either set has fewer than `min_genes` measured genes in the data.
     """
-    import scanpy as sc
-
     check_log_normalised(adata)
     sets = library_sets(library)
     missing = [name for name in (S_SET, G2M_SET) if name not in sets]
@@ -97,15 +95,16 @@ def cell_cycle_phases(
             min_genes,
         )
         return None
-    work = ad.AnnData(
-        X=adata.X if measured.all() else adata.X[:, np.flatnonzero(measured)],
-        obs=pd.DataFrame(index=adata.obs_names.copy()),
-        var=pd.DataFrame(index=symbols[measured]),
+    # scanpy's score_genes_cell_cycle: each set against min(len(S), len(G2M)) controls per bin
+    result = score_gene_sets(
+        adata,
+        {"S_score": s_genes, "G2M_score": g2m_genes},
+        min_genes={"S_score": 1, "G2M_score": 1},
+        seed=seed,
+        ctrl_size=min(len(s_genes), len(g2m_genes)),
+        gene_symbols=gene_symbols,
     )
-    sc.tl.score_genes_cell_cycle(
-        work, s_genes=s_genes, g2m_genes=g2m_genes, random_state=seed, use_raw=False
-    )
-    out = work.obs[["S_score", "G2M_score"]].astype(float)
+    out = result.scores[["S_score", "G2M_score"]].astype(float)
     out["cycling"] = out.max(axis=1) >= min_score
     out["phase"] = np.where(
         out["cycling"], np.where(out["G2M_score"] > out["S_score"], "G2M", "S"), "G1"

@@ -114,7 +114,8 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
                  "atlas.seed"),
          f"{CITATIONS['faiss']}; {CITATIONS['leiden']}; {CITATIONS['umap']}"
          + ("; " + CITATIONS["umap_init"] if _get(config, "atlas.umap_init") == "pca" else "")),
-        ("annotation", "cluster scores on a cited marker panel (scanpy score_genes), each cell "
+        ("annotation", "cluster scores on a cited marker panel (scanpy's score_genes method, every set in one "
+         "pass over the matrix, same seeded control genes), each cell "
          "on the markers its sample measured; lineage first, then subtypes within it, both "
          "needing the minimum score and margin"
          + ("; CellTypist beside it" if model else ""),
@@ -185,8 +186,8 @@ def _comparison_rows(config: Mapping[str, Any]) -> list[tuple[str, str, str, str
          "would restate the signature tests)",
          _params(config, "signatures.development_reference", "signatures.development_min_donors",
                  "comparison.min_cells_per_replicate"), f"{CITATIONS['welch']}; {CITATIONS['bh']}"),
-        ("cycling fraction", "S and G2/M scores of Tirosh et al.'s cell-cycle genes (scanpy "
-         "score_genes_cell_cycle, expression-matched control genes); a cell is cycling when "
+        ("cycling fraction", "S and G2/M scores of Tirosh et al.'s cell-cycle genes (scanpy's "
+         "score_genes_cell_cycle method, expression-matched control genes); a cell is cycling when "
          "its larger score reaches cycling_min_score, not scanpy's >= 0, which called 34-40 % "
          "of the simulator's non-cycling cells cycling (their scores are noise around 0); each "
          "donor's fraction per cell type tested as composition is (propeller: transformed "
