@@ -40,9 +40,9 @@ def figures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list:
     saved: list = []
     real_save = base.save
 
-    def capture(fig, path):
+    def capture(fig, path, **options):
         saved.append(fig)
-        real_save(fig, path)
+        real_save(fig, path, **options)
         assert Path(path).stat().st_size > 1000
 
     for module in (base, atlas, qc, de, composition, enrichment, signatures):
@@ -280,6 +280,33 @@ def test_signature_donor_strips_use_the_vocabulary_colours(figures, tmp_path):
     lines = [c for c in ax.collections if isinstance(c, LineCollection)]
     means = {_hex(c) for coll in lines for c in coll.get_colors()}
     assert means == {CONDITION, REFERENCE}
+
+
+def test_uncropped_signature_donor_figure_keeps_everything_on_its_canvas(figures, tmp_path):
+    """The per-donor figure is saved without a crop: every title, label and legend must lie
+    inside the canvas, with many facets (wrapped rows), long titles and a control beside."""
+    rows = []
+    cell_types = [f"cell_type_with_a_long_name_{k}" for k in range(12)]
+    for k, donor in enumerate([f"D{i}" for i in range(8)]):
+        for cell_type in cell_types:
+            for signature in ("fetal_programme", "dissociation_stress"):
+                rows.append((donor, CONTRAST[k % 2], cell_type, signature, 0.1 * k, 30))
+    summary = pd.DataFrame(
+        rows, columns=["donor", "condition", "cell_type", "signature", "mean_score", "n_cells"]
+    )
+    plot_signature_by_donor(
+        summary,
+        signature="fetal_programme",
+        control="dissociation_stress",
+        path=tmp_path / "donors.png",
+        contrast=CONTRAST,
+    )
+    (fig,) = figures
+    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches
+    width, height = fig.get_size_inches()
+    assert content.x0 >= 0 and content.y0 >= 0
+    assert content.x1 <= width and content.y1 <= height
+    assert fig.get_size_inches()[0] * base.DPI <= base.MAX_WIDTH_PX
 
 
 def test_development_axis_uses_the_vocabulary_colours(figures, tmp_path):

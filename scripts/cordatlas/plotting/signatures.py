@@ -311,7 +311,7 @@ def plot_signature_by_donor(
     labels = results[EVIDENCE] if results is not None and EVIDENCE in results.columns else []
     _donor_figure_header(fig, signature, shown_control, palette, reference, pooled, labels)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.65 / height))
-    save(fig, path)
+    save(fig, path, crop=False)  # laid out inside the canvas: a crop would cost another draw
 
 
 def _short(level: str, width: int = 14) -> str:
