@@ -102,3 +102,15 @@ def test_quality_numbers_by_hand():
     assert recovery["de_fdp"] == pytest.approx(1 / 3)  # g9 was not planted
     other = obs.assign(leiden=["0", "0", "1", "1", "1"])
     assert cluster_agreement(other, other.assign(leiden=["5", "5", "7", "7", "7"])) == 1.0
+
+
+def test_plain_warm_up_runs_every_step_of_the_script(monkeypatch):
+    """The untimed warm-up goes through the timed script's own steps, in its order."""
+    from cordatlas.benchmark import plain
+
+    monkeypatch.setattr(plain, "WARM_UP_CELLS", 400)  # the steps, not pynndescent's path
+    timings = plain.warm_up(seed=0)
+    assert list(timings["step"]) == list(plain.PLAIN_STEPS)
+    assert list(timings["stage"]) == list(plain.PLAIN_STEPS.values())
+    assert timings["n_cells"].iloc[0] == 400
+    assert (timings["s"] >= 0).all() and (timings["peak_gb"] > 0).all()

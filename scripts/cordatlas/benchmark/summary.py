@@ -176,6 +176,9 @@ def summarise_sizes(runs: Sequence[Mapping]) -> dict[str, pd.DataFrame]:
                 "load_1min_before_after": "{:.1f} / {:.1f}".format(
                     run.get("load_before", float("nan")), run.get("load_after", float("nan"))
                 ),
+                # 0: the workflow compiled its numba functions inside its timed wall
+                "workflow_numba_cache_files_before": run.get("numba_cache_files_before"),
+                "plain_warm_up_s": run.get("plain_warm_up_s"),
             }
             for run in runs
         ]
