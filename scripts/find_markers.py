@@ -1,15 +1,14 @@
 """Adapter for rule find_markers: Wilcoxon markers of the working clusters, as a table and a dot plot."""
 
-import anndata as ad
-
 from cordatlas.atlas.markers import find_markers
 from cordatlas.checks import check_table
+from cordatlas.io.stage import read_expression
 from cordatlas.logs import rule_logging
 from cordatlas.plotting.atlas import plot_marker_dotplot
 
 with rule_logging(snakemake.log[0]):
     markers_params = snakemake.params.markers
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    adata = read_expression(snakemake.input.h5ad)  # X, obs, var: no counts, graph, embedding
     markers = find_markers(
         adata, groupby="leiden", n_genes=markers_params.n_genes, threads=snakemake.threads
     )

@@ -1,6 +1,5 @@
 """Adapter for rule score_cycling: cycling fraction per donor and cell type, and its donor-level test."""
 
-import anndata as ad
 import pandas as pd
 
 from cordatlas.compare.cycling import (
@@ -13,13 +12,14 @@ from cordatlas.compare.cycling import (
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.design import mark_confounded, read_aliased_factors
 from cordatlas.genesets.library import load_library
+from cordatlas.io.stage import read_expression
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
     contrast = snakemake.params.contrast
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    adata = read_expression(snakemake.input.h5ad)  # X, obs, var: no counts, graph, embedding
     signatures = snakemake.params.signatures
     phases = cell_cycle_phases(
         adata,

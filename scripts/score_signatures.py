@@ -1,15 +1,16 @@
 """Adapter for rule score_signatures: every cell scored for every gene set (and potency), means per donor and cell type."""
 
-import anndata as ad
-
 from cordatlas.checks import check_table
 from cordatlas.compare.signatures import SUMMARY_COLUMNS, score_signatures, summarise_by_replicate
 from cordatlas.genesets.library import load_library
+from cordatlas.io.stage import read_expression
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    # X, obs, var: the counts layer is not read; potency counts the genes detected in X
+    # (log-normalisation keeps zeros at zero, so the count is the same)
+    adata = read_expression(snakemake.input.h5ad)
     library = load_library(snakemake.input.library, snakemake.input.extra_sets)
     log.info("gene-signature library version %s", library["version"])
     scores, genes = score_signatures(
@@ -17,6 +18,7 @@ with rule_logging(snakemake.log[0]) as log:
         library,
         seed=snakemake.params.seed,
         min_genes=snakemake.params.signatures.min_genes,
+        counts_layer=None,
     )
     for row in genes.itertuples():
         if not row.scored:

@@ -21,6 +21,7 @@ from cordatlas.atlas.build import (
 )
 from cordatlas.errors import UserInputError
 from cordatlas.io.stage import (
+    read_expression,
     read_genes,
     read_layer,
     read_obs,
@@ -165,6 +166,12 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatc
     with pytest.raises(ValueError, match="mask of"):
         read_rows(tmp_path / "atlas.h5ad", rows[:-1])
     assert read_obs(tmp_path / "atlas.h5ad").equals(normalised.obs)
+    # find_markers' and the scoring rules' way: X, obs, var, named uns; no layer, graph, embedding
+    expression = read_expression(tmp_path / "atlas.h5ad", uns_keys=("log1p", "no_such_key"))
+    assert (expression.X != normalised.X).nnz == 0 and expression.X.dtype == normalised.X.dtype
+    assert not expression.layers and not expression.obsm and not expression.obsp
+    assert expression.obs.equals(normalised.obs) and expression.var.equals(normalised.var)
+    assert set(expression.uns) == {"log1p"}
     # integrate_samples' way: PCA on the highly variable genes read alone, in chunks of cells
     write_stage(normalised, tmp_path / "normalised.h5ad")
     hvg = normalised.var["highly_variable"].to_numpy()

@@ -305,6 +305,16 @@ def test_potency_ranks_progenitors_above_mature_lymphoid_and_erythroid(scored, a
     assert rho > 0.5
 
 
+def test_potency_from_x_equals_potency_from_the_counts_layer(scored, atlas):
+    """score_signatures' rule reads X alone: genes detected in X are the genes counted."""
+    without_counts = ad.AnnData(X=atlas.X.copy(), obs=atlas.obs.copy(), var=atlas.var.copy())
+    from_x = potency_score(without_counts, counts_layer=None)
+    pd.testing.assert_series_equal(from_x, scored[0]["potency"], check_names=False)
+    np.testing.assert_array_equal(
+        from_x.attrs["gene_counts"], np.asarray((atlas.layers["counts"] > 0).sum(axis=1)).ravel()
+    )
+
+
 def test_potency_follows_transcriptional_diversity():
     """Cells expressing many genes outrank cells expressing few, at equal total counts."""
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ import pandas as pd
 __all__ = [
     "DELIVERABLE_COMPRESSION",
     "STAGE_COMPRESSION",
+    "read_expression",
     "read_genes",
     "read_layer",
     "read_obs",
@@ -143,6 +144,23 @@ def read_var(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     with h5py.File(path, "r") as handle:
         return read_elem(handle["var"])
+
+
+def read_expression(path: str | os.PathLike[str], *, uns_keys: Collection[str] = ()) -> ad.AnnData:
+    """An h5ad's ``X`` (log-normalised expression) with obs, var and the `uns_keys` of uns.
+
+    For rules that test or score every cell on its expression (find_markers, score_signatures,
+    score_cycling): the counts layer, embeddings and the kNN graph are never read.
+    """
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        return ad.AnnData(
+            X=read_elem(handle["X"]),
+            obs=read_elem(handle["obs"]),
+            var=read_elem(handle["var"]),
+            uns=_read_uns(handle, uns_keys),
+        )
 
 
 def read_layer(
