@@ -6,7 +6,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scanpy as sc
 import scipy.sparse as sp
 
 from cordatlas.atlas.build import (
@@ -198,39 +197,6 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatc
     table = pd.crosstab(first.obs["leiden"], first.obs["group"])
     assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95
     assert leiden_key(0.5) in first.obs and "X_umap" in first.obsm
-
-
-def test_pca_scales_in_float32_and_matches_the_float64_path(monkeypatch):
-    """run_pca scales and decomposes a dense float32 matrix (half the memory of scanpy's
-    float64 from sparse); its embedding equals the float64 path's up to float32 rounding."""
-    rng = np.random.default_rng(3)
-    means = rng.gamma(0.6, 2.0, size=(3, 400))
-    groups = rng.integers(0, 3, size=600)
-    counts = sp.csr_matrix(rng.poisson(means[groups]).astype(np.float32))
-    adata = ad.AnnData(X=counts, var=pd.DataFrame(index=[f"G{i}" for i in range(400)]))
-    adata.layers["counts"] = counts.copy()
-    normalise(adata)
-    select_highly_variable_genes(adata, n_top_genes=150, batch_key=None)
-    reference = adata[:, adata.var["highly_variable"]].copy()
-    sc.pp.scale(reference, max_value=10)  # scanpy from sparse: float64
-    assert reference.X.dtype == np.float64
-    sc.pp.pca(reference, n_comps=10, random_state=0, svd_solver="arpack")
-    seen = {}
-    real_pca = sc.pp.pca
-
-    def spy(data, **kwargs):
-        seen["dtype"] = data.X.dtype
-        return real_pca(data, **kwargs)
-
-    monkeypatch.setattr(sc.pp, "pca", spy)
-    run_pca(adata, n_pcs=10, seed=0)
-    assert seen["dtype"] == np.float32
-    ours, theirs = adata.obsm["X_pca"], reference.obsm["X_pca"]
-    signs = np.sign((ours * theirs).sum(axis=0))  # a component's sign is arbitrary
-    np.testing.assert_allclose(ours * signs, theirs, atol=1e-3 * np.abs(theirs).max())
-    np.testing.assert_allclose(
-        adata.uns["pca"]["variance_ratio"], reference.uns["pca"]["variance_ratio"], rtol=1e-3
-    )
 
 
 def rep_in(adata: ad.AnnData) -> bool:

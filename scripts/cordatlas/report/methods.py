@@ -98,8 +98,7 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
          ""),
         ("normalisation", "size-factor normalisation and shifted log; highly variable genes "
          "(seurat_v3) per batch, batches its loess cannot fit pooled (the log and atlas say "
-         "which); PCA (arpack) on those genes scaled to unit variance and clipped at 10, in "
-         "float32",
+         "which); PCA",
          _params(config, "atlas.target_sum", "atlas.n_top_genes", "atlas.hvg_batch_key",
                  "atlas.n_pcs"), f"{CITATIONS['scanpy']}; {CITATIONS['hvg']}"),
         ("integration", f"{integration} on the PCA embedding (counts untouched); verdict good / "
