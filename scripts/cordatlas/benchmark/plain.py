@@ -64,8 +64,9 @@ def run_plain(paths: Sequence[str | Path], seed: int = 0) -> pd.DataFrame:
 def warm_up(seed: int = 0) -> pd.DataFrame:
     """The same steps on a small random study, to fill numba's on-disk caches before timing.
 
-    pynndescent and umap-learn compile their numba functions on first use and cache most of
-    them beside their sources; a user who has run the script before does not pay that again.
+    pynndescent and umap-learn compile their numba functions on first use and cache some of
+    them beside their sources; a user who has run the script before does not pay for those
+    again (the rest compile in every process, for the user too; docs/performance.md).
     9,000 cells is above scanpy's 8,192-cell switch from exact neighbours to pynndescent.
     """
     import anndata as ad

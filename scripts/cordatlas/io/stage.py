@@ -152,15 +152,8 @@ def read_expression(path: str | os.PathLike[str], *, uns_keys: Collection[str] =
     For rules that test or score every cell on its expression (find_markers, score_signatures,
     score_cycling): the counts layer, embeddings and the kNN graph are never read.
     """
-    from anndata.io import read_elem
-
     with h5py.File(path, "r") as handle:
-        return ad.AnnData(
-            X=read_elem(handle["X"]),
-            obs=read_elem(handle["obs"]),
-            var=read_elem(handle["var"]),
-            uns=_read_uns(handle, uns_keys),
-        )
+        return _with_annotations(handle, handle["X"], uns_keys)
 
 
 def read_layer(
@@ -176,7 +169,6 @@ def read_layer(
     UserInputError
         The file has no such layer.
     """
-    from anndata.io import read_elem
 
     from cordatlas.errors import UserInputError
 
@@ -187,12 +179,19 @@ def read_layer(
                 f"{path} has no layer {layer!r} (layers: {sorted(layers)}); it is written by "
                 "normalise_select_genes: rerun the workflow from there."
             )
-        return ad.AnnData(
-            X=read_elem(layers[layer]),
-            obs=read_elem(handle["obs"]),
-            var=read_elem(handle["var"]),
-            uns=_read_uns(handle, uns_keys),
-        )
+        return _with_annotations(handle, layers[layer], uns_keys)
+
+
+def _with_annotations(handle: h5py.File, matrix, uns_keys: Collection[str]) -> ad.AnnData:
+    """`matrix` (an element of the open h5ad) as ``X``, with its obs, var and `uns_keys`."""
+    from anndata.io import read_elem
+
+    return ad.AnnData(
+        X=read_elem(matrix),
+        obs=read_elem(handle["obs"]),
+        var=read_elem(handle["var"]),
+        uns=_read_uns(handle, uns_keys),
+    )
 
 
 def _read_uns(handle: h5py.File, keys: Collection[str]) -> dict:
