@@ -5,14 +5,15 @@ from cordatlas.checks import check_cells_genes, check_table
 from cordatlas.compare.plan import METHOD_CELL_LEVEL, PLAN_COLUMNS, plan_comparisons
 from cordatlas.compare.pseudobulk import aggregate_pseudobulk
 from cordatlas.design import mark_confounded, read_aliased_factors
-from cordatlas.io.stage import read_layer
+from cordatlas.io.stage import open_layer
 from cordatlas.logs import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     comparison = snakemake.params.comparison
-    # the raw counts alone (no log-normalised X, embeddings or graphs)
-    adata = read_layer(snakemake.input.h5ad, "counts", uns_keys=(UNMEASURED_KEY,))
-    pseudobulk = aggregate_pseudobulk(adata, comparison, counts_layer=None)
+    # the raw counts alone, summed a chunk of cells at a time from the file (no log-normalised
+    # X, embeddings or graphs)
+    with open_layer(snakemake.input.h5ad, "counts", uns_keys=(UNMEASURED_KEY,)) as adata:
+        pseudobulk = aggregate_pseudobulk(adata, comparison, counts_layer=None)
     plan = plan_comparisons(pseudobulk.obs, comparison, snakemake.params.contrast)
     plan = mark_confounded(plan, read_aliased_factors(snakemake.input.design))
     for row in plan.itertuples():

@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 import scipy.sparse as sp
 
 from cordatlas.atlas.build import (
@@ -21,9 +22,9 @@ from cordatlas.atlas.build import (
 )
 from cordatlas.errors import UserInputError
 from cordatlas.io.stage import (
+    open_layer,
     read_expression,
     read_genes,
-    read_layer,
     read_obs,
     read_rows,
     read_var,
@@ -187,12 +188,14 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatc
     assert wide.var_names.equals(normalised.var_names)
     with pytest.raises(ValueError, match="mask of"):
         read_genes(tmp_path / "normalised.h5ad", hvg[:-1])
-    # aggregate_pseudobulk's way: the counts layer alone
-    counts = read_layer(tmp_path / "normalised.h5ad", "counts", uns_keys=("log1p",))
-    assert (counts.X != normalised.layers["counts"]).nnz == 0 and not counts.layers
-    assert set(counts.uns) == {"log1p"} and counts.obs.equals(normalised.obs)
+    # aggregate_pseudobulk's way: the counts layer alone, left on disk and read by rows
+    with open_layer(tmp_path / "normalised.h5ad", "counts", uns_keys=("log1p",)) as counts:
+        assert not sp.issparse(counts.X) and not counts.layers  # on disk, not read
+        assert (counts.X[5:40] != normalised.layers["counts"][5:40]).nnz == 0
+        assert set(counts.uns) == {"log1p"} and counts.obs.equals(normalised.obs)
     with pytest.raises(UserInputError, match="no layer 'spliced'"):
-        read_layer(tmp_path / "normalised.h5ad", "spliced")
+        with open_layer(tmp_path / "normalised.h5ad", "spliced"):
+            pass
     assert rep_in(first)
     table = pd.crosstab(first.obs["leiden"], first.obs["group"])
     assert (table.max(axis=1).sum() / table.to_numpy().sum()) > 0.95
@@ -203,9 +206,40 @@ def rep_in(adata: ad.AnnData) -> bool:
     return adata.uns["integration"]["use_rep"] == "X_pca_harmony" and "X_pca_harmony" in adata.obsm
 
 
+def test_pca_in_chunks_equals_scanpys_scale_and_pca():
+    """run_pca's chunked covariance gives scanpy's scale(max_value=10) + pca (arpack) answer."""
+    rng = np.random.default_rng(7)
+    n_cells, n_genes = 3000, 400
+    group = rng.integers(0, 6, n_cells)
+    base = rng.gamma(0.4, 1.5, size=(6, n_genes))
+    counts = rng.poisson(base[group] * 2.0)
+    counts[:, 0] = 0
+    counts[:3, 0] = 50  # 30 standard deviations out: clipped at 10
+    adata = ad.AnnData(sp.csr_matrix(np.log1p(counts).astype(np.float32)))
+    adata.var["highly_variable"] = rng.random(n_genes) < 0.7
+    adata.var.loc[adata.var_names[:2], "highly_variable"] = True
+    adata.X[:, 1] = 0  # a highly variable gene without variance (scaled by 1, as scanpy does)
+    reference = adata[:, adata.var["highly_variable"]].copy()
+    sc.pp.scale(reference, max_value=10)
+    sc.pp.pca(reference, n_comps=20, svd_solver="arpack", random_state=0)
+    answers = []
+    for chunk_cells in (n_cells, 701):  # one chunk; several with a ragged last
+        ours = adata.copy()
+        run_pca(ours, n_pcs=20, seed=0, chunk_cells=chunk_cells)
+        assert ours.obsm["X_pca"].dtype == np.float32 and ours.obsm["X_pca"].shape == (n_cells, 20)
+        np.testing.assert_allclose(ours.obsm["X_pca"], reference.obsm["X_pca"], atol=2e-5)
+        hvg = adata.var["highly_variable"].to_numpy()
+        np.testing.assert_allclose(ours.varm["PCs"][hvg], reference.varm["PCs"], atol=1e-6)
+        assert not ours.varm["PCs"][~hvg].any()
+        for key in ("variance", "variance_ratio"):
+            np.testing.assert_allclose(ours.uns["pca"][key], reference.uns["pca"][key], rtol=1e-6)
+        assert ours.uns["pca"]["params"] == reference.uns["pca"]["params"]
+        answers.append(ours.obsm["X_pca"])
+    np.testing.assert_allclose(answers[0], answers[1], atol=1e-5)
+
+
 def test_markers_equal_scanpys_wilcoxon():
     """find_markers (illico) gives scanpy's rank_genes_groups numbers and its pts fractions."""
-    import scanpy as sc
 
     from cordatlas.atlas.markers import find_markers
 

@@ -444,6 +444,36 @@ def test_aggregation_of_dense_counts_matches_sparse() -> None:
     np.testing.assert_array_equal(from_sparse.X.toarray(), from_dense.X)
 
 
+def test_aggregation_in_chunks_from_disk_equals_the_whole_matrix_sum(tmp_path, monkeypatch) -> None:
+    """aggregate_pseudobulk reads the counts a chunk of cells at a time, also from the file."""
+    from cordatlas.io.stage import open_layer, write_stage
+
+    rng = np.random.default_rng(3)
+    cells = _toy_cells()
+    cells = ad.concat([cells] * 13, index_unique="-")  # 78 cells, donors and types interleaved
+    cells.layers["counts"] = sp.csr_matrix(rng.poisson(2.0, size=cells.shape).astype(np.float32))
+    whole = aggregate_pseudobulk(cells, COMPARISON)
+    pair = cells.obs["cell_type"].astype(str) + "__" + cells.obs["donor"].astype(str)
+    by_pair = pd.DataFrame(cells.layers["counts"].toarray()).groupby(pair.to_numpy()).sum()
+    expected = by_pair.loc[whole.obs_names].to_numpy()
+    np.testing.assert_array_equal(whole.X.toarray(), expected)
+    monkeypatch.setattr("cordatlas.io.stage.CHUNK_CELLS", 7)  # eleven chunks, a ragged last
+    in_memory = aggregate_pseudobulk(cells, COMPARISON)
+    write_stage(cells, tmp_path / "cells.h5ad")
+    with open_layer(tmp_path / "cells.h5ad", "counts") as on_disk:
+        from_disk = aggregate_pseudobulk(on_disk, COMPARISON, counts_layer=None)
+    for chunked in (in_memory, from_disk):
+        assert sp.issparse(chunked.X) and chunked.X.dtype == np.int64
+        np.testing.assert_array_equal(chunked.X.toarray(), expected)
+        assert chunked.obs.equals(whole.obs)
+    # a value that is not a count, in a chunk past the first, is still refused
+    layer = cells.layers["counts"].toarray()
+    layer[60, 1] = 0.5
+    cells.layers["counts"] = sp.csr_matrix(layer)
+    with pytest.raises(UserInputError, match="not raw counts"):
+        aggregate_pseudobulk(cells, COMPARISON)
+
+
 @pytest.mark.parametrize("bad_value", [0.5, -1.0, np.nan])
 def test_aggregation_refuses_non_count_values(bad_value: float) -> None:
     adata = _toy_cells()

@@ -21,6 +21,7 @@ from cordatlas.atlas.genes import measured_in_all
 from cordatlas.checks import is_safe_name
 from cordatlas.compare.donor_stats import replicate_table
 from cordatlas.errors import UserInputError
+from cordatlas.io import stage
 from cordatlas.params import ComparisonParams
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def aggregate_pseudobulk(
     metadata = list(comparison.covariates)
     _check_labels(adata, comparison, condition_key=condition_key)
     measured = np.flatnonzero(measured_in_all(adata))
-    counts = _counts_matrix(adata, counts_layer)[:, measured]
+    matrix, where = _counts_source(adata, counts_layer)
     n_unmeasured = int(adata.n_vars - measured.size)
     if n_unmeasured:
         log.info(
@@ -104,15 +105,7 @@ def aggregate_pseudobulk(
     )
     type_order = _category_order(adata.obs[cell_type_key])
     groups, cell_group = _group_cells(adata.obs, comparison, type_order, list(table.index))
-    indicator = sp.csr_matrix(
-        (np.ones(adata.n_obs, dtype=np.int64), (cell_group, np.arange(adata.n_obs))),
-        shape=(groups.size, adata.n_obs),
-    )
-    summed = indicator @ counts
-    if sp.issparse(summed):
-        summed = sp.csr_matrix(summed, dtype=np.int64)
-    else:
-        summed = np.asarray(summed, dtype=np.int64)
+    summed = _sum_by_group(matrix, cell_group, groups.size, measured, where=where)
     pb_obs = _pseudobulk_obs(
         groups, cell_group, table, comparison, type_order, condition_key=condition_key
     )
@@ -225,11 +218,10 @@ def _pseudobulk_obs(
     return pb_obs
 
 
-def _counts_matrix(adata: ad.AnnData, counts_layer: str | None) -> sp.csr_matrix | np.ndarray:
-    """The raw counts as int64 (CSR or dense), refusing anything that is not a count."""
+def _counts_source(adata: ad.AnnData, counts_layer: str | None):
+    """The matrix holding the raw counts (in memory or on disk) and where it is, for messages."""
     if counts_layer is None:
-        matrix = adata.X
-        where = "X"
+        matrix, where = adata.X, "X"
     else:
         if counts_layer not in adata.layers:
             raise UserInputError(
@@ -237,25 +229,47 @@ def _counts_matrix(adata: ad.AnnData, counts_layer: str | None) -> sp.csr_matrix
                 f"{sorted(adata.layers.keys())}); pseudobulks need raw counts, which the atlas "
                 "keeps in layers['counts']."
             )
-        matrix = adata.layers[counts_layer]
-        where = f"layers[{counts_layer!r}]"
+        matrix, where = adata.layers[counts_layer], f"layers[{counts_layer!r}]"
     if matrix is None:
         raise UserInputError(f"{where} is empty; pseudobulks need raw counts.")
-    if sp.issparse(matrix):
-        matrix = sp.csr_matrix(matrix)
-        values = matrix.data
-    else:
-        matrix = np.asarray(matrix)
-        values = matrix.ravel()
-    if values.size:
-        finite = np.isfinite(values)
-        if not finite.all() or (values < 0).any() or (values != np.round(values)).any():
-            bad = values[~finite | (values < 0) | (values != np.round(values))][0]
-            raise UserInputError(
-                f"{where} holds values that are not raw counts (e.g. {bad!r}: not a "
-                "non-negative integer); pseudobulk DE sums raw UMI counts, so pass the raw "
-                "count layer (not normalised or log-transformed data)."
-            )
-    if sp.issparse(matrix):
-        return sp.csr_matrix(matrix, dtype=np.int64)
-    return matrix.astype(np.int64)
+    return matrix, where
+
+
+def _sum_by_group(
+    matrix, cell_group: np.ndarray, n_groups: int, genes: np.ndarray, *, where: str
+) -> sp.csr_matrix | np.ndarray:
+    """Counts of the `genes` columns summed over the cells of each group, as int64.
+
+    `matrix` (cells x genes: dense, sparse, or an h5ad's matrix on disk) is read
+    ``io.stage.CHUNK_CELLS`` cells at a time, each chunk checked to hold counts and added into
+    the groups x genes sums: the job holds one chunk and the sums, never an int64 copy of all
+    counts (which tripled aggregate_pseudobulk's memory over its input). Sparse in, CSR out.
+    """
+    summed = np.zeros((n_groups, genes.size), dtype=np.int64)
+    sparse = sp.issparse(matrix[0:1])
+    for start in range(0, len(cell_group), stage.CHUNK_CELLS):
+        block = matrix[start : start + stage.CHUNK_CELLS]
+        block = sp.csr_matrix(block) if sparse else np.asarray(block)
+        _check_counts(block.data if sparse else block.ravel(), where)
+        rows = cell_group[start : start + block.shape[0]]
+        indicator = sp.csr_matrix(
+            (np.ones(rows.size, dtype=np.int64), (rows, np.arange(rows.size))),
+            shape=(n_groups, rows.size),
+        )
+        product = indicator @ block[:, genes].astype(np.int64)
+        summed += product.toarray() if sp.issparse(product) else product
+    return sp.csr_matrix(summed) if sparse else summed
+
+
+def _check_counts(values: np.ndarray, where: str) -> None:
+    """Refuse values that are not non-negative integers (normalised or log data)."""
+    if not values.size:
+        return
+    finite = np.isfinite(values)
+    if not finite.all() or (values < 0).any() or (values != np.round(values)).any():
+        bad = values[~finite | (values < 0) | (values != np.round(values))][0]
+        raise UserInputError(
+            f"{where} holds values that are not raw counts (e.g. {bad!r}: not a "
+            "non-negative integer); pseudobulk DE sums raw UMI counts, so pass the raw "
+            "count layer (not normalised or log-transformed data)."
+        )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -14,9 +15,9 @@ import pandas as pd
 __all__ = [
     "DELIVERABLE_COMPRESSION",
     "STAGE_COMPRESSION",
+    "open_layer",
     "read_expression",
     "read_genes",
-    "read_layer",
     "read_obs",
     "read_rows",
     "read_var",
@@ -153,15 +154,20 @@ def read_expression(path: str | os.PathLike[str], *, uns_keys: Collection[str] =
     score_cycling): the counts layer, embeddings and the kNN graph are never read.
     """
     with h5py.File(path, "r") as handle:
-        return _with_annotations(handle, handle["X"], uns_keys)
+        from anndata.io import read_elem
+
+        return _with_annotations(handle, read_elem(handle["X"]), uns_keys)
 
 
-def read_layer(
+@contextlib.contextmanager
+def open_layer(
     path: str | os.PathLike[str], layer: str, *, uns_keys: Collection[str] = ()
-) -> ad.AnnData:
-    """One layer of an h5ad as ``X``, with obs, var and the `uns_keys` of uns; nothing else.
+) -> Iterator[ad.AnnData]:
+    """One layer of an h5ad as ``X`` left on disk, with obs, var and the `uns_keys` of uns.
 
-    For aggregate_pseudobulk, which sums the raw counts (``layers["counts"]``): the
+    For aggregate_pseudobulk, which sums the raw counts (``layers["counts"]``) a chunk of cells
+    at a time: inside the ``with`` block ``X`` is the file's matrix (anndata's on-disk sparse
+    dataset, or an h5py dataset when dense), whose row slices are read on demand; the
     log-normalised ``X``, embeddings and graphs are never read.
 
     Raises
@@ -169,6 +175,7 @@ def read_layer(
     UserInputError
         The file has no such layer.
     """
+    from anndata.io import sparse_dataset
 
     from cordatlas.errors import UserInputError
 
@@ -179,15 +186,17 @@ def read_layer(
                 f"{path} has no layer {layer!r} (layers: {sorted(layers)}); it is written by "
                 "normalise_select_genes: rerun the workflow from there."
             )
-        return _with_annotations(handle, layers[layer], uns_keys)
+        matrix = layers[layer]
+        on_disk = sparse_dataset(matrix) if isinstance(matrix, h5py.Group) else matrix
+        yield _with_annotations(handle, on_disk, uns_keys)
 
 
 def _with_annotations(handle: h5py.File, matrix, uns_keys: Collection[str]) -> ad.AnnData:
-    """`matrix` (an element of the open h5ad) as ``X``, with its obs, var and `uns_keys`."""
+    """`matrix` (read, or left on disk) as ``X``, with the open h5ad's obs, var and `uns_keys`."""
     from anndata.io import read_elem
 
     return ad.AnnData(
-        X=read_elem(matrix),
+        X=matrix,
         obs=read_elem(handle["obs"]),
         var=read_elem(handle["var"]),
         uns=_read_uns(handle, uns_keys),

@@ -98,7 +98,8 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
          ""),
         ("normalisation", "size-factor normalisation and shifted log; highly variable genes "
          "(seurat_v3) per batch, batches its loess cannot fit pooled (the log and atlas say "
-         "which); PCA",
+         "which); PCA of the highly variable genes scaled to unit variance and clipped at 10 "
+         "(scanpy's scale and pca, computed from the genes' covariance)",
          _params(config, "atlas.target_sum", "atlas.n_top_genes", "atlas.hvg_batch_key",
                  "atlas.n_pcs"), f"{CITATIONS['scanpy']}; {CITATIONS['hvg']}"),
         ("integration", f"{integration} on the PCA embedding (counts untouched); verdict good / "
