@@ -545,6 +545,23 @@ def test_describe_non_counts_classifies() -> None:
     assert describe_non_counts(np.array([[-1, 2]])).startswith("has negative values")
 
 
+def test_describe_non_counts_reads_values_in_blocks_with_the_same_answers(monkeypatch) -> None:
+    monkeypatch.setattr("cordatlas.io.readers._CHECK_BLOCK", 3)  # 11 values: 4 blocks
+    counts = np.arange(11, dtype=np.float32)
+    assert describe_non_counts(counts) is None
+    for position, value, expected in [
+        (9, 2.5, "non-integer values (e.g. 2.5, max 10): looks log-normalised"),
+        (10, -4.0, "negative values (min -4): looks scaled"),
+        (7, np.inf, "has 1 NaN or infinite values"),
+    ]:
+        bad = counts.copy()
+        bad[position] = value
+        assert expected in describe_non_counts(bad)
+    both = counts.copy()
+    both[[1, 8]] = np.nan
+    assert "has 2 NaN or infinite values" in describe_non_counts(both)
+
+
 def test_unknown_extension_lists_formats(tmp_path: Path) -> None:
     path = tmp_path / "counts.rds"
     path.write_bytes(b"x")

@@ -16,6 +16,7 @@ from cordatlas.atlas.build import (
     measured_in_all,
     merge_samples,
     normalise,
+    normalise_to_file,
     select_highly_variable_genes,
     unmeasured_by_sample,
 )
@@ -404,6 +405,35 @@ def test_hvg_uses_dispersion_when_loess_fails_on_all_cells(caplog):
     assert params["strategy"] == "unbatched_dispersion" and params["flavor"] == "seurat"
     assert "dispersion-based 'seurat' flavour" in caplog.text
     assert merged.var["highly_variable"].sum() >= 100
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        lambda: [_profiled("A", 300, 1), _profiled("C", 300, 2), _profiled("S1", 30, 3)],
+        lambda: [_tied("B1", 200, 3), _tied("B2", 200, 4)],  # the dispersion fallback
+    ],
+    ids=["batched", "dispersion"],
+)
+def test_genes_ranked_on_merged_counts_then_normalised_in_chunks_equal_the_in_memory_order(
+    parts, tmp_path: Path
+):
+    """normalise_select_genes' order (HVG on the counts, then the file by chunks) changes nothing."""
+    merged, _ = merge_samples(parts(), gene_join="outer", min_cells_per_gene=0, min_shared_genes=50)
+    in_memory = merged.copy()
+    normalise(in_memory)
+    select_highly_variable_genes(in_memory, n_top_genes=100, batch_key="sample")
+    select_highly_variable_genes(merged, n_top_genes=100, batch_key="sample")
+    normalise_to_file(merged, tmp_path / "normalised.h5ad", chunk_cells=37)
+    written = ad.read_h5ad(tmp_path / "normalised.h5ad")
+    pd.testing.assert_frame_equal(written.var, in_memory.var)
+    assert written.obs.equals(in_memory.obs)
+    assert (written.X != in_memory.X).nnz == 0 and written.X.dtype == in_memory.X.dtype
+    assert (written.layers["counts"] != in_memory.layers["counts"]).nnz == 0
+    assert set(written.uns) == set(in_memory.uns)
+    assert written.uns["normalisation"] == in_memory.uns["normalisation"]
+    assert written.uns["hvg_params"]["strategy"] == in_memory.uns["hvg_params"]["strategy"]
+    assert list(written.uns["hvg_params"]["attempts"]) == in_memory.uns["hvg_params"]["attempts"]
 
 
 def test_hvg_outcome_round_trips_through_h5ad(tmp_path: Path):

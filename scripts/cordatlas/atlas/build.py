@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anndata as ad
@@ -39,6 +41,7 @@ __all__ = [
     "measured_in_all",
     "merge_samples",
     "normalise",
+    "normalise_to_file",
     "run_pca",
     "select_highly_variable_genes",
     "stage_part",
@@ -200,6 +203,47 @@ def normalise(adata: ad.AnnData, *, target_sum: float | None = None) -> None:
     }
 
 
+def normalise_to_file(
+    adata: ad.AnnData,
+    path: str | os.PathLike[str],
+    *,
+    target_sum: float | None = None,
+    chunk_cells: int = 10_000,
+) -> None:
+    """Write `adata` (raw counts in X, as merged) to `path` as :func:`normalise` leaves it.
+
+    The counts become ``layers["counts"]`` and ``X`` the shifted log of :func:`normalise`,
+    computed and written `chunk_cells` cells at a time with the study's size-factor target (the
+    median total count of all cells, as ``sc.pp.normalize_total`` takes it, unless
+    `target_sum`): the same file as normalising in memory and writing, while the job holds the
+    counts and one chunk of normalised rows instead of both whole matrices.
+    """
+    from cordatlas.io.stage import write_stage_by_rows
+
+    counts = sp.csr_matrix(adata.X)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    target = float(np.median(totals[totals > 0])) if target_sum is None else float(target_sum)
+
+    def normalised(start: int) -> ad.AnnData:
+        part = ad.AnnData(X=counts[start : start + chunk_cells])
+        normalise(part, target_sum=target)
+        return part
+
+    first = normalised(0)
+    record = {**first.uns["normalisation"]}
+    if target_sum is None:
+        record["target_sum"] = "median total counts"  # as normalise() records it
+    out = ad.AnnData(
+        obs=adata.obs,
+        var=adata.var,
+        obsm=adata.obsm,
+        uns={**adata.uns, **first.uns, "normalisation": record},
+        layers={"counts": counts},
+    )
+    rest = (normalised(start).X for start in range(chunk_cells, adata.n_obs, chunk_cells))
+    write_stage_by_rows(out, path, itertools.chain([first.X], rest))
+
+
 #: Batches with fewer cells are pooled before the per-batch fit: seurat_v3 fits a loess curve of
 #: variance on mean per batch, and a few dozen cells give too few distinct gene means for it.
 MIN_CELLS_PER_HVG_BATCH = 50
@@ -208,32 +252,50 @@ POOLED_BATCH = "pooled_small_or_unfittable_batches"
 
 
 def select_highly_variable_genes(
-    adata: ad.AnnData, *, n_top_genes: int, batch_key: str | None
+    adata: ad.AnnData, *, n_top_genes: int, batch_key: str | None, target_sum: float | None = None
 ) -> None:
     """Flag highly variable genes (scanpy flavour seurat_v3 on raw counts), ranked within batches.
 
+    The raw counts are ``layers["counts"]`` after :func:`normalise`, else ``X`` (the merged
+    counts, before normalisation: normalise_select_genes ranks genes first, then writes the
+    normalised file in chunks, :func:`normalise_to_file`).
     Only genes measured in every sample (:func:`measured_in_all`) can be highly variable: a
     gene zero-filled in some samples by the outer join would look variable for that reason.
     Batches seurat_v3's per-batch loess fit cannot use (fewer than
     :data:`MIN_CELLS_PER_HVG_BATCH` cells, or a fit that fails on the batch alone, as on
     low-depth samples of a few hundred cells whose many genes share one mean) are pooled into
     one group and the fit retried; then the fit over all cells; then, if loess fails even there,
-    scanpy's dispersion-based "seurat" flavour on the log-normalised X (Satija et al. 2015).
+    scanpy's dispersion-based "seurat" flavour on the log-normalised expression (Satija et al.
+    2015): ``X`` after :func:`normalise`, else the counts normalised as :func:`normalise` with
+    `target_sum` would.
     Each step down is logged as a warning with the numbers and recorded in
     ``uns["hvg_params"]`` (``strategy``, ``pooled_batches``, ``attempts``).
     """
     key = _hvg_batch_key(adata, batch_key)
     shared = measured_in_all(adata)
-    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    normalised = "counts" in adata.layers
+    counts = adata.layers["counts"] if normalised else adata.X
+
+    def measured(matrix):  # every gene shared (as after an inner join): no column copy
+        return matrix if shared.all() else matrix[:, np.flatnonzero(shared)]
+
+    def log_expression():
+        if normalised:
+            return measured(adata.X)
+        copy = ad.AnnData(X=counts.copy())
+        normalise(copy, target_sum=target_sum)
+        return measured(copy.X)
+
     work = ad.AnnData(
-        X=counts[:, np.flatnonzero(shared)],
+        X=measured(counts),
         obs=pd.DataFrame(index=adata.obs_names.copy()),
         var=pd.DataFrame(index=adata.var_names[shared].copy()),
     )
-    work.layers["log"] = adata.X[:, np.flatnonzero(shared)]
     n_top = min(n_top_genes, work.n_vars)
     batches = None if key is None else adata.obs[key].astype(str).to_numpy()
-    outcome = _fit_hvg_with_fallbacks(work, n_top=n_top, batches=batches, key=key)
+    outcome = _fit_hvg_with_fallbacks(
+        work, n_top=n_top, batches=batches, key=key, log_expression=log_expression
+    )
     _write_hvg_columns(adata, work, shared)
     adata.uns["hvg_params"] = {
         "n_top_genes": n_top,
@@ -270,7 +332,12 @@ def _hvg_batch_key(adata: ad.AnnData, batch_key: str | None) -> str | None:
 
 
 def _fit_hvg_with_fallbacks(
-    work: ad.AnnData, *, n_top: int, batches: np.ndarray | None, key: str | None
+    work: ad.AnnData,
+    *,
+    n_top: int,
+    batches: np.ndarray | None,
+    key: str | None,
+    log_expression: Callable[[], Any],
 ) -> dict[str, Any]:
     """Batched fit, with unusable batches pooled; then over all cells; then by dispersion."""
     attempts: list[str] = []
@@ -299,6 +366,7 @@ def _fit_hvg_with_fallbacks(
         work.n_obs,
         "; ".join(attempts),
     )
+    work.layers["log"] = log_expression()
     sc.pp.highly_variable_genes(work, flavor="seurat", n_top_genes=n_top, layer="log")
     attempts.append("dispersion-based 'seurat' flavour over all cells: ok")
     return {**outcome, "flavor": "seurat", "strategy": "unbatched_dispersion", "attempts": attempts}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 __all__ = [
     "DELIVERABLE_COMPRESSION",
@@ -23,6 +24,7 @@ __all__ = [
     "read_var",
     "read_without_matrices",
     "write_stage",
+    "write_stage_by_rows",
 ]
 
 #: h5ad compression of the AnnData files rules pass to each other (None) and of the atlas a user
@@ -40,6 +42,33 @@ def write_stage(
     """Write an AnnData one rule hands to the next (uncompressed) or a user keeps (lzf)."""
     compression = DELIVERABLE_COMPRESSION if deliverable else STAGE_COMPRESSION
     adata.write_h5ad(path, compression=compression)
+    return Path(path)
+
+
+def write_stage_by_rows(
+    adata: ad.AnnData, path: str | os.PathLike[str], rows: Iterable[sp.csr_matrix]
+) -> Path:
+    """Write `adata` as :func:`write_stage` does, with ``X`` from `rows`: CSR blocks of cells.
+
+    The blocks (in cell order, together all of `adata`'s cells) are appended to the file's
+    ``X`` one at a time (anndata's on-disk sparse dataset), so the whole matrix is never held.
+    `adata` itself has no ``X``.
+    """
+    from anndata.io import sparse_dataset, write_elem
+
+    if adata.X is not None:
+        raise ValueError("adata has an X; its rows are to come from `rows`")
+    write_stage(adata, path)
+    n_rows = 0
+    with h5py.File(path, "r+") as handle:
+        for block in rows:
+            if n_rows == 0:
+                write_elem(handle, "X", sp.csr_matrix(block))
+            else:
+                sparse_dataset(handle["X"]).append(sp.csr_matrix(block))
+            n_rows += block.shape[0]
+    if n_rows != adata.n_obs:
+        raise ValueError(f"rows gave {n_rows} cells for an AnnData of {adata.n_obs}")
     return Path(path)
 
 
