@@ -309,6 +309,23 @@ def test_uncropped_signature_donor_figure_keeps_everything_on_its_canvas(figures
     assert fig.get_size_inches()[0] * base.DPI <= base.MAX_WIDTH_PX
 
 
+def test_uncropped_qc_sample_figure_keeps_everything_on_its_canvas(figures, tmp_path):
+    """The per-sample QC figure is saved without a crop: its titles (bounds, the hb-rich line,
+    the doublet note), labels and legend must lie inside the canvas."""
+    from tests.unit.test_qc import make_sample, run_qc, with_doublets
+
+    result = run_qc(with_doublets(make_sample(n_cells=400, n_damaged=20, n_empty=10), 30))
+    qc.plot_qc_sample(
+        result.cells, result.thresholds, sample="sample_with_a_long_name", path=tmp_path / "q.png"
+    )
+    (fig,) = figures
+    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches
+    width, height = fig.get_size_inches()
+    assert content.x0 >= 0 and content.y0 >= 0
+    assert content.x1 <= width and content.y1 <= height
+    assert fig.get_size_inches()[0] * base.DPI <= base.MAX_WIDTH_PX
+
+
 def test_development_axis_uses_the_vocabulary_colours(figures, tmp_path):
     plot_development_axis(_development_axis(), path=tmp_path / "axis.png", contrast=CONTRAST)
     (ax,) = figures[0].axes

@@ -186,7 +186,7 @@ def plot_qc_sample(
         f"QC of sample {sample}: {int(kept.sum())} of {len(cells)} cells kept", fontsize=12
     )
     fig.tight_layout()
-    save(fig, path)
+    save(fig, path, crop=False)  # laid out inside the canvas: a crop would cost another draw
 
 
 #: Colour of each species call in the barnyard figure.

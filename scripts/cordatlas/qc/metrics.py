@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 
 #: Order in which reasons are listed for a cell failing several rules.
 REASONS = (
@@ -89,6 +88,8 @@ def compute_qc_metrics(
     from config ``qc`` (`mito_prefix`, `ribo_prefixes`, `hb_pattern`; see
     :class:`cordatlas.params.QCParams`).
     """
+    import scanpy as sc  # here, not at import: plot_qc_sample reads this module's names only
+
     annotate_gene_sets(
         adata, mito_prefix=mito_prefix, ribo_prefixes=ribo_prefixes, hb_pattern=hb_pattern
     )
