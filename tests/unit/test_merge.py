@@ -514,3 +514,15 @@ def test_hvg_on_the_real_four_sample_sheet_does_not_crash(shared_data: Path, cap
     assert "PBMC_A (250 cells)" in caplog.text
     hvg = merged.var["highly_variable"].to_numpy()
     assert hvg.sum() == 2000 and not (hvg & ~measured_in_all(merged)).any()
+
+
+def test_cells_per_gene_by_row_chunks_counts_detected_cells_only():
+    """The merge's gene filter counts cells with a count > 0 (a stored zero is not detected)."""
+    from cordatlas.atlas.build import _cells_per_gene
+
+    rng = np.random.default_rng(5)
+    counts = sp.csr_matrix(rng.poisson(0.3, size=(53, 17)).astype(np.float32))
+    counts.data[::7] = 0  # explicit zeros kept in the structure
+    expected = np.asarray((counts.toarray() > 0).sum(axis=0)).ravel()
+    for chunk_cells in (53, 10, 1):
+        np.testing.assert_array_equal(_cells_per_gene(counts, chunk_cells), expected)

@@ -101,10 +101,10 @@ def merge_samples(
     check_shared_genes(measured, min_shared_genes=min_shared_genes)
     union = set().union(*measured.values())
     merged = _concatenate(kept, gene_join=gene_join)
-    n_cells_per_gene = np.asarray((merged.X > 0).sum(axis=0)).ravel()
-    gene_mask = n_cells_per_gene >= min_cells_per_gene
+    gene_mask = _cells_per_gene(merged.X) >= min_cells_per_gene
     n_join = merged.n_vars
-    merged = merged[:, gene_mask].copy()
+    if not gene_mask.all():  # a copy of the merged counts only when genes are dropped
+        merged = merged[:, gene_mask].copy()
     for column in CATEGORICAL_OBS:
         if column in merged.obs:
             merged.obs[column] = merged.obs[column].astype(str).astype("category")
@@ -163,7 +163,22 @@ def _concatenate(kept: Sequence[ad.AnnData], *, gene_join: str) -> ad.AnnData:
             "cell names collide across samples; each sample id must be unique in the sample sheet"
         )
     merged.X = sp.csr_matrix(merged.X, dtype=np.float32)
+    merged.X.sort_indices()  # in place; an outer join's reindexing can leave rows unsorted
     return merged
+
+
+def _cells_per_gene(counts: sp.csr_matrix, chunk_cells: int = 10_000) -> np.ndarray:
+    """Cells with a count > 0, per gene; read `chunk_cells` rows at a time.
+
+    ``(counts > 0).sum(axis=0)`` would build a boolean copy of the whole matrix (with its
+    indices), which at 83,413 cells took the merge from 3.9 to 5.0 GB.
+    """
+    detected = np.zeros(counts.shape[1], dtype=np.int64)
+    for start in range(0, counts.shape[0], chunk_cells):
+        lo, hi = counts.indptr[start], counts.indptr[min(start + chunk_cells, counts.shape[0])]
+        values, genes = counts.data[lo:hi], counts.indices[lo:hi]
+        detected += np.bincount(genes[values > 0], minlength=counts.shape[1])
+    return detected
 
 
 def _check_merged(merged: ad.AnnData, *, min_shared_genes: int, min_cells: int) -> int:
