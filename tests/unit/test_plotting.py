@@ -282,6 +282,15 @@ def test_signature_donor_strips_use_the_vocabulary_colours(figures, tmp_path):
     assert means == {CONDITION, REFERENCE}
 
 
+def _assert_on_its_canvas(fig) -> None:
+    """Every title, label and legend inside the canvas (an uncropped save cuts what is not)."""
+    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches
+    width, height = fig.get_size_inches()
+    assert content.x0 >= 0 and content.y0 >= 0
+    assert content.x1 <= width and content.y1 <= height
+    assert fig.get_size_inches()[0] * base.DPI <= base.MAX_WIDTH_PX
+
+
 def test_uncropped_signature_donor_figure_keeps_everything_on_its_canvas(figures, tmp_path):
     """The per-donor figure is saved without a crop: every title, label and legend must lie
     inside the canvas, with many facets (wrapped rows), long titles and a control beside."""
@@ -302,11 +311,7 @@ def test_uncropped_signature_donor_figure_keeps_everything_on_its_canvas(figures
         contrast=CONTRAST,
     )
     (fig,) = figures
-    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches
-    width, height = fig.get_size_inches()
-    assert content.x0 >= 0 and content.y0 >= 0
-    assert content.x1 <= width and content.y1 <= height
-    assert fig.get_size_inches()[0] * base.DPI <= base.MAX_WIDTH_PX
+    _assert_on_its_canvas(fig)
 
 
 def test_uncropped_qc_sample_figure_keeps_everything_on_its_canvas(figures, tmp_path):
@@ -319,11 +324,7 @@ def test_uncropped_qc_sample_figure_keeps_everything_on_its_canvas(figures, tmp_
         result.cells, result.thresholds, sample="sample_with_a_long_name", path=tmp_path / "q.png"
     )
     (fig,) = figures
-    content = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches
-    width, height = fig.get_size_inches()
-    assert content.x0 >= 0 and content.y0 >= 0
-    assert content.x1 <= width and content.y1 <= height
-    assert fig.get_size_inches()[0] * base.DPI <= base.MAX_WIDTH_PX
+    _assert_on_its_canvas(fig)
 
 
 def test_development_axis_uses_the_vocabulary_colours(figures, tmp_path):
