@@ -20,7 +20,8 @@ rule aggregate_pseudobulk:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        # sums the counts by chunks from the file: peak half the atlas file
+        mem_mb=lambda wc, input, attempt: input_mb(input, 1, floor=2000) * attempt,
         runtime=30,
     params:
         comparison=PARAMS.comparison,
