@@ -314,8 +314,13 @@ def test_simulated_doublets_sum_two_cells():
 def test_doublet_features_describe_every_barcode():
     adata = make_sample(n_cells=200, seed=2)
     artificial = simulate_doublets(adata.X, n_doublets=150, rng=np.random.default_rng(0))
+    inputs = adata.X.copy(), artificial.copy()
     features = doublet_features(adata.X, artificial, knn_sizes=(3, 10), n_pcs_as_features=5)
+    # the log-normalisation scales a copy in place, never the caller's matrices
+    assert (adata.X != inputs[0]).nnz == 0 and (artificial != inputs[1]).nnz == 0
     assert features.shape[0] == 350
+    total = np.asarray(sp.vstack([adata.X, artificial]).sum(axis=1), dtype=np.float64).ravel()
+    np.testing.assert_array_equal(features["log1p_total_counts"], np.log1p(total))
     assert np.isfinite(features.to_numpy()).all()
     for column in ("ratio_k3", "ratio_k10", "ratio_weighted"):
         assert features[column].between(0, 1).all()

@@ -72,8 +72,11 @@ def doublet_features(
     n_total = combined.shape[0]
     total = np.asarray(combined.sum(axis=1)).ravel()
     n_genes = np.diff(combined.indptr)
-    lognorm = (sp.diags(1e4 / np.maximum(total, 1.0)) @ combined).tocsr()
-    lognorm.data = np.log1p(lognorm.data)
+    # each barcode scaled to 10,000 counts in place (the products of a diagonal matrix product,
+    # without its copy of the matrix), then log1p
+    lognorm = combined
+    lognorm.data *= np.repeat(1e4 / np.maximum(total, 1.0), n_genes)
+    np.log1p(lognorm.data, out=lognorm.data)
     real = lognorm[:n_real]
     mean = np.asarray(real.mean(axis=0)).ravel()
     var = np.asarray(real.multiply(real).mean(axis=0)).ravel() - mean**2
