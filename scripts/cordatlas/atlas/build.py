@@ -13,6 +13,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.linalg
 import scipy.sparse as sp
 
 from cordatlas.atlas.genes import (
@@ -28,6 +29,7 @@ from cordatlas.atlas.knn import ExactKNN
 from cordatlas.checks import require_columns
 from cordatlas.config import METADATA_COLUMNS
 from cordatlas.errors import UserInputError
+from cordatlas.io.stage import CHUNK_CELLS, write_stage_by_rows
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,7 @@ def _concatenate(kept: Sequence[ad.AnnData], *, gene_join: str) -> ad.AnnData:
     return merged
 
 
-def _cells_per_gene(counts: sp.csr_matrix, chunk_cells: int = 10_000) -> np.ndarray:
+def _cells_per_gene(counts: sp.csr_matrix, chunk_cells: int = CHUNK_CELLS) -> np.ndarray:
     """Cells with a count > 0, per gene; read `chunk_cells` rows at a time.
 
     ``(counts > 0).sum(axis=0)`` would build a boolean copy of the whole matrix (with its
@@ -223,7 +225,7 @@ def normalise_to_file(
     path: str | os.PathLike[str],
     *,
     target_sum: float | None = None,
-    chunk_cells: int = 10_000,
+    chunk_cells: int = CHUNK_CELLS,
 ) -> None:
     """Write `adata` (raw counts in X, as merged) to `path` as :func:`normalise` leaves it.
 
@@ -233,8 +235,6 @@ def normalise_to_file(
     `target_sum`): the same file as normalising in memory and writing, while the job holds the
     counts and one chunk of normalised rows instead of both whole matrices.
     """
-    from cordatlas.io.stage import write_stage_by_rows
-
     counts = sp.csr_matrix(adata.X)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     target = float(np.median(totals[totals > 0])) if target_sum is None else float(target_sum)
@@ -517,7 +517,7 @@ def _write_hvg_columns(adata: ad.AnnData, work: ad.AnnData, shared: np.ndarray) 
         adata.var[column] = full
 
 
-def run_pca(adata: ad.AnnData, *, n_pcs: int, seed: int, chunk_cells: int = 10_000) -> None:
+def run_pca(adata: ad.AnnData, *, n_pcs: int, seed: int, chunk_cells: int = CHUNK_CELLS) -> None:
     """PCA on the highly variable genes of the log-normalised data (scaled to unit variance, clipped at 10).
 
     The same PCA as ``sc.pp.scale(max_value=10)`` then ``sc.pp.pca`` on the highly variable
@@ -562,8 +562,6 @@ def run_pca(adata: ad.AnnData, *, n_pcs: int, seed: int, chunk_cells: int = 10_0
     scaled_mean = scaled_total / n_cells
     covariance = (gram - n_cells * np.outer(scaled_mean, scaled_mean)) / (n_cells - 1)
     del gram
-    import scipy.linalg
-
     values, vectors = scipy.linalg.eigh(
         covariance, subset_by_index=[n_genes - n_comps, n_genes - 1]
     )

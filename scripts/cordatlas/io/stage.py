@@ -135,7 +135,8 @@ def read_rows(
         )
 
 
-#: Cells read at a time by :func:`read_genes` (one chunk of the full matrix in memory).
+#: Cells read, or computed, at a time by the chunked stages (read_genes, run_pca,
+#: normalise_to_file, the merge's gene filter, the pseudobulk sums): one chunk in memory.
 CHUNK_CELLS = 10_000
 
 
