@@ -1,4 +1,4 @@
-"""Adapter for rule annotate_cells: marker-panel labels per cluster (and CellTypist if given) -> the atlas."""
+"""Adapter for rule annotate_cells: marker-panel labels per cluster (and CellTypist if given)."""
 
 import anndata as ad
 
@@ -7,14 +7,15 @@ from cordatlas.annotate.labels import annotate_clusters, marker_evidence, score_
 from cordatlas.annotate.panel import load_panel, merge_panels
 from cordatlas.atlas.build import attach_part
 from cordatlas.checks import check_cells_genes
-from cordatlas.io.stage import write_stage
+from cordatlas.io.stage import copy_with_annotations, read_expression
 from cordatlas.logs import rule_logging
-from cordatlas.plotting.atlas import plot_panel_dotplot, plot_umap
+from cordatlas.plotting.atlas import plot_panel_dotplot
 
 with rule_logging(snakemake.log[0]) as log:
     annotation = snakemake.params.annotation
-    # the normalised data with the embedding stages' part (PCA, Harmony, kNN, Leiden, UMAP)
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    # the normalised expression (not the counts) with the embedding stages' part (PCA, Harmony,
+    # kNN, Leiden); the UMAP is embed_umap's, laid out meanwhile
+    adata = read_expression(snakemake.input.h5ad, uns_keys=("unmeasured_genes",))
     attach_part(adata, ad.read_h5ad(snakemake.input.clusters))
     # the panel files come as inputs (annotation.panel / extra_panel, resolved by the rule)
     panel = load_panel(snakemake.input.panel)
@@ -43,12 +44,6 @@ with rule_logging(snakemake.log[0]) as log:
     clusters.to_csv(snakemake.output.clusters, sep="\t", index=False)
     genes.to_csv(snakemake.output.panel_genes, sep="\t", index=False)
     evidence.to_csv(snakemake.output.marker_evidence, sep="\t", index=False)
-    plot_umap(
-        adata,
-        keys=["cell_type", "condition", "donor", "sample"],
-        path=snakemake.output.umap,
-        contrast=snakemake.params.contrast.as_tuple(),
-    )
     plot_panel_dotplot(
         adata,
         {name: entry["markers"] for name, entry in panel["cell_types"].items()},
@@ -59,10 +54,8 @@ with rule_logging(snakemake.log[0]) as log:
         adata,
         snakemake.output.h5ad,
         require_obs=("cell_type", "leiden", "sample", "donor", "condition"),
-        require_obsm=("X_umap",),
-        require_layers=("counts",),
-        counts="counts",
-        what=" (the annotated atlas)",
+        what=" (the annotated cells)",
         fix=f"check {snakemake.input.h5ad}, {snakemake.input.clusters} and this job's log",
     )
-    write_stage(adata, snakemake.output.h5ad, deliverable=True)
+    # the normalised file copied as it is (X and the counts layer), these annotations over it
+    copy_with_annotations(snakemake.input.h5ad, snakemake.output.h5ad, adata)

@@ -1,6 +1,7 @@
-"""Adapter for rule cluster_cells: neighbours, Leiden at each resolution, UMAP.
+"""Adapter for rule cluster_cells: neighbours and Leiden at each resolution.
 
-Reads and writes only the embedding part (no expression matrix): annotate_cells attaches it.
+Reads and writes only the embedding part (no expression matrix): annotate_cells attaches it;
+embed_umap lays the graph out beside annotation.
 """
 
 import anndata as ad
@@ -9,7 +10,6 @@ from cordatlas.atlas.build import cluster, cluster_sizes, stage_part
 from cordatlas.checks import check_cells_genes
 from cordatlas.io.stage import write_stage
 from cordatlas.logs import rule_logging
-from cordatlas.plotting.atlas import plot_umap
 
 with rule_logging(snakemake.log[0]):
     adata = ad.read_h5ad(snakemake.input.h5ad)
@@ -22,23 +22,14 @@ with rule_logging(snakemake.log[0]):
         threads=snakemake.threads,
         resolutions=params.resolutions,
         working_resolution=params.working_resolution,
-        umap_min_dist=params.umap_min_dist,
-        umap_init=params.umap_init,
         seed=params.seed,
     )
     cluster_sizes(adata, params.resolutions).to_csv(snakemake.output.sizes, sep="\t", index=False)
-    plot_umap(
-        adata,
-        keys=["leiden", "condition", "donor", "sample"],
-        path=snakemake.output.umap,
-        contrast=snakemake.params.contrast.as_tuple(),
-    )
     part = stage_part(adata)
     check_cells_genes(
         part,
         snakemake.output.h5ad,
         require_obs=("leiden",),
-        require_obsm=("X_umap",),
         what=" (the clusters)",
         fix=f"check {snakemake.input.h5ad} and this job's log",
     )

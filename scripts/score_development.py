@@ -33,7 +33,7 @@ with rule_logging(snakemake.log[0]) as log:
     tests = development_contrast(axis, contrast, min_donors=signatures.development_min_donors)
     tests = mark_confounded(tests, read_aliased_factors(snakemake.input.design))
     log.info("development contrast:\n%s", tests.to_string())
-    fix = "check results/atlas.h5ad holds annotated cells; report the log if it fails again"
+    fix = f"check {snakemake.input.h5ad} holds annotated cells; report the log if it fails again"
     check_table(axis, snakemake.output.table, required_columns=AXIS_COLUMNS, fix=fix)
     check_table(
         tests, snakemake.output.contrast, required_columns=("cell_type", "evidence"), fix=fix

@@ -79,7 +79,6 @@ def atlas() -> ad.AnnData:
         n_neighbors=15,
         resolutions=[1.0],
         working_resolution=1.0,
-        umap_min_dist=0.5,
         seed=0,
     )
     return adata
@@ -557,7 +556,6 @@ def annotate_real(adata: ad.AnnData, panel: dict, *, batch: str | None = None) -
         n_neighbors=atlas_params.n_neighbors,
         resolutions=[atlas_params.working_resolution],
         working_resolution=atlas_params.working_resolution,
-        umap_min_dist=atlas_params.umap_min_dist,
         seed=0,
     )
     scores, _ = score_cell_types(adata, panel, seed=0)

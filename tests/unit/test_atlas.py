@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from cordatlas.atlas.build import (
     attach_part,
     cluster,
+    embed_umap,
     integrate,
     leiden_key,
     merge_samples,
@@ -19,9 +20,13 @@ from cordatlas.atlas.build import (
     run_pca,
     select_highly_variable_genes,
     stage_part,
+    umap_part,
 )
 from cordatlas.errors import UserInputError
 from cordatlas.io.stage import (
+    DELIVERABLE_COMPRESSION,
+    copy_as_deliverable,
+    copy_with_annotations,
     open_layer,
     read_expression,
     read_genes,
@@ -121,9 +126,9 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatc
             n_neighbors=15,
             resolutions=[0.1, 0.5],
             working_resolution=0.1,
-            umap_min_dist=0.5,
             seed=0,
         )
+        embed_umap(adata, use_rep=rep, min_dist=0.5, seed=0)
         return adata
 
     first, second = run(merged), run(merged)
@@ -138,10 +143,15 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatc
     part = stage_part(embedding)
     assert part.X is None and not part.layers
     cluster(part, use_rep=rep, n_neighbors=15, resolutions=[0.1, 0.5], working_resolution=0.1,
-            umap_min_dist=0.5, seed=0)  # fmt: skip
+            seed=0)  # fmt: skip
     write_stage(stage_part(part), tmp_path / "clusters.h5ad")
     part = ad.read_h5ad(tmp_path / "clusters.h5ad")
+    assert "X_umap" not in part.obsm  # embed_umap's, a job of its own
+    embed_umap(part, use_rep=rep, min_dist=0.5, seed=0)
+    write_stage(umap_part(part), tmp_path / "umap.h5ad")
     attach_part(normalised, part)
+    layout = ad.read_h5ad(tmp_path / "umap.h5ad")
+    assert set(layout.obsm) == {"X_umap"} and set(layout.uns) == {"umap"} and layout.obs.empty
     assert normalised.obs["leiden"].equals(first.obs["leiden"])
     np.testing.assert_array_equal(normalised.obsm["X_umap"], first.obsm["X_umap"])
     np.testing.assert_array_equal(normalised.varm["PCs"], first.varm["PCs"])
@@ -204,6 +214,62 @@ def test_pipeline_recovers_planted_groups_deterministically(tmp_path, monkeypatc
 
 def rep_in(adata: ad.AnnData) -> bool:
     return adata.uns["integration"]["use_rep"] == "X_pca_harmony" and "X_pca_harmony" in adata.obsm
+
+
+def test_annotated_copy_and_delivered_atlas_keep_every_matrix(tmp_path, monkeypatch):
+    """annotate_cells copies the normalised file and writes its annotations over the copy;
+    write_atlas copies its matrices by chunks, compressed, under the annotations and UMAP."""
+    import h5py
+
+    rng = np.random.default_rng(11)
+    counts = sp.random(230, 40, density=0.3, format="csr", random_state=3, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 20)
+    normalised = ad.AnnData(
+        X=counts.copy(),
+        obs=pd.DataFrame({"sample": ["a", "b"] * 115}, index=[f"c{i}" for i in range(230)]),
+        var=pd.DataFrame({"highly_variable": rng.random(40) > 0.5}, index=[f"g{i}" for i in range(40)]),
+        layers={"counts": counts},
+        uns={"log1p": {"base": None}},
+    )  # fmt: skip
+    normalised.X.data = np.log1p(normalised.X.data)
+    write_stage(normalised, tmp_path / "normalised.h5ad")
+    cells = read_expression(tmp_path / "normalised.h5ad")
+    cells.obs["cell_type"] = pd.Categorical(["T", "B"] * 115)
+    cells.obsm["X_pca"] = rng.normal(size=(230, 3)).astype(np.float32)
+    cells.obsp["connectivities"] = sp.identity(230, format="csr")
+    cells.varm["PCs"] = rng.normal(size=(40, 3))
+    cells.uns["cell_type_annotation"] = {"panel": "v1"}
+    copy_with_annotations(tmp_path / "normalised.h5ad", tmp_path / "annotated.h5ad", cells)
+    annotated = ad.read_h5ad(tmp_path / "annotated.h5ad")
+    assert (annotated.X != normalised.X).nnz == 0
+    assert (annotated.layers["counts"] != counts).nnz == 0
+    assert annotated.obs["cell_type"].tolist() == ["T", "B"] * 115
+    assert annotated.obs["sample"].equals(normalised.obs["sample"])
+    assert annotated.var.equals(normalised.var)
+    assert set(annotated.uns) == {"log1p", "cell_type_annotation"}  # the source's uns kept
+    np.testing.assert_array_equal(annotated.obsm["X_pca"], cells.obsm["X_pca"])
+    np.testing.assert_array_equal(annotated.varm["PCs"], cells.varm["PCs"])
+    assert (annotated.obsp["connectivities"] != cells.obsp["connectivities"]).nnz == 0
+    with pytest.raises(ValueError, match="same order"):
+        copy_with_annotations(tmp_path / "normalised.h5ad", tmp_path / "x.h5ad", cells[::-1])
+    # write_atlas: the annotations (no matrices) with the layout, matrices copied by chunks
+    monkeypatch.setattr("cordatlas.io.stage.CHUNK_CELLS", 37)  # several chunks, a ragged last
+    delivered = read_without_matrices(tmp_path / "annotated.h5ad")
+    assert delivered.var.equals(normalised.var) and "PCs" in delivered.varm
+    delivered.obsm["X_umap"] = rng.normal(size=(230, 2)).astype(np.float32)
+    copy_as_deliverable(tmp_path / "annotated.h5ad", tmp_path / "atlas.h5ad", delivered)
+    atlas = ad.read_h5ad(tmp_path / "atlas.h5ad")
+    assert (atlas.X != normalised.X).nnz == 0 and atlas.X.dtype == normalised.X.dtype
+    assert (atlas.layers["counts"] != counts).nnz == 0
+    assert atlas.obs.equals(annotated.obs) and atlas.var.equals(annotated.var)
+    np.testing.assert_array_equal(atlas.obsm["X_umap"], delivered.obsm["X_umap"])
+    np.testing.assert_array_equal(atlas.varm["PCs"], cells.varm["PCs"])
+    assert set(atlas.uns) == {"log1p", "cell_type_annotation"}
+    with h5py.File(tmp_path / "atlas.h5ad") as handle:
+        assert handle["X/data"].compression == DELIVERABLE_COMPRESSION
+        assert handle["layers/counts/indices"].compression == DELIVERABLE_COMPRESSION
+    with pytest.raises(ValueError, match="same order"):
+        copy_as_deliverable(tmp_path / "annotated.h5ad", tmp_path / "y.h5ad", delivered[::-1])
 
 
 def test_pca_in_chunks_equals_scanpys_scale_and_pca():
@@ -278,7 +344,7 @@ def test_knn_graph_is_exact_up_to_the_cell_limit_then_approximate():
     adata = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(5000)]))
     adata.obsm["X_pca"] = embedding
     options = dict(use_rep="X_pca", n_neighbors=10, resolutions=[0.5], working_resolution=0.5,
-                   umap_min_dist=0.5, seed=0)  # fmt: skip
+                   seed=0)  # fmt: skip
     exact = adata.copy()
     cluster(exact, exact_knn_max_cells=5000, threads=2, **options)
     assert exact.uns["neighbors"]["params"]["knn"] == "exact"
@@ -300,12 +366,13 @@ def test_umap_starts_from_the_chosen_layout():
     )
     adata = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(600)]))
     adata.obsm["X_pca"] = embedding
-    options = dict(use_rep="X_pca", n_neighbors=10, resolutions=[0.5], working_resolution=0.5,
-                   umap_min_dist=0.5, seed=0)  # fmt: skip
+    cluster(adata, use_rep="X_pca", n_neighbors=10, resolutions=[0.5], working_resolution=0.5,
+            seed=0)  # fmt: skip
+    options = dict(use_rep="X_pca", min_dist=0.5, seed=0)
     runs = {}
     for init in ("pca", "spectral", "pca"):
         run = adata.copy()
-        cluster(run, umap_init=init, **options)
+        embed_umap(run, init=init, **options)
         assert run.uns["umap"]["params"]["init"] == init
         runs.setdefault(init, []).append(run.obsm["X_umap"])
     np.testing.assert_array_equal(*runs["pca"])  # seeded: the same picture on a rerun
@@ -320,4 +387,4 @@ def test_umap_starts_from_the_chosen_layout():
         gaps = [np.linalg.norm(centroids[i] - centroids[j]) for i in range(4) for j in range(i)]
         assert min(gaps) > 2 * spread
     with pytest.raises(ValueError, match="umap_init"):
-        cluster(adata.copy(), umap_init="tsne", **options)
+        embed_umap(adata.copy(), init="tsne", **options)

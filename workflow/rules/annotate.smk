@@ -9,7 +9,8 @@ rule annotate_cells:
         extra_panel=optional_file(PARAMS.annotation.extra_panel),
         celltypist_model=optional_file(PARAMS.annotation.celltypist_model),
     output:
-        h5ad=study_path("results/atlas.h5ad"),
+        # the normalised file with the cell annotations (the stage every analysis reads)
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         clusters=report(
             study_path("results/annotate/cluster_labels.tsv"),
             caption="../report/cluster_labels.rst",
@@ -25,11 +26,6 @@ rule annotate_cells:
             caption="../report/marker_evidence.rst",
             category="Annotation",
         ),
-        umap=report(
-            study_path("results/annotate/umap_cell_type.png"),
-            caption="../report/umap_cell_type.rst",
-            category="Annotation",
-        ),
         dotplot=report(
             study_path("results/annotate/panel_dotplot.png"),
             caption="../report/panel_dotplot.rst",
@@ -42,11 +38,38 @@ rule annotate_cells:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        # the normalised expression without the counts layer, and the scores
+        mem_mb=lambda wc, input, attempt: input_mb(input, 2, floor=2000) * attempt,
         runtime=60,
     params:
         annotation=PARAMS.annotation,
-        contrast=PARAMS.contrast,
         seed=PARAMS.atlas.seed,
     script:
         "../../scripts/annotate_cells.py"
+
+
+rule write_atlas:
+    input:
+        h5ad=study_path("results/annotate/annotated.h5ad"),
+        umap=study_path("results/cluster/umap.h5ad"),
+    output:
+        h5ad=study_path("results/atlas.h5ad"),
+        umap=report(
+            study_path("results/annotate/umap_cell_type.png"),
+            caption="../report/umap_cell_type.rst",
+            category="Annotation",
+        ),
+    log:
+        study_path("logs/write_atlas/write_atlas.log"),
+    benchmark:
+        study_path("benchmarks/write_atlas/write_atlas.tsv")
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        # the annotations and one chunk of each matrix (docs/performance.md)
+        mem_mb=lambda wc, input, attempt: input_mb(input, 1, floor=2000) * attempt,
+        runtime=60,
+    params:
+        contrast=PARAMS.contrast,
+    script:
+        "../../scripts/write_atlas.py"

@@ -85,16 +85,11 @@ rule cluster_cells:
     input:
         h5ad=study_path("results/integrate/embedding.h5ad"),
     output:
-        # the embedding part plus the kNN graph, Leiden labels and UMAP (no expression matrix)
+        # the embedding part plus the kNN graph and Leiden labels (no expression matrix)
         h5ad=study_path("results/cluster/clusters.h5ad"),
         sizes=report(
             study_path("results/cluster/cluster_sizes.tsv"),
             caption="../report/cluster_sizes.rst",
-            category="Atlas",
-        ),
-        umap=report(
-            study_path("results/cluster/umap.png"),
-            caption="../report/umap.rst",
             category="Atlas",
         ),
     log:
@@ -105,8 +100,8 @@ rule cluster_cells:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        # the input is the embedding part only (12.6 MB at 25,000 cells); the kNN search, the
-        # graph and UMAP peaked at 64 times that, 32 times beyond the interpreter's 0.4 GB
+        # the input is the embedding part only (12.6 MB at 25,000 cells); the kNN search and the
+        # graph peaked at 64 times that, 32 times beyond the interpreter's 0.4 GB
         # (docs/performance.md)
         mem_mb=lambda wc, input, attempt: input_mb(input, 40, floor=2000) * attempt,
         runtime=120,
@@ -115,17 +110,44 @@ rule cluster_cells:
         exact_knn_max_cells=PARAMS.atlas.exact_knn_max_cells,
         resolutions=PARAMS.atlas.leiden_resolutions,
         working_resolution=PARAMS.atlas.working_resolution,
-        umap_min_dist=PARAMS.atlas.umap_min_dist,
-        umap_init=PARAMS.atlas.umap_init,
-        contrast=PARAMS.contrast,
         seed=PARAMS.atlas.seed,
     script:
         "../../scripts/cluster_cells.py"
 
 
+rule embed_umap:
+    input:
+        h5ad=study_path("results/cluster/clusters.h5ad"),
+    output:
+        # the layout only (obsm X_umap): write_atlas puts it into the atlas
+        h5ad=study_path("results/cluster/umap.h5ad"),
+        umap=report(
+            study_path("results/cluster/umap.png"),
+            caption="../report/umap.rst",
+            category="Atlas",
+        ),
+    log:
+        study_path("logs/embed_umap/embed_umap.log"),
+    benchmark:
+        study_path("benchmarks/embed_umap/embed_umap.tsv")
+    conda:
+        "../../envs/scanpy.yaml"
+    resources:
+        # the cluster part and the layout's working arrays (docs/performance.md)
+        mem_mb=lambda wc, input, attempt: input_mb(input, 20, floor=2000) * attempt,
+        runtime=120,
+    params:
+        umap_min_dist=PARAMS.atlas.umap_min_dist,
+        umap_init=PARAMS.atlas.umap_init,
+        contrast=PARAMS.contrast,
+        seed=PARAMS.atlas.seed,
+    script:
+        "../../scripts/embed_umap.py"
+
+
 rule find_markers:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
     output:
         table=report(
             study_path("results/cluster/markers.tsv"),
@@ -155,7 +177,7 @@ rule find_markers:
 
 rule evaluate_integration:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
     output:
         metrics=report(
             study_path("results/annotate/integration_metrics.tsv"),

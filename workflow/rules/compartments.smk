@@ -4,7 +4,7 @@
 
 rule test_compartments:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         scores=study_path("results/signatures/cell_scores.tsv.gz"),
         panel=shipped_file(PARAMS.annotation.panel),
         extra_panel=optional_file(PARAMS.annotation.extra_panel),

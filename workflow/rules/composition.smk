@@ -3,7 +3,7 @@
 
 rule test_composition:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
     output:
         proportions=report(

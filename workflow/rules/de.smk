@@ -4,7 +4,7 @@
 
 rule aggregate_pseudobulk:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
     output:
         h5ad=study_path("results/de/pseudobulks.h5ad"),
@@ -76,7 +76,7 @@ rule test_pseudobulk_de:
 
 rule test_cell_level_de:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         plan=study_path("results/de/de_plan.tsv"),
         design=study_path("results/design/design_findings.tsv"),
     output:

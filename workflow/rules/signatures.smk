@@ -4,7 +4,7 @@
 
 rule score_signatures:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
     output:
@@ -38,7 +38,7 @@ rule test_signatures:
         # the contamination check: each set's scored genes summed in every cell type's pseudobulks
         genes=study_path("results/signatures/signature_genes.tsv"),
         pseudobulks=study_path("results/de/pseudobulks.h5ad"),
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
@@ -79,7 +79,7 @@ rule test_signatures:
 
 rule score_development:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),
@@ -119,7 +119,7 @@ rule score_development:
 
 rule score_cycling:
     input:
-        h5ad=study_path("results/atlas.h5ad"),
+        h5ad=study_path("results/annotate/annotated.h5ad"),
         design=study_path("results/design/design_findings.tsv"),
         library=shipped_file(PARAMS.signatures.library),
         extra_sets=list(PARAMS.signatures.extra_sets),

@@ -619,22 +619,18 @@ def cluster(
     n_neighbors: int,
     resolutions: Sequence[float],
     working_resolution: float,
-    umap_min_dist: float,
     seed: int,
-    umap_init: str = "pca",
     exact_knn_max_cells: int = 200_000,
     threads: int = 1,
 ) -> None:
-    """kNN graph, Leiden (igraph flavour) at each resolution, UMAP; in place.
+    """kNN graph and Leiden (igraph flavour) at each resolution; in place.
 
     The kNN graph is exact (:class:`~cordatlas.atlas.knn.ExactKNN`, faiss, on `threads`) up to
     `exact_knn_max_cells` cells, scanpy's approximate pynndescent search above (config
     atlas.exact_knn_max_cells).
     Every clustering is kept as ``obs[leiden_res{r}]``; ``obs["leiden"]`` is the working one.
-    UMAP starts from `umap_init`: "pca" (the first two columns of `use_rep`) or "spectral".
+    The UMAP of the graph is :func:`embed_umap`'s, a job of its own (only figures need it).
     """
-    if umap_init not in ("pca", "spectral"):
-        raise ValueError(f"umap_init must be 'pca' or 'spectral', not {umap_init!r}")
     transformer = None
     if adata.n_obs <= exact_knn_max_cells:
         transformer = ExactKNN(n_neighbors=n_neighbors, n_jobs=threads)
@@ -663,13 +659,25 @@ def cluster(
         "flavor": "igraph",
         "seed": seed,
     }
-    init_pos = (
-        np.asarray(adata.obsm[use_rep][:, :2], dtype=np.float32)
-        if umap_init == "pca"
-        else "spectral"
-    )
-    sc.tl.umap(adata, min_dist=umap_min_dist, init_pos=init_pos, random_state=seed)
-    adata.uns["umap"]["params"]["init"] = umap_init
+
+
+#: How :func:`embed_umap` may start the layout.
+UMAP_INITS = ("pca", "spectral")
+
+
+def embed_umap(
+    adata: ad.AnnData, *, use_rep: str, min_dist: float, seed: int, init: str = "pca"
+) -> None:
+    """UMAP of :func:`cluster`'s kNN graph (``obsp["connectivities"]``) into ``obsm["X_umap"]``.
+
+    The layout starts from `init`: "pca" (the first two columns of `use_rep`) or "spectral".
+    scanpy 1.11.5 lays it out on one thread; the rule runs it beside annotate_cells.
+    """
+    if init not in UMAP_INITS:
+        raise ValueError(f"umap_init must be 'pca' or 'spectral', not {init!r}")
+    init_pos = np.asarray(adata.obsm[use_rep][:, :2], dtype=np.float32) if init == "pca" else init
+    sc.tl.umap(adata, min_dist=min_dist, init_pos=init_pos, random_state=seed)
+    adata.uns["umap"]["params"]["init"] = init
 
 
 def stage_part(adata: ad.AnnData, *, all_genes: pd.Index | None = None) -> ad.AnnData:
@@ -701,6 +709,20 @@ def stage_part(adata: ad.AnnData, *, all_genes: pd.Index | None = None) -> ad.An
         obsp=dict(adata.obsp),
         varm=varm,
         uns=dict(adata.uns),
+    )
+
+
+def umap_part(adata: ad.AnnData) -> ad.AnnData:
+    """:func:`embed_umap`'s part: the cells and genes with ``obsm["X_umap"]`` and ``uns["umap"]``.
+
+    The other annotations stay in the cluster part it was laid out from; write_atlas attaches
+    both (:func:`attach_part`).
+    """
+    return ad.AnnData(
+        obs=pd.DataFrame(index=adata.obs_names.copy()),
+        var=pd.DataFrame(index=adata.var_names.copy()),
+        obsm={"X_umap": adata.obsm["X_umap"]},
+        uns={"umap": adata.uns["umap"]},
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import scipy.sparse as sp
 __all__ = [
     "DELIVERABLE_COMPRESSION",
     "STAGE_COMPRESSION",
+    "copy_with_annotations",
+    "copy_as_deliverable",
     "open_layer",
     "read_expression",
     "read_genes",
@@ -54,42 +57,142 @@ def write_stage_by_rows(
     ``X`` one at a time (anndata's on-disk sparse dataset), so the whole matrix is never held.
     `adata` itself has no ``X``.
     """
-    from anndata.io import sparse_dataset, write_elem
-
     if adata.X is not None:
         raise ValueError("adata has an X; its rows are to come from `rows`")
     write_stage(adata, path)
-    n_rows = 0
     with h5py.File(path, "r+") as handle:
-        for block in rows:
-            if n_rows == 0:
-                write_elem(handle, "X", sp.csr_matrix(block))
-            else:
-                sparse_dataset(handle["X"]).append(sp.csr_matrix(block))
-            n_rows += block.shape[0]
+        n_rows = _append_rows(handle, "X", rows, compression=STAGE_COMPRESSION)
     if n_rows != adata.n_obs:
         raise ValueError(f"rows gave {n_rows} cells for an AnnData of {adata.n_obs}")
     return Path(path)
 
 
-def read_without_matrices(path: str | os.PathLike[str]) -> ad.AnnData:
-    """An h5ad's cells (obs, obsm, obsp, uns) and gene names, without X or layers.
+def _append_rows(
+    handle: h5py.File, key: str, rows: Iterable[sp.spmatrix], *, compression: str | None
+) -> int:
+    """Write CSR blocks of cells one after another as the sparse matrix `key`; cells written."""
+    from anndata.io import sparse_dataset, write_elem
 
-    For rules that need labels, embeddings or the kNN graph only (evaluate_integration): the
-    expression matrices are the bulk of the file and are never read.
+    n_rows = 0
+    for block in rows:
+        if n_rows == 0:
+            kwargs = {"compression": compression} if compression else {}
+            write_elem(handle, key, sp.csr_matrix(block), dataset_kwargs=kwargs)
+        else:
+            sparse_dataset(handle[key]).append(sp.csr_matrix(block))
+        n_rows += block.shape[0]
+    return n_rows
+
+
+def _row_blocks(matrix: h5py.Group) -> Iterator[sp.csr_matrix]:
+    """An h5ad's on-disk CSR matrix, :data:`CHUNK_CELLS` cells at a time."""
+    from anndata.io import sparse_dataset
+
+    source = sparse_dataset(matrix)
+    for start in range(0, source.shape[0], CHUNK_CELLS):
+        yield source[start : start + CHUNK_CELLS]
+
+
+def _matrix_keys(handle: h5py.File) -> list[str]:
+    """The expression matrices of an open h5ad: ``X`` and every layer."""
+    layers = [f"layers/{name}" for name in handle["layers"]] if "layers" in handle else []
+    return (["X"] if "X" in handle else []) + layers
+
+
+def _check_same_cells_genes(handle: h5py.File, adata: ad.AnnData, source: object) -> None:
+    from anndata.io import read_elem
+
+    obs_names = pd.Index(read_elem(handle["obs"]).index)
+    var_names = pd.Index(read_elem(handle["var"]).index)
+    if not obs_names.equals(adata.obs_names) or not var_names.equals(adata.var_names):
+        raise ValueError(
+            f"the annotations do not hold the cells and genes of {source} in the same order"
+        )
+
+
+def copy_with_annotations(
+    source: str | os.PathLike[str], path: str | os.PathLike[str], adata: ad.AnnData
+) -> Path:
+    """`source` (an h5ad) copied to `path`, with `adata`'s obs, obsm, obsp, varm and uns.
+
+    For annotate_cells, whose atlas is the normalised data plus cell annotations: the file is
+    copied as bytes (its ``X`` and layers are never read or rewritten), then the annotations
+    are written over the copy's; uns is the source's updated with `adata`'s. `adata` must
+    hold the source's cells and genes in the same order; its own ``X`` is not written.
+    """
+    from anndata.io import read_elem, write_elem
+
+    path = Path(path)
+    shutil.copyfile(source, path)
+    with h5py.File(path, "r+") as handle:
+        _check_same_cells_genes(handle, adata, source)
+        uns = read_elem(handle["uns"]) if "uns" in handle else {}
+        uns.update(adata.uns)
+        elements = {
+            "obs": adata.obs,
+            "obsm": dict(adata.obsm),
+            "obsp": dict(adata.obsp),
+            "varm": dict(adata.varm),
+            "uns": uns,
+        }
+        for key, value in elements.items():
+            if key in handle:
+                del handle[key]
+            write_elem(handle, key, value)
+    return path
+
+
+def copy_as_deliverable(
+    source: str | os.PathLike[str], path: str | os.PathLike[str], adata: ad.AnnData
+) -> Path:
+    """`adata` written as a deliverable (:func:`write_stage`), with `source`'s matrices.
+
+    For write_atlas: ``X`` and every layer of `source` (an h5ad of the same cells and genes in
+    the same order) are copied into `path` :data:`CHUNK_CELLS` cells at a time and compressed
+    (:data:`DELIVERABLE_COMPRESSION`), so the job holds one chunk, never a matrix; `adata`
+    brings the annotations (its own ``X`` and layers are not written).
+    """
+    with h5py.File(source, "r") as handle:
+        _check_same_cells_genes(handle, adata, source)
+    annotations = ad.AnnData(
+        obs=adata.obs,
+        var=adata.var,
+        obsm=dict(adata.obsm),
+        obsp=dict(adata.obsp),
+        varm=dict(adata.varm),
+        uns=adata.uns,
+    )
+    write_stage(annotations, path, deliverable=True)
+    with h5py.File(source, "r") as handle, h5py.File(path, "r+") as target:
+        for key in _matrix_keys(handle):
+            matrix = handle[key]
+            if isinstance(matrix, h5py.Dataset):  # dense: copied as it is stored
+                target.copy(matrix, key)
+            else:
+                _append_rows(target, key, _row_blocks(matrix), compression=DELIVERABLE_COMPRESSION)
+    return Path(path)
+
+
+def read_without_matrices(path: str | os.PathLike[str]) -> ad.AnnData:
+    """An h5ad's cells (obs, obsm, obsp, uns) and genes (var, varm), without X or layers.
+
+    For rules that need labels, embeddings or the kNN graph only (evaluate_integration,
+    write_atlas): the expression matrices are the bulk of the file and are never read.
     """
     from anndata.io import read_elem
 
     with h5py.File(path, "r") as handle:
         parts = {
-            key: read_elem(handle[key]) for key in ("obs", "obsm", "obsp", "uns") if key in handle
+            key: read_elem(handle[key])
+            for key in ("obs", "var", "obsm", "obsp", "varm", "uns")
+            if key in handle
         }
-        var_index = read_elem(handle["var"]).index
     return ad.AnnData(
         obs=parts["obs"],
-        var=pd.DataFrame(index=var_index),
+        var=parts["var"],
         obsm=parts.get("obsm"),
         obsp=parts.get("obsp"),
+        varm=parts.get("varm"),
         uns=parts.get("uns"),
     )
 
