@@ -17,6 +17,8 @@ rule aggregate_pseudobulk:
         study_path("logs/aggregate_pseudobulk/aggregate_pseudobulk.log"),
     benchmark:
         study_path("benchmarks/aggregate_pseudobulk/aggregate_pseudobulk.tsv")
+    # the head of the longest chain after annotation (see test_pseudobulk_de)
+    priority: 1
     conda:
         "../../envs/scanpy.yaml"
     resources:
@@ -55,12 +57,18 @@ rule test_pseudobulk_de:
         study_path("logs/test_pseudobulk_de/test_pseudobulk_de.log"),
     benchmark:
         study_path("benchmarks/test_pseudobulk_de/test_pseudobulk_de.tsv")
+    # the longest chain after annotation (pseudobulks, DE, summary, enrichment, findings):
+    # started first
+    priority: 1
     conda:
         "../../envs/scanpy.yaml"
-    # cell types side by side, one forked worker process per thread; memory measured at 20,000
-    # genes, 2 threads: 2.7 GB (PSS, all processes), of which the volcano plot ~1 GB in the
-    # parent and each worker's fit ~0.1-0.2 GB beyond what it shares with the parent
-    threads: 4
+    # cell types side by side, one forked worker process per thread (--set-threads
+    # test_pseudobulk_de=4 on a machine with cores to spare; the SLURM profile does); memory
+    # measured at 20,000 genes, 2 threads: 2.7 GB (PSS, all processes), of which the volcano
+    # plot ~1 GB in the parent and each worker's fit ~0.1-0.2 GB beyond what it shares with the
+    # parent. One thread by default: on a 2-core machine a 2-thread job waits until both cores
+    # are free at once, and the other analyses kept one busy (docs/performance.md).
+    threads: 1
     resources:
         mem_mb=lambda wc, input, threads, attempt: input_mb(
             input, 10, floor=2000 + 400 * threads
