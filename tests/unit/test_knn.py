@@ -64,3 +64,43 @@ def test_refuses_too_few_cells_and_non_finite_values():
         ExactKNN(n_neighbors=5).fit(points)
     with pytest.raises(ValueError, match="3 columns"):
         ExactKNN(n_neighbors=5).fit(points[10:]).transform(np.zeros((4, 2)))
+
+
+def test_connectivities_equal_scanpys_umap_graph_without_importing_umap():
+    """exact_neighbours writes sc.pp.neighbors' graph (ExactKNN transformer, method umap)."""
+    import subprocess
+    import sys
+
+    import anndata as ad
+    import scanpy as sc
+
+    from cordatlas.atlas.build import exact_neighbours
+
+    points = _clustered(3000, 20, seed=4)
+    points[1] = points[0]  # a duplicate: its nearest neighbour is at distance 0
+    ours = ad.AnnData(obsm={"rep": points})
+    ours.obs_names = [f"c{i}" for i in range(3000)]
+    theirs = ours.copy()
+    exact_neighbours(ours, use_rep="rep", n_neighbors=15, seed=0, threads=2)
+    sc.pp.neighbors(theirs, n_neighbors=15, use_rep="rep", random_state=0,
+                    transformer=ExactKNN(n_neighbors=15, n_jobs=2))  # fmt: skip
+    assert (ours.obsp["distances"] != theirs.obsp["distances"]).nnz == 0
+    got, expected = ours.obsp["connectivities"], theirs.obsp["connectivities"]
+    assert got.dtype == expected.dtype == np.float32 and got.has_sorted_indices
+    assert ((got != 0) != (expected != 0)).nnz == 0  # the same edges
+    difference = abs(got - expected)
+    assert difference.max() <= 2e-7  # float32 rounding (numpy's exp against C's expf)
+    assert (difference > 0).sum() < 0.005 * got.nnz
+    assert ours.uns["neighbors"]["params"] == theirs.uns["neighbors"]["params"] | {"knn": "exact"}
+    assert {k: v for k, v in ours.uns["neighbors"].items() if k != "params"} == {
+        k: v for k, v in theirs.uns["neighbors"].items() if k != "params"
+    }
+    # and without umap-learn (whose import compiles pynndescent's functions for seconds)
+    code = (
+        "import sys, numpy as np, anndata as ad\n"
+        "from cordatlas.atlas.build import exact_neighbours\n"
+        "a = ad.AnnData(obsm={'rep': np.random.default_rng(0).normal(size=(300, 5))})\n"
+        "exact_neighbours(a, use_rep='rep', n_neighbors=10, seed=0)\n"
+        "assert 'umap' not in sys.modules and 'pynndescent' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

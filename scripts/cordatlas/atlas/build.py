@@ -25,7 +25,7 @@ from cordatlas.atlas.genes import (
     sample_id,
     unmeasured_by_sample,
 )
-from cordatlas.atlas.knn import ExactKNN
+from cordatlas.atlas.knn import ExactKNN, fuzzy_connectivities
 from cordatlas.checks import require_columns
 from cordatlas.config import METADATA_COLUMNS
 from cordatlas.errors import UserInputError
@@ -625,23 +625,19 @@ def cluster(
 ) -> None:
     """kNN graph and Leiden (igraph flavour) at each resolution; in place.
 
-    The kNN graph is exact (:class:`~cordatlas.atlas.knn.ExactKNN`, faiss, on `threads`) up to
-    `exact_knn_max_cells` cells, scanpy's approximate pynndescent search above (config
-    atlas.exact_knn_max_cells).
+    The kNN graph is exact (:class:`~cordatlas.atlas.knn.ExactKNN`, faiss, on `threads`, with
+    UMAP's connectivities, :func:`exact_neighbours`) up to `exact_knn_max_cells` cells,
+    scanpy's approximate pynndescent search above (config atlas.exact_knn_max_cells).
     Every clustering is kept as ``obs[leiden_res{r}]``; ``obs["leiden"]`` is the working one.
     The UMAP of the graph is :func:`embed_umap`'s, a job of its own (only figures need it).
     """
-    transformer = None
-    if adata.n_obs <= exact_knn_max_cells:
-        transformer = ExactKNN(n_neighbors=n_neighbors, n_jobs=threads)
-    sc.pp.neighbors(
-        adata,
-        n_neighbors=n_neighbors,
-        use_rep=use_rep,
-        random_state=seed,
-        transformer=transformer,
-    )
-    adata.uns["neighbors"]["params"]["knn"] = "exact" if transformer is not None else "pynndescent"
+    if n_neighbors < adata.n_obs <= exact_knn_max_cells:
+        exact_neighbours(
+            adata, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed, threads=threads
+        )
+    else:
+        sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+        adata.uns["neighbors"]["params"]["knn"] = "pynndescent"
     for resolution in resolutions:
         sc.tl.leiden(
             adata,
@@ -658,6 +654,38 @@ def cluster(
         "working_resolution": float(working_resolution),
         "flavor": "igraph",
         "seed": seed,
+    }
+
+
+def exact_neighbours(
+    adata: ad.AnnData, *, use_rep: str, n_neighbors: int, seed: int, threads: int = 1
+) -> None:
+    """scanpy's neighbours graph (``sc.pp.neighbors`` with :class:`ExactKNN`), in place.
+
+    The same ``obsp["distances"]`` (the transformer's graph: each cell and its `n_neighbors`
+    nearest), ``obsp["connectivities"]`` (UMAP's fuzzy union of each cell and its
+    ``n_neighbors - 1`` nearest, as scanpy computes it,
+    :func:`~cordatlas.atlas.knn.fuzzy_connectivities`) and ``uns["neighbors"]``, without
+    importing umap-learn: its import (pynndescent's compilation) and its connectivity
+    functions' compilation cost 12 s of every cluster_cells job (docs/performance.md).
+    """
+    distances = ExactKNN(n_neighbors=n_neighbors, n_jobs=threads).fit_transform(adata.obsm[use_rep])
+    per_cell = (adata.n_obs, n_neighbors + 1)
+    indices = distances.indices.reshape(per_cell)[:, :n_neighbors]
+    knn_dists = distances.data.reshape(per_cell)[:, :n_neighbors]
+    adata.obsp["distances"] = distances
+    adata.obsp["connectivities"] = fuzzy_connectivities(indices, knn_dists)
+    adata.uns["neighbors"] = {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {
+            "n_neighbors": n_neighbors,
+            "method": "umap",
+            "random_state": seed,
+            "metric": "euclidean",
+            "use_rep": use_rep,
+            "knn": "exact",
+        },
     }
 
 

@@ -91,3 +91,98 @@ class ExactKNN(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None) -> sp.csr_matrix:
         return self.fit(X).transform(X)
+
+
+# --------------------------------------------------------------------------------------------
+# UMAP's connectivities of a kNN graph, without importing umap-learn
+# --------------------------------------------------------------------------------------------
+
+#: umap-learn's constants (umap/umap_.py, 0.5): the binary search's tolerance on the fuzzy set's
+#: cardinality, and the floor of each cell's kernel width as a fraction of its mean distance.
+SMOOTH_K_TOLERANCE = 1e-5
+MIN_K_DIST_SCALE = 1e-3
+_FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
+
+
+def fuzzy_connectivities(knn_indices: np.ndarray, knn_dists: np.ndarray) -> sp.csr_matrix:
+    """UMAP's fuzzy simplicial set of a kNN graph: scanpy's ``connectivities`` (method "umap").
+
+    The computation of umap-learn 0.5's ``fuzzy_simplicial_set`` for precomputed neighbours
+    (McInnes et al. 2018, arXiv:1802.03426; what ``sc.pp.neighbors`` calls, with
+    ``local_connectivity`` and ``set_op_mix_ratio`` 1), in numpy over all cells at once and
+    in the same float32 arithmetic: each cell's distance to its nearest neighbour (rho) and
+    kernel width (sigma, a 64-step binary search until the memberships sum to log2(k) within
+    :data:`SMOOTH_K_TOLERANCE`), memberships ``exp(-(d - rho) / sigma)``, and their fuzzy
+    union ``A + A.T - A * A.T``. umap-learn compiles its numba functions in every process
+    and importing it imports pynndescent, which compiled its own for 7-9 s on the 2-core
+    machine (docs/performance.md); this needs neither. The two agree to float32 rounding
+    (numpy's and libm's ``expf`` may differ in the last bit): ``tests/unit/test_knn.py``.
+
+    Parameters
+    ----------
+    knn_indices, knn_dists
+        Cells x k: each cell's neighbours, itself first (distance 0), in increasing distance.
+    """
+    knn_dists = np.asarray(knn_dists, dtype=np.float32)
+    n_cells, k = knn_dists.shape
+    sigmas, rhos = _smooth_knn_dist(knn_dists, float(k))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gap = knn_dists - rhos[:, None]
+        # the float32 quotient's exp rounded to float32 (within a bit of C's expf)
+        values = np.exp((-(gap / sigmas[:, None])).astype(np.float64)).astype(np.float32)
+    values = np.where((gap <= 0) | (sigmas[:, None] == 0), np.float32(1.0), values)
+    values = np.where(knn_indices == np.arange(n_cells)[:, None], np.float32(0.0), values)
+    rows = np.repeat(np.arange(n_cells, dtype=np.int32), k)
+    result = sp.coo_matrix(
+        (values.ravel(), (rows, np.asarray(knn_indices, dtype=np.int32).ravel())),
+        shape=(n_cells, n_cells),
+    )
+    result.eliminate_zeros()
+    transpose = result.transpose()
+    product = result.multiply(transpose)
+    result = result + transpose - product  # the fuzzy union (set_op_mix_ratio 1)
+    result.eliminate_zeros()
+    return sp.csr_matrix(result)
+
+
+def _smooth_knn_dist(distances: np.ndarray, k: float, n_iter: int = 64):
+    """umap-learn's ``smooth_knn_dist`` (local_connectivity 1, bandwidth 1) for all cells."""
+    n_cells = distances.shape[0]
+    target = np.log2(k)
+    positive = distances > 0
+    has_positive = positive.any(axis=1)
+    first = np.argmax(positive, axis=1)
+    rho = np.where(has_positive, distances[np.arange(n_cells), first], 0).astype(np.float32)
+    lo = np.zeros(n_cells, dtype=np.float32)
+    hi = np.full(n_cells, _FLOAT32_MAX, dtype=np.float32)
+    mid = np.ones(n_cells, dtype=np.float32)
+    gaps = distances[:, 1:] - rho[:, None]
+    searching = np.arange(n_cells)
+    with np.errstate(over="ignore"):
+        for _ in range(n_iter):
+            if searching.size == 0:
+                break
+            m, gap = mid[searching].astype(np.float64), gaps[searching]
+            psum64 = np.zeros(searching.size)
+            for j in range(gap.shape[1]):  # summed in umap-learn's order, as its numba does
+                term = np.exp(-(gap[:, j].astype(np.float64) / m))
+                psum64 += np.where(gap[:, j] > 0, term, 1.0)
+            found = np.abs(psum64 - target) < SMOOTH_K_TOLERANCE
+            rest, psum64 = searching[~found], psum64[~found]
+            over = psum64 > target
+            lo_r, hi_r, mid_r = lo[rest], hi[rest], mid[rest]
+            hi_r = np.where(over, mid_r, hi_r)
+            lo_r = np.where(over, lo_r, mid_r)
+            halved = ((lo_r + hi_r) / np.float32(2.0)).astype(np.float32)
+            doubled = (mid_r * np.float32(2.0)).astype(np.float32)
+            mid_r = np.where(over | (hi_r < _FLOAT32_MAX), halved, doubled)
+            lo[rest], hi[rest], mid[rest] = lo_r, hi_r, mid_r
+            searching = rest
+    result = mid.copy()
+    floor = np.where(
+        rho > 0,
+        MIN_K_DIST_SCALE * distances.astype(np.float64).mean(axis=1),
+        MIN_K_DIST_SCALE * distances.astype(np.float64).mean(),
+    )
+    result = np.where(result < floor, floor, result).astype(np.float32)
+    return result, rho
