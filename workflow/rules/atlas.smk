@@ -165,9 +165,12 @@ rule find_markers:
         study_path("benchmarks/find_markers/find_markers.tsv")
     conda:
         "../../envs/scanpy.yaml"
-    threads: 2
+    # one thread: it then runs beside embed_umap as soon as annotation is done (2 threads took
+    # 15 s against 23-26 s for the Wilcoxon tests at 100k cells, but waited 24 s for both
+    # cores; docs/performance.md); --set-threads find_markers=2 where cores are spare
+    threads: 1
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 2, floor=2000) * attempt,
         runtime=60,
     params:
         markers=PARAMS.atlas.markers,
@@ -196,7 +199,7 @@ rule evaluate_integration:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 6) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 1, floor=2000) * attempt,
         runtime=30,
     params:
         resolutions=PARAMS.atlas.leiden_resolutions,

@@ -32,7 +32,7 @@ rule test_compartments:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 4) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 1, floor=2000) * attempt,
         runtime=10,
     params:
         comparison=PARAMS.comparison,

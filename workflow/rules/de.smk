@@ -104,7 +104,7 @@ rule test_cell_level_de:
         "../../envs/scanpy.yaml"
     resources:
         # one cell type's cells in memory at a time (read backed from the atlas)
-        mem_mb=lambda wc, input, attempt: input_mb(input, 3) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 1, floor=2000) * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         comparison=PARAMS.comparison,

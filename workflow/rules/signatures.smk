@@ -22,7 +22,7 @@ rule score_signatures:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 2, floor=2000) * attempt,
         runtime=30,
     params:
         comparison=PARAMS.comparison,
@@ -67,7 +67,7 @@ rule test_signatures:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 4) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 1, floor=2000) * attempt,
         runtime=20,
     params:
         comparison=PARAMS.comparison,
@@ -107,7 +107,7 @@ rule score_development:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 2, floor=2000) * attempt,
         runtime=20,
     params:
         comparison=PARAMS.comparison,
@@ -141,7 +141,7 @@ rule score_cycling:
     conda:
         "../../envs/scanpy.yaml"
     resources:
-        mem_mb=lambda wc, input, attempt: input_mb(input, 8) * attempt,
+        mem_mb=lambda wc, input, attempt: input_mb(input, 2, floor=2000) * attempt,
         runtime=20,
     params:
         comparison=PARAMS.comparison,
