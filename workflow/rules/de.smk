@@ -62,13 +62,12 @@ rule test_pseudobulk_de:
     priority: 1
     conda:
         "../../envs/scanpy.yaml"
-    # cell types side by side, one forked worker process per thread (--set-threads
-    # test_pseudobulk_de=4 on a machine with cores to spare; the SLURM profile does); memory
-    # measured at 20,000 genes, 2 threads: 2.7 GB (PSS, all processes), of which the volcano
-    # plot ~1 GB in the parent and each worker's fit ~0.1-0.2 GB beyond what it shares with the
-    # parent. One thread by default: on a 2-core machine a 2-thread job waits until both cores
-    # are free at once, and the other analyses kept one busy (docs/performance.md).
-    threads: 1
+    # cell types side by side, one forked worker process per thread; memory measured at 20,000
+    # genes, 2 threads: 2.7 GB (PSS, all processes), of which the volcano plot ~1 GB in the
+    # parent and each worker's fit ~0.1-0.2 GB beyond what it shares with the parent. On one
+    # thread the job took 102.5 s at 100k cells against 44.2 s on two and made the run longer,
+    # though a 2-thread job waits for both cores (docs/performance.md)
+    threads: 4
     resources:
         mem_mb=lambda wc, input, threads, attempt: input_mb(
             input, 10, floor=2000 + 400 * threads

@@ -23,6 +23,8 @@ rule check_design:
         study_path("logs/check_design/check_design.log"),
     benchmark:
         study_path("benchmarks/check_design/check_design.tsv")
+    # the DE chain's first input (see test_pseudobulk_de)
+    priority: 1
     localrule: True
     conda:
         "../../envs/scanpy.yaml"
