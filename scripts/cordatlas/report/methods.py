@@ -109,7 +109,8 @@ def methods_table(config: Mapping[str, Any]) -> pd.DataFrame:
          (CITATIONS["harmony"] + "; " if integration == "harmony" else "")
          + CITATIONS["integration_metrics"]),
         ("clustering and UMAP", "kNN graph (exact, faiss flat index, up to exact_knn_max_cells "
-         "cells; pynndescent above), Leiden (igraph) at each resolution, UMAP from the umap_init layout",
+         "cells, with UMAP's fuzzy-union connectivities as scanpy computes them; pynndescent "
+         "above), Leiden (igraph) at each resolution, UMAP from the umap_init layout",
          _params(config, "atlas.n_neighbors", "atlas.exact_knn_max_cells", "atlas.leiden_resolutions",
                  "atlas.working_resolution", "atlas.umap_min_dist", "atlas.umap_init",
                  "atlas.seed"),
