@@ -412,7 +412,8 @@ class _ShrinkProblem:
                 # negative beyond its scale), its eigenvalues are taken in absolute value
                 # (floored): a descent direction that keeps the curvature's scale, where a
                 # shift to barely positive made steps that the line search had to halve
-                # dozens of times (Gill, Murray & Wright 1981, Practical Optimization, 4.4.2)
+                # dozens of times (eigenvalue modification; Nocedal & Wright 2006, Numerical
+                # Optimization, section 3.4)
                 values, vectors = np.linalg.eigh(hess)
                 floor = np.maximum(1e-8 * np.abs(values).max(axis=1, keepdims=True), 1e-10)
                 values = np.maximum(np.abs(values), floor)
