@@ -84,11 +84,12 @@ def _append_rows(
     return n_rows
 
 
-def _row_blocks(matrix: h5py.Group) -> Iterator[sp.csr_matrix]:
-    """An h5ad's on-disk CSR matrix, :data:`CHUNK_CELLS` cells at a time."""
+def _row_blocks(matrix: h5py.Group | h5py.Dataset) -> Iterator[sp.csr_matrix | np.ndarray]:
+    """An h5ad's on-disk matrix (CSR group or dense dataset), :data:`CHUNK_CELLS` cells at a
+    time."""
     from anndata.io import sparse_dataset
 
-    source = sparse_dataset(matrix)
+    source = sparse_dataset(matrix) if isinstance(matrix, h5py.Group) else matrix
     for start in range(0, source.shape[0], CHUNK_CELLS):
         yield source[start : start + CHUNK_CELLS]
 
@@ -251,8 +252,7 @@ def read_genes(path: str | os.PathLike[str], genes: np.ndarray) -> ad.AnnData:
     file's genes) before the next is read, so the job never holds the full matrix or the
     counts layer.
     """
-    import scipy.sparse as sp
-    from anndata.io import read_elem, sparse_dataset
+    from anndata.io import read_elem
 
     with h5py.File(path, "r") as handle:
         var = read_elem(handle["var"])
@@ -262,11 +262,7 @@ def read_genes(path: str | os.PathLike[str], genes: np.ndarray) -> ad.AnnData:
         obs = read_elem(handle["obs"])
         matrix = handle["X"]
         sparse = isinstance(matrix, h5py.Group)
-        source = sparse_dataset(matrix) if sparse else matrix
-        chunks = [
-            source[start : start + CHUNK_CELLS][:, mask]
-            for start in range(0, len(obs), CHUNK_CELLS)
-        ]
+        chunks = [block[:, mask] for block in _row_blocks(matrix)]
         X = (sp.vstack(chunks, format="csr") if sparse else np.vstack(chunks)) if chunks else None
         uns = read_elem(handle["uns"]) if "uns" in handle else {}
     return ad.AnnData(X=X, obs=obs, var=var.iloc[np.flatnonzero(mask)].copy(), uns=uns)
